@@ -1,0 +1,118 @@
+/* model.h — a Hugging Face model folder of the Llama family, read into one internal description.
+ *
+ * lmb_model_config is what config.json (+ generation_config.json) says, normalised across architectures and
+ * transformers versions.  lmb_weights binds every tensor the architecture needs to one internal layout
+ * (Llama names; InternLM2's fused wqkv split into q/k/v; a tied head points at the embedding).  Linear
+ * weights are [out, in] row-major as stored by HF; AWQ-quantized linears carry qweight/qzeros/scales instead.
+ * The model knows nothing about requests or backends.
+ */
+#ifndef LMB_MODEL_H
+#define LMB_MODEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "error.h"
+#include "safetensors.h"
+#include "tensor.h"
+
+typedef enum lmb_arch { LMB_ARCH_LLAMA, LMB_ARCH_MISTRAL, LMB_ARCH_QWEN2, LMB_ARCH_INTERNLM2 } lmb_arch;
+
+typedef enum lmb_rope_type { LMB_ROPE_DEFAULT, LMB_ROPE_LINEAR, LMB_ROPE_LLAMA3 } lmb_rope_type;
+
+#define LMB_MAX_EOS 8
+
+typedef struct lmb_rope {
+    lmb_rope_type type;
+    double theta;            /* base, default 10000 */
+    double factor;           /* linear / llama3 */
+    double low_freq_factor;  /* llama3 */
+    double high_freq_factor; /* llama3 */
+    int original_max_pos;    /* llama3: original_max_position_embeddings */
+} lmb_rope;
+
+typedef struct lmb_quant_config {
+    bool awq; /* quantization_config.quant_method == "awq" */
+    int bits; /* 4 */
+    int group_size;
+} lmb_quant_config;
+
+typedef struct lmb_model_config {
+    lmb_arch arch;
+    char arch_name[64]; /* as in config.json "architectures"[0] */
+    int hidden;         /* hidden_size */
+    int n_layers;
+    int n_heads;
+    int n_kv_heads;
+    int head_dim; /* head_dim or hidden / n_heads */
+    int ffn;      /* intermediate_size */
+    int vocab;
+    int max_pos; /* max_position_embeddings */
+    double rms_eps;
+    bool tied_embeddings;
+    bool qkv_bias; /* Qwen2 always; Llama attention_bias; InternLM2 "bias" */
+    lmb_rope rope;
+    lmb_dtype dtype; /* torch_dtype / dtype: F32, F16 or BF16 */
+    int bos_id;      /* -1 if none */
+    int eos_ids[LMB_MAX_EOS];
+    int n_eos; /* union of config.json and generation_config.json */
+    lmb_quant_config quant;
+} lmb_model_config;
+
+/* A linear layer y = x W^T (+ b).  Dense: w is [out, in].  AWQ (GEMM layout): qweight I32 [in, out/8],
+ * qzeros I32 [in/group, out/8], scales F16 [in/group, out]. */
+typedef struct lmb_linear {
+    int in, out;
+    lmb_tensor w;
+    lmb_tensor qweight, qzeros, scales;
+    lmb_tensor bias; /* absent unless the architecture has one */
+} lmb_linear;
+
+static inline bool lmb_linear_quantized(const lmb_linear *l) { return l->qweight.data != NULL; }
+
+typedef struct lmb_layer_weights {
+    lmb_tensor attn_norm; /* [hidden] */
+    lmb_linear q, k, v, o;
+    lmb_tensor ffn_norm; /* [hidden] */
+    lmb_linear gate, up, down;
+} lmb_layer_weights;
+
+typedef struct lmb_weights {
+    lmb_tensor embed;      /* [vocab, hidden] */
+    lmb_tensor final_norm; /* [hidden] */
+    lmb_linear head;       /* [vocab, hidden]; views embed when tied */
+    lmb_layer_weights *layers;
+    /* Buffers the binding had to create (InternLM2 split); freed with the model. */
+    void **owned;
+    int n_owned;
+} lmb_weights;
+
+typedef struct lmb_model {
+    char dir[4096];
+    lmb_model_config cfg;
+    lmb_weights w;
+    lmb_safetensors *st;
+} lmb_model;
+
+/* Parses config.json text (and generation_config.json text, may be NULL). `what` names the source in errors. */
+int lmb_config_parse(const char *config_json, const char *generation_json, const char *what,
+                     lmb_model_config *cfg, lmb_error *err);
+/* Reads DIR/config.json and DIR/generation_config.json (optional). */
+int lmb_config_load(const char *dir, lmb_model_config *cfg, lmb_error *err);
+
+/* Opens the folder: config, safetensors, weight binding with shape checks. */
+int lmb_model_open(const char *dir, lmb_model **out, lmb_error *err);
+void lmb_model_close(lmb_model *m);
+
+/* Binds weights from an already-open tensor set (used by lmb_model_open and tests). */
+int lmb_weights_bind(const lmb_model_config *cfg, const lmb_safetensors *st, lmb_weights *w, lmb_error *err);
+void lmb_weights_free(lmb_weights *w, int n_layers);
+
+int64_t lmb_config_param_count(const lmb_model_config *cfg);
+/* KV-cache bytes per token for all layers at the given bits per element (16, 8, 4), including the
+ * per-token-per-head scale/zero overhead for 8 and 4 bits (two fp16 values per head for K and for V). */
+size_t lmb_config_kv_bytes_per_token(const lmb_model_config *cfg, int bits);
+
+const char *lmb_arch_name(lmb_arch a);
+
+#endif

@@ -1,0 +1,39 @@
+/* safetensors.h — read (mmap, fully validated) and write safetensors checkpoints, single or sharded.
+ *
+ * Reader invariants: after lmb_st_open* succeeds every tensor's [begin,end) lies inside its file's data
+ * section, no two tensors overlap, and nbytes == numel * dtype size; a bad file never crashes the reader,
+ * it yields an error naming the file and the field.  Tensor views stay valid until lmb_st_close.
+ */
+#ifndef LMB_SAFETENSORS_H
+#define LMB_SAFETENSORS_H
+
+#include <stddef.h>
+
+#include "error.h"
+#include "tensor.h"
+
+typedef struct lmb_safetensors lmb_safetensors;
+
+/* One .safetensors file. */
+int lmb_st_open_file(const char *path, lmb_safetensors **out, lmb_error *err);
+/* A model folder: model.safetensors.index.json (sharded) if present, else model.safetensors, else every
+ * *.safetensors file in the folder.  Tensor names must be unique across shards. */
+int lmb_st_open_dir(const char *dir, lmb_safetensors **out, lmb_error *err);
+void lmb_st_close(lmb_safetensors *st);
+
+int lmb_st_count(const lmb_safetensors *st);
+const lmb_tensor *lmb_st_at(const lmb_safetensors *st, int i);
+const lmb_tensor *lmb_st_find(const lmb_safetensors *st, const char *name); /* NULL if absent */
+/* "__metadata__" string value for key, NULL if absent (first file for sharded sets). */
+const char *lmb_st_metadata(const lmb_safetensors *st, const char *key);
+
+/* Writer: collect tensors (data is borrowed until lmb_st_writer_save), then save atomically. */
+typedef struct lmb_st_writer lmb_st_writer;
+lmb_st_writer *lmb_st_writer_new(void);
+int lmb_st_writer_add(lmb_st_writer *w, const char *name, lmb_dtype dtype, int ndim, const int64_t *shape,
+                      const void *data, lmb_error *err);
+int lmb_st_writer_set_metadata(lmb_st_writer *w, const char *key, const char *value, lmb_error *err);
+int lmb_st_writer_save(lmb_st_writer *w, const char *path, lmb_error *err);
+void lmb_st_writer_free(lmb_st_writer *w);
+
+#endif

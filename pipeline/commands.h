@@ -1,0 +1,9 @@
+/* commands.h — the subcommands of `lmbatch`; each lives in pipeline/cmd_<name>.c and returns an exit code
+ * (0 ok, 1 some lines/items failed, 2 usage, 3 locked, 4 model/quantize failure; see docs/FORMATS.md). */
+#ifndef LMB_COMMANDS_H
+#define LMB_COMMANDS_H
+
+enum { LMB_EXIT_OK = 0, LMB_EXIT_PARTIAL = 1, LMB_EXIT_USAGE = 2, LMB_EXIT_LOCKED = 3, LMB_EXIT_MODEL = 4 };
+
+
+#endif
