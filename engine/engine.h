@@ -85,7 +85,7 @@ void lmb_engine_close(lmb_engine *e);
 int lmb_engine_submit(lmb_engine *e, const lmb_request *r, lmb_error *err);
 /* Finishes the request with LMB_FINISH_ABORT at the next step (its blocks are freed then). No-op if unknown. */
 void lmb_engine_abort(lmb_engine *e, uint64_t id);
-/* Runs one step; *events/*n_events are valid until the next call. */
+/* Runs one step; the events array (*events, *n_events) stays valid until the next call. */
 int lmb_engine_step(lmb_engine *e, const lmb_event **events, int *n_events, lmb_error *err);
 /* Waiting + running requests. */
 int lmb_engine_pending(const lmb_engine *e);

@@ -1,0 +1,54 @@
+/* kernels.h — the CPU reference kernels (kernels/cpu/, fp32, OpenMP).  Each CUDA kernel in kernels/cuda/
+ * is tested against its counterpart here on random data.  Shapes are row-major; T = tokens in the batch.
+ *
+ * Batch invariance: every output element is computed by the same sequence of operations whatever the
+ * batch size or the row's place in the batch, so a sequence's results do not depend on its neighbours.
+ */
+#ifndef LMB_KERNELS_H
+#define LMB_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* out[t,:] = table[tokens[t],:] */
+void lmb_cpu_embed(float *out, const float *table, const int32_t *tokens, int T, int H);
+
+/* out[t,:] = x[t,:] / sqrt(mean(x[t,:]^2) + eps) * w  (out may alias x) */
+void lmb_cpu_rmsnorm(float *out, const float *x, const float *w, int T, int H, float eps);
+
+/* y[M,N] = x[M,K] W[N,K]^T + bias[N] (bias may be NULL) */
+void lmb_cpu_matmul(float *y, const float *x, const float *W, const float *bias, int M, int N, int K);
+
+/* In-place rotate-half RoPE on q [T, n_heads*hd] and k [T, n_kv*hd] at positions[t]; inv_freq[hd/2]. */
+void lmb_cpu_rope(float *q, float *k, const int32_t *positions, int T, int n_heads, int n_kv, int hd,
+                  const double *inv_freq);
+
+/* out[t,i] = silu(gate[t,i]) * up[t,i] */
+void lmb_cpu_silu_mul(float *out, const float *gate, const float *up, int T, int F);
+
+/* The paged KV pool of one backend: block b, layer l, K (kv=0) or V (kv=1), KV head h is a
+ * [block_size][head_dim] fp32 tile at pool + b*block_stride + ((l*2 + kv)*n_kv + h)*block_size*hd. */
+typedef struct lmb_kv_pool {
+    float *pool;
+    int block_size, n_layers, n_kv, hd;
+    size_t block_stride; /* floats per block = n_layers*2*n_kv*block_size*hd */
+} lmb_kv_pool;
+
+static inline float *lmb_kv_tile(const lmb_kv_pool *p, int32_t block, int layer, int kv, int head) {
+    return p->pool + (size_t)block * p->block_stride +
+           ((size_t)(layer * 2 + kv) * (size_t)p->n_kv + (size_t)head) * (size_t)p->block_size * (size_t)p->hd;
+}
+
+/* Writes k/v [T, n_kv*hd] of layer into the cache at each token's position (block_tables[s*max_blocks+pos/bs]). */
+void lmb_cpu_kv_write(const lmb_kv_pool *p, int layer, const float *k, const float *v, int n_seqs,
+                      const int32_t *q_start, const int32_t *positions, const int32_t *block_tables,
+                      int max_blocks);
+
+/* Causal GQA attention of q [T, n_heads*hd] over each sequence's cached K/V (positions 0..pos[t]);
+ * out [T, n_heads*hd].  scratch: n_threads * max_ctx floats (see lmb_cpu_attention_scratch). */
+size_t lmb_cpu_attention_scratch(int max_ctx);
+void lmb_cpu_attention(float *out, const float *q, const lmb_kv_pool *p, int layer, int n_heads, int n_seqs,
+                       const int32_t *q_start, const int32_t *positions, const int32_t *block_tables,
+                       int max_blocks, float scale, float *scratch, int max_ctx);
+
+#endif
