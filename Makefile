@@ -24,7 +24,7 @@ endif
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(HAVE_NVCC))
 
 VERSION   := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
-WARN      := -Wall -Wextra -Werror -Wno-unused-parameter -Wno-format-truncation
+WARN      := -Wall -Wextra -Werror -Wno-unused-parameter -Wno-format-truncation -Wno-missing-field-initializers
 CFLAGS    ?= -O2 -g
 CFLAGS    += -std=c11 $(WARN) -fopenmp -D_GNU_SOURCE -DLMB_VERSION='"0.1.0+$(VERSION)"' -MMD -MP
 LDLIBS    := -ljansson -larchive -lpcre2-8 -fopenmp -lm -lpthread

@@ -464,9 +464,9 @@ int lmb_engine_step(lmb_engine *e, const lmb_event **events, int *n_events, lmb_
 
 /* ---- teacher-forced logits ---------------------------------------------------------------------------- */
 
-int lmb_engine_logits(lmb_engine *e, const int32_t *ids, int n, float *logits, lmb_error *err) {
+int lmb_engine_logits(lmb_engine *e, const int32_t *ids, int n, int first, float *logits, lmb_error *err) {
     if (lmb_engine_pending(e) > 0) return lmb_fail(err, "lmb_engine_logits needs an idle engine");
-    if (n < 1) return lmb_fail(err, "no tokens to score");
+    if (n < 1 || first < 0 || first >= n) return lmb_fail(err, "bad logits range [%d, %d)", first, n);
     if (n > e->ctx_limit) return lmb_fail(err, "%d tokens exceed the context limit of %d", n, e->ctx_limit);
     for (int i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= e->model->cfg.vocab)
@@ -478,31 +478,30 @@ int lmb_engine_logits(lmb_engine *e, const int32_t *ids, int n, float *logits, l
         return rc < 0 ? -1 : lmb_fail(err, "the KV cache cannot hold %d tokens", n);
     }
     int chunk_max = e->cfg.max_batch_tokens;
-    if (ensure_batch(e, chunk_max < n ? chunk_max : n, 1, bt.n, err)) goto fail;
-    memcpy(e->b_tables, bt.ids, sizeof(int32_t) * (size_t)bt.n);
-    for (int start = 0; start < n; start += chunk_max) {
-        int len = n - start < chunk_max ? n - start : chunk_max;
+    rc = ensure_batch(e, chunk_max < n ? chunk_max : n, 1, bt.n, err);
+    if (rc == 0) memcpy(e->b_tables, bt.ids, sizeof(int32_t) * (size_t)bt.n);
+    for (int start = 0; rc == 0 && start < n; start += chunk_max) {
+        int len = n - start < chunk_max ? n - start : chunk_max, n_rows = 0;
         for (int j = 0; j < len; j++) {
             e->b_tokens[j] = ids[start + j];
             e->b_pos[j] = start + j;
-            e->b_rows[j] = j;
+            if (start + j >= first) e->b_rows[n_rows++] = j;
         }
         e->b_qstart[0] = 0;
         e->b_qstart[1] = len;
         e->b_ctx[0] = start + len;
         lmb_batch batch = {
             .n_tokens = len, .tokens = e->b_tokens, .positions = e->b_pos, .n_seqs = 1, .q_start = e->b_qstart,
-            .ctx_len = e->b_ctx, .block_tables = e->b_tables, .max_blocks = bt.n, .n_logits = len,
+            .ctx_len = e->b_ctx, .block_tables = e->b_tables, .max_blocks = bt.n, .n_logits = n_rows,
             .logit_rows = e->b_rows, .sample = NULL,
         };
-        if (e->backend->ops->forward(e->backend, &batch, logits + (size_t)start * e->model->cfg.vocab, NULL, err))
-            goto fail;
+        size_t row0 = (size_t)(start + len - n_rows - first);
+        if (n_rows > 0)
+            rc = e->backend->ops->forward(e->backend, &batch, logits + row0 * (size_t)e->model->cfg.vocab, NULL, err);
+        else /* nothing to read here: still run it to fill the cache */
+            rc = e->backend->ops->forward(e->backend, &batch, NULL, NULL, err);
     }
     lmb_kv_blocks_release(&e->kv, &bt);
     lmb_block_table_free(&bt);
-    return 0;
-fail:
-    lmb_kv_blocks_release(&e->kv, &bt);
-    lmb_block_table_free(&bt);
-    return -1;
+    return rc;
 }

@@ -90,9 +90,9 @@ int lmb_engine_step(lmb_engine *e, const lmb_event **events, int *n_events, lmb_
 /* Waiting + running requests. */
 int lmb_engine_pending(const lmb_engine *e);
 
-/* Teacher-forced logits of every position of ids (n x vocab, fp32, caller's buffer); used by `ppl` and by
- * the parity tests.  Must be called while no request is pending. */
-int lmb_engine_logits(lmb_engine *e, const int32_t *ids, int n, float *logits, lmb_error *err);
+/* Teacher-forced logits of positions [first, n) of ids ((n - first) x vocab, fp32, caller's buffer); used by
+ * `ppl` and by the parity tests.  Must be called while no request is pending. */
+int lmb_engine_logits(lmb_engine *e, const int32_t *ids, int n, int first, float *logits, lmb_error *err);
 
 const lmb_model_config *lmb_engine_model_config(const lmb_engine *e);
 

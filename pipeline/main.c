@@ -21,6 +21,8 @@ static const struct {
     int (*fn)(int, char **);
     const char *summary;
 } commands[] = {
+    {"run", lmb_cmd_run, "generate answers for a JSONL file of prompts"},
+    {"ppl", lmb_cmd_ppl, "perplexity of a model over a text (HF fixed-length procedure)"},
     {"version", cmd_version, "print the version"},
 };
 
