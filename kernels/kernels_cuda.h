@@ -1,0 +1,95 @@
+/* kernels_cuda.h — C entry points of the CUDA kernels (kernels/cuda/), one launcher per kernel.
+ *
+ * Activations and weights are fp16 or bf16 (`lmb_cuda_dtype`), the residual stream is fp32, logits fp32.
+ * Launchers only enqueue work on the given stream and return cudaGetLastError() as an int (0 = ok), so
+ * they can be captured in CUDA graphs.  Each kernel has a GPU test against its CPU reference in tests/gpu/.
+ *
+ * KV cache layout (per layer, K and V separately): [n_blocks][n_kv_heads][block_size][head_dim]; a token's
+ * slot is block_id * block_size + offset (vLLM's slot mapping).
+ */
+#ifndef LMB_KERNELS_CUDA_H
+#define LMB_KERNELS_CUDA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum { LMB_CUDA_F16 = 0, LMB_CUDA_BF16 = 1 } lmb_cuda_dtype;
+typedef struct CUstream_st *lmb_stream; /* = cudaStream_t */
+
+/* resid[t,:] = float(table[tokens[t],:]) */
+int lmb_cuda_embed(float *resid, const void *table, const int32_t *tokens, int T, int H, lmb_cuda_dtype dt,
+                   lmb_stream s);
+
+/* For each of T rows r (row index rows[r], or r when rows == NULL):
+ *   if delta: resid[row] += float(delta[row])        (fused residual add)
+ *   out[r] = rmsnorm(resid[row]) * w                  (out in dt) */
+int lmb_cuda_add_rmsnorm(float *resid, const void *delta, const void *w, void *out, const int32_t *rows, int T,
+                         int H, float eps, lmb_cuda_dtype dt, lmb_stream s);
+
+/* qkv [T, (nh + 2*nkv) * hd] in dt: rotates q and k in place (rotate-half RoPE at positions[t] with
+ * inv_freq[hd/2]) and copies k, v into the layer's cache at slots[t] (slots[t] < 0: not written). */
+int lmb_cuda_rope_kv_write(void *qkv, void *k_cache, void *v_cache, const int32_t *positions,
+                           const int64_t *slots, const float *inv_freq, int T, int nh, int nkv, int hd,
+                           int block_size, lmb_cuda_dtype dt, lmb_stream s);
+
+/* out[t, i] = silu(gu[t, i]) * gu[t, F + i]   (gu = fused gate|up GEMM output [T, 2F]) */
+int lmb_cuda_silu_mul(void *out, const void *gu, int T, int F, lmb_cuda_dtype dt, lmb_stream s);
+
+/* y[t, :] += b  (q/k/v biases) */
+int lmb_cuda_add_bias(void *y, const void *b, int T, int N, lmb_cuda_dtype dt, lmb_stream s);
+
+/* w[i] = offset + uniform(-a, a), deterministic in (seed, i): random-weight models for benchmarks. */
+int lmb_cuda_fill_uniform(void *w, size_t n, float a, float offset, unsigned long long seed, lmb_cuda_dtype dt,
+                          lmb_stream s);
+
+/* Per-sequence description of a varlen batch, on the device. */
+typedef struct lmb_cuda_seqs {
+    const int32_t *q_start;      /* [n_seqs + 1] */
+    const int32_t *ctx_len;      /* [n_seqs] */
+    const int32_t *block_tables; /* [n_seqs * max_blocks] */
+    const int32_t *tok_seq;      /* [T] sequence of each token */
+    const int32_t *positions;    /* [T] */
+    int max_blocks;
+} lmb_cuda_seqs;
+
+/* Attention over the paged cache, any head_dim <= 256 (CUDA cores): for the n_rows token indices in rows
+ * (all T tokens when rows == NULL), out[t, h, :] = softmax(q[t,h] . K[0..pos]) V.  q is read from the
+ * qkv buffer (row stride (nh + 2*nkv)*hd).  Long contexts are split in chunks of split_len keys and merged
+ * (flash-decoding); max_ctx bounds the context of every row (it sizes the grid; rows with shorter contexts
+ * exit early, so the launch can be captured in a graph).  partial: workspace of
+ * lmb_cuda_attention_workspace(n_rows, nh, hd, max_ctx, split_len) bytes. */
+size_t lmb_cuda_attention_workspace(int n_rows, int nh, int hd, int max_ctx, int split_len);
+int lmb_cuda_attention_decode(void *out, const void *qkv, const void *k_cache, const void *v_cache,
+                              const lmb_cuda_seqs *seqs, const int32_t *rows, int n_rows, int nh, int nkv, int hd,
+                              int block_size, float scale, int max_ctx, int split_len, void *partial,
+                              lmb_cuda_dtype dt, lmb_stream s);
+
+/* Flash-attention prefill on tensor cores for head_dim 64 or 128: n_tiles work items (seq, first query
+ * token of a 64-row tile) in tiles[2*i], tiles[2*i+1]; causal over the paged cache. */
+int lmb_cuda_attention_prefill(void *out, const void *qkv, const void *k_cache, const void *v_cache,
+                               const lmb_cuda_seqs *seqs, const int32_t *tiles, int n_tiles, int nh, int nkv,
+                               int hd, int block_size, float scale, lmb_cuda_dtype dt, lmb_stream s);
+int lmb_cuda_attention_prefill_supported(int hd);
+
+/* Sampling, one CTA per row.  Rows with temperature <= 0 take the argmax. */
+typedef struct lmb_cuda_sample_params {
+    float temperature, top_p, min_p, repetition_penalty;
+    int top_k;
+    int n_history;          /* tokens in history (penalty != 1) */
+    long long history_off;  /* offset into the history buffer */
+    unsigned long long seed, counter;
+} lmb_cuda_sample_params;
+
+/* logits [n, vocab] fp32 (modified in place); params [n]; history: all rows' token histories back to back. */
+int lmb_cuda_sample(int32_t *out, float *logits, const lmb_cuda_sample_params *params, const int32_t *history,
+                    int n, int vocab, lmb_stream s);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
