@@ -259,7 +259,7 @@ static int add_file(lmb_safetensors *st, const char *path, bool keep_meta, lmb_e
         st->n++;
     }
     /* Overlap: sorted by begin, each non-empty tensor must start at or after the previous one's end. */
-    qsort(st->e + first, (size_t)(st->n - first), sizeof *st->e, cmp_begin);
+    if (st->n > first) qsort(st->e + first, (size_t)(st->n - first), sizeof *st->e, cmp_begin);
     const st_entry *prev = NULL;
     for (int i = first; i < st->n; i++) {
         const st_entry *e = &st->e[i];
