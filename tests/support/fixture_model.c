@@ -130,7 +130,9 @@ static int fx_linear(fx_list *l, const lmb_test_model_spec *s, const char *prefi
 static int build_tensors(fx_list *l, const lmb_test_model_spec *s, lmb_error *err) {
     int64_t H = s->hidden, hd = s->head_dim ? s->head_dim : s->hidden / s->heads;
     int64_t Q = s->heads * hd, KV = s->kv_heads * hd, F = s->ffn, V = s->vocab;
-    bool il = s->arch == LMB_ARCH_INTERNLM2, qkv_bias = s->arch == LMB_ARCH_QWEN2;
+    bool il = s->arch == LMB_ARCH_INTERNLM2;
+    bool qkv_bias = s->arch == LMB_ARCH_QWEN2 || (s->attn_bias && s->arch != LMB_ARCH_MISTRAL);
+    bool o_bias = s->attn_bias && (s->arch == LMB_ARCH_LLAMA || il);
     char n[128];
     if (fx_add(l, il ? "model.tok_embeddings.weight" : "model.embed_tokens.weight", s->dtype, 2, V, H, INIT_NORMAL,
                0.1, err))
@@ -139,8 +141,8 @@ static int build_tensors(fx_list *l, const lmb_test_model_spec *s, lmb_error *er
     for (int i = 0; i < s->layers; i++) {
         if (il) {
             if (fx_add(l, P("attention_norm.weight"), s->dtype, 1, H, 0, INIT_NORM, 0, err) ||
-                fx_linear(l, s, P("attention.wqkv"), Q + 2 * KV, H, false, err) ||
-                fx_linear(l, s, P("attention.wo"), H, Q, false, err) ||
+                fx_linear(l, s, P("attention.wqkv"), Q + 2 * KV, H, qkv_bias, err) ||
+                fx_linear(l, s, P("attention.wo"), H, Q, o_bias, err) ||
                 fx_add(l, P("ffn_norm.weight"), s->dtype, 1, H, 0, INIT_NORM, 0, err) ||
                 fx_linear(l, s, P("feed_forward.w1"), F, H, false, err) ||
                 fx_linear(l, s, P("feed_forward.w3"), F, H, false, err) ||
@@ -151,7 +153,7 @@ static int build_tensors(fx_list *l, const lmb_test_model_spec *s, lmb_error *er
                 fx_linear(l, s, P("self_attn.q_proj"), Q, H, qkv_bias, err) ||
                 fx_linear(l, s, P("self_attn.k_proj"), KV, H, qkv_bias, err) ||
                 fx_linear(l, s, P("self_attn.v_proj"), KV, H, qkv_bias, err) ||
-                fx_linear(l, s, P("self_attn.o_proj"), H, Q, false, err) ||
+                fx_linear(l, s, P("self_attn.o_proj"), H, Q, o_bias, err) ||
                 fx_add(l, P("post_attention_layernorm.weight"), s->dtype, 1, H, 0, INIT_NORM, 0, err) ||
                 fx_linear(l, s, P("mlp.gate_proj"), F, H, false, err) ||
                 fx_linear(l, s, P("mlp.up_proj"), F, H, false, err) ||
@@ -192,7 +194,7 @@ static json_t *make_config(const lmb_test_model_spec *s) {
     json_object_set_new(c, "bos_token_id", json_integer(1));
     json_object_set_new(c, "eos_token_id", json_integer(2));
     if (il) {
-        json_object_set_new(c, "bias", json_false());
+        json_object_set_new(c, "bias", json_boolean(s->attn_bias));
         json_object_set_new(c, "rope_theta", json_real(s->rope_theta));
         json_object_set_new(c, "rope_scaling", json_null());
         json_object_set_new(c, "torch_dtype", json_string(dt));
@@ -202,7 +204,7 @@ static json_t *make_config(const lmb_test_model_spec *s) {
         json_object_set_new(rp, "rope_type", json_string("default"));
         json_object_set_new(c, "rope_parameters", rp);
         json_object_set_new(c, "dtype", json_string(dt));
-        if (s->arch == LMB_ARCH_LLAMA) json_object_set_new(c, "attention_bias", json_false());
+        if (s->arch == LMB_ARCH_LLAMA) json_object_set_new(c, "attention_bias", json_boolean(s->attn_bias));
         if (s->arch != LMB_ARCH_LLAMA) json_object_set_new(c, "sliding_window", json_null());
         if (s->arch == LMB_ARCH_QWEN2) json_object_set_new(c, "use_sliding_window", json_false());
     }

@@ -40,6 +40,7 @@ typedef struct lmb_test_model_spec {
     int max_pos;
     int shards;    /* <= 1: model.safetensors; N > 1: model-0000i-of-0000N.safetensors + index json */
     int awq_group; /* > 0: every linear stored AWQ-style (random qweight/qzeros, small F16 scales) */
+    bool attn_bias; /* Llama attention_bias (q, k, v, o) / InternLM2 bias (wqkv, wo); Qwen2 has q/k/v biases anyway */
 } lmb_test_model_spec;
 
 /* Llama-family defaults for arch: hidden 64, 2 layers, 4 heads, 2 KV heads, ffn 128, vocab 256, F32,
