@@ -22,6 +22,7 @@ static const struct {
     const char *summary;
 } commands[] = {
     {"version", cmd_version, "print the version"},
+    {"inspect", lmb_cmd_inspect, "show a model folder's config, weight bytes and KV-cache cost"},
 };
 
 static void usage(FILE *f) {
