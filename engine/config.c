@@ -167,21 +167,26 @@ static int parse_rope(const field_src *top, lmb_rope *r, lmb_error *err) {
                             top->file, src_key, r->high_freq_factor, r->low_freq_factor);
         return 0;
     }
-    return lmb_fail(err, "%s: field \"%s.%s\": RoPE type \"%.40s\" is not supported (supported: default, linear, llama3)",
+    return lmb_fail(err,
+                    "%s: field \"%s.%s\": RoPE type \"%.40s\" is not supported (supported: default, linear, llama3)",
                     top->file, src_key, tkey, type);
 }
 
 static int parse_dtype(const field_src *s, lmb_dtype *out, lmb_error *err) {
+    static const struct {
+        const char *name;
+        lmb_dtype dtype;
+    } names[] = {{"float32", LMB_F32}, {"float16", LMB_F16}, {"bfloat16", LMB_BF16}};
     const char *key = get(s, "dtype") ? "dtype" : "torch_dtype";
     const json_t *v = get(s, key);
     *out = LMB_DTYPE_INVALID; /* none given: lmb_model_open takes the embedding's */
     if (!v) return 0;
-    const char *d = json_is_string(v) ? json_string_value(v) : "";
-    if (strcmp(d, "float32") == 0) *out = LMB_F32;
-    else if (strcmp(d, "float16") == 0) *out = LMB_F16;
-    else if (strcmp(d, "bfloat16") == 0) *out = LMB_BF16;
-    else return bad(s, key, "\"float32\", \"float16\" or \"bfloat16\"", v, err);
-    return 0;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (json_is_string(v) && strcmp(json_string_value(v), names[i].name) == 0) {
+            *out = names[i].dtype;
+            return 0;
+        }
+    return bad(s, key, "\"float32\", \"float16\" or \"bfloat16\"", v, err);
 }
 
 static int parse_quant(const field_src *top, lmb_quant_config *q, lmb_error *err) {
@@ -194,7 +199,8 @@ static int parse_quant(const field_src *top, lmb_quant_config *q, lmb_error *err
     if (!m) return missing(&s, "quant_method", err);
     if (!json_is_string(m) || !str_ieq(json_string_value(m), "awq"))
         return bad(&s, "quant_method", "\"awq\" (the only quantization supported)", m, err);
-    if (get_int(&s, "bits", 1, &q->bits, NULL, err) || get_int(&s, "group_size", 1, &q->group_size, NULL, err)) return -1;
+    if (get_int(&s, "bits", 1, &q->bits, NULL, err) || get_int(&s, "group_size", 1, &q->group_size, NULL, err))
+        return -1;
     if (q->bits != 4) return bad(&s, "bits", "4", get(&s, "bits"), err);
     const json_t *zp = get(&s, "zero_point");
     if (!zp) return missing(&s, "zero_point", err);
@@ -256,7 +262,8 @@ static json_t *load_object(const char *text, const char *what, lmb_error *err) {
 
 static int parse_sizes(const field_src *s, lmb_model_config *c, lmb_error *err) {
     bool has;
-    if (get_int(s, "hidden_size", 1, &c->hidden, NULL, err) || get_int(s, "num_hidden_layers", 1, &c->n_layers, NULL, err) ||
+    if (get_int(s, "hidden_size", 1, &c->hidden, NULL, err) ||
+        get_int(s, "num_hidden_layers", 1, &c->n_layers, NULL, err) ||
         get_int(s, "num_attention_heads", 1, &c->n_heads, NULL, err) ||
         get_int(s, "intermediate_size", 1, &c->ffn, NULL, err) || get_int(s, "vocab_size", 1, &c->vocab, NULL, err) ||
         get_int(s, "max_position_embeddings", 1, &c->max_pos, NULL, err))
@@ -271,8 +278,9 @@ static int parse_sizes(const field_src *s, lmb_model_config *c, lmb_error *err) 
     if (c->arch != LMB_ARCH_INTERNLM2 && get_int(s, "head_dim", 1, &c->head_dim, &has, err)) return -1;
     if (!has) {
         if (c->hidden % c->n_heads != 0)
-            return lmb_fail(err, "%s: hidden_size (%d) is not a multiple of num_attention_heads (%d) and no head_dim is given",
-                            s->file, c->hidden, c->n_heads);
+            return lmb_fail(
+                err, "%s: hidden_size (%d) is not a multiple of num_attention_heads (%d) and no head_dim is given",
+                s->file, c->hidden, c->n_heads);
         c->head_dim = c->hidden / c->n_heads;
     }
     if (c->head_dim % 2 != 0)
@@ -302,7 +310,8 @@ static int parse_arch_specific(const field_src *s, lmb_model_config *c, lmb_erro
             bool has = false;
             if (get_int(s, "sliding_window", 1, &sw, &has, err)) return -1;
             if (has && sw < c->max_pos)
-                return lmb_fail(err, "%s: field \"sliding_window\" (%d, with use_sliding_window true) is shorter than "
+                return lmb_fail(err,
+                                "%s: field \"sliding_window\" (%d, with use_sliding_window true) is shorter than "
                                 "max_position_embeddings (%d); sliding-window attention is not supported",
                                 s->file, sw, c->max_pos);
         }
@@ -313,7 +322,8 @@ static int parse_arch_specific(const field_src *s, lmb_model_config *c, lmb_erro
         bool has = false;
         if (get_int(s, "sliding_window", 1, &sw, &has, err)) return -1;
         if (has && sw < c->max_pos)
-            return lmb_fail(err, "%s: field \"sliding_window\" (%d) is shorter than max_position_embeddings (%d); "
+            return lmb_fail(err,
+                            "%s: field \"sliding_window\" (%d) is shorter than max_position_embeddings (%d); "
                             "sliding-window attention is not supported",
                             s->file, sw, c->max_pos);
         break;
@@ -391,10 +401,10 @@ const char *lmb_arch_name(lmb_arch a) {
 int64_t lmb_config_param_count(const lmb_model_config *c) {
     int64_t h = c->hidden, q = (int64_t)c->n_heads * c->head_dim, kv = (int64_t)c->n_kv_heads * c->head_dim;
     int64_t f = c->ffn;
-    int64_t layer = 2 * h                   /* attention and ffn norms */
-                    + h * q + 2 * h * kv    /* q, k, v */
-                    + q * h                 /* o */
-                    + 3 * h * f;            /* gate, up, down */
+    int64_t layer = 2 * h                /* attention and ffn norms */
+                    + h * q + 2 * h * kv /* q, k, v */
+                    + q * h              /* o */
+                    + 3 * h * f;         /* gate, up, down */
     if (c->qkv_bias) layer += q + 2 * kv;
     if (c->o_bias) layer += h;
     if (c->mlp_bias) layer += 2 * f + h;

@@ -92,7 +92,8 @@ static void describe(char *buf, size_t cap, const json_t *v) {
 static int parse_entry(const char *path, const char *name, const json_t *v, uint64_t data_size, st_entry *out,
                        lmb_error *err) {
     memset(out, 0, sizeof *out);
-    if (!json_is_object(v)) return lmb_fail(err, "%s: tensor \"%s\": entry must be an object, got %s", path, name, json_kind(v));
+    if (!json_is_object(v))
+        return lmb_fail(err, "%s: tensor \"%s\": entry must be an object, got %s", path, name, json_kind(v));
 
     const json_t *jd = json_object_get(v, "dtype");
     if (!jd) return lmb_fail(err, "%s: tensor \"%s\": field \"dtype\" is missing", path, name);
@@ -121,8 +122,8 @@ static int parse_entry(const char *path, const char *name, const json_t *v, uint
         if (get_nonneg(d, &x)) {
             char got[64];
             describe(got, sizeof got, d);
-            return lmb_fail(err, "%s: tensor \"%s\": shape[%zu] must be a non-negative integer, got %s", path, name,
-                            i, got);
+            return lmb_fail(err, "%s: tensor \"%s\": shape[%zu] must be a non-negative integer, got %s", path, name, i,
+                            got);
         }
         out->t.shape[i] = x;
         if (x != 0 && nbytes > (uint64_t)INT64_MAX / (uint64_t)x)
@@ -149,9 +150,9 @@ static int parse_entry(const char *path, const char *name, const json_t *v, uint
         for (size_t i = 0; i < ndim && o < (int)sizeof shp; i++)
             o += snprintf(shp + o, sizeof shp - (size_t)o, "%s%lld", i ? ", " : "", (long long)out->t.shape[i]);
         if (o < (int)sizeof shp) snprintf(shp + o, sizeof shp - (size_t)o, "]");
-        return lmb_fail(err, "%s: tensor \"%s\": data_offsets [%lld, %lld) hold %lld bytes but shape %s of %s needs %llu",
-                        path, name, (long long)b, (long long)e, (long long)(e - b), shp, lmb_dtype_name(dt),
-                        (unsigned long long)nbytes);
+        return lmb_fail(
+            err, "%s: tensor \"%s\": data_offsets [%lld, %lld) hold %lld bytes but shape %s of %s needs %llu", path,
+            name, (long long)b, (long long)e, (long long)(e - b), shp, lmb_dtype_name(dt), (unsigned long long)nbytes);
     }
     out->t.dtype = dt;
     out->t.ndim = (int)ndim;
@@ -167,7 +168,8 @@ static int parse_metadata(const char *path, const json_t *v, lmb_safetensors *st
     const json_t *x;
     json_object_foreach((json_t *)v, k, x) {
         if (!json_is_string(x))
-            return lmb_fail(err, "%s: \"__metadata__\" value for \"%s\" must be a string, got %s", path, k, json_kind(x));
+            return lmb_fail(err, "%s: \"__metadata__\" value for \"%s\" must be a string, got %s", path, k,
+                            json_kind(x));
     }
     if (!keep) return 0;
     size_t n = json_object_size(v);
@@ -206,12 +208,14 @@ static int add_file(lmb_safetensors *st, const char *path, bool keep_meta, lmb_e
     const unsigned char *p = f->map.data;
     size_t size = f->map.size;
     if (size < 8)
-        return lmb_fail(err, "%s: file is %zu bytes, shorter than the 8-byte header length (truncated or not a safetensors file)",
-                        path, size);
+        return lmb_fail(
+            err, "%s: file is %zu bytes, shorter than the 8-byte header length (truncated or not a safetensors file)",
+            path, size);
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | p[i];
     if (hlen > size - 8)
-        return lmb_fail(err, "%s: header length %llu exceeds the file size (%zu bytes; truncated or not a safetensors file)",
+        return lmb_fail(err,
+                        "%s: header length %llu exceeds the file size (%zu bytes; truncated or not a safetensors file)",
                         path, (unsigned long long)hlen, size);
     if (hlen > ST_HEADER_MAX)
         return lmb_fail(err, "%s: header length %llu exceeds the %llu-byte limit", path, (unsigned long long)hlen,
@@ -495,9 +499,7 @@ void lmb_st_close(lmb_safetensors *st) {
 
 int lmb_st_count(const lmb_safetensors *st) { return st->n; }
 
-const lmb_tensor *lmb_st_at(const lmb_safetensors *st, int i) {
-    return (i >= 0 && i < st->n) ? &st->e[i].t : NULL;
-}
+const lmb_tensor *lmb_st_at(const lmb_safetensors *st, int i) { return (i >= 0 && i < st->n) ? &st->e[i].t : NULL; }
 
 const lmb_tensor *lmb_st_find(const lmb_safetensors *st, const char *name) {
     const st_entry *e = find_entry(st, name);

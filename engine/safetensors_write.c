@@ -62,17 +62,21 @@ int lmb_st_writer_add(lmb_st_writer *w, const char *name, lmb_dtype dtype, int n
     size_t es = lmb_dtype_size(dtype);
     if (es == 0) return lmb_fail(err, "safetensors writer: tensor \"%s\": invalid dtype", name);
     if (ndim < 0 || ndim > LMB_MAX_DIMS)
-        return lmb_fail(err, "safetensors writer: tensor \"%s\": %d dimensions, expected 0..%d", name, ndim, LMB_MAX_DIMS);
+        return lmb_fail(err, "safetensors writer: tensor \"%s\": %d dimensions, expected 0..%d", name, ndim,
+                        LMB_MAX_DIMS);
     uint64_t nbytes = es;
     for (int i = 0; i < ndim; i++) {
-        if (shape[i] < 0) return lmb_fail(err, "safetensors writer: tensor \"%s\": shape[%d] = %lld is negative", name, i, (long long)shape[i]);
+        if (shape[i] < 0)
+            return lmb_fail(err, "safetensors writer: tensor \"%s\": shape[%d] = %lld is negative", name, i,
+                            (long long)shape[i]);
         if (shape[i] != 0 && nbytes > (uint64_t)INT64_MAX / (uint64_t)shape[i])
             return lmb_fail(err, "safetensors writer: tensor \"%s\": shape is too large", name);
         nbytes *= (uint64_t)shape[i];
     }
     if (nbytes > 0 && !data) return lmb_fail(err, "safetensors writer: tensor \"%s\": no data", name);
     for (int i = 0; i < w->n; i++)
-        if (strcmp(w->e[i].name, name) == 0) return lmb_fail(err, "safetensors writer: tensor \"%s\" added twice", name);
+        if (strcmp(w->e[i].name, name) == 0)
+            return lmb_fail(err, "safetensors writer: tensor \"%s\" added twice", name);
     if (w->n == w->cap) {
         int ncap = w->cap ? w->cap * 2 : 64;
         wr_entry *ne = realloc(w->e, sizeof *ne * (size_t)ncap);
@@ -147,7 +151,11 @@ static char *build_header(const lmb_st_writer *w) {
 
 int lmb_st_writer_save(lmb_st_writer *w, const char *path, lmb_error *err) {
     char *hdr = build_header(w);
-    if (!hdr) return lmb_fail(err, "%s: cannot build the safetensors header (out of memory, or a name or metadata string that is not valid UTF-8)", path);
+    if (!hdr)
+        return lmb_fail(err,
+                        "%s: cannot build the safetensors header (out of memory, or a name or metadata string that is "
+                        "not valid UTF-8)",
+                        path);
     size_t hlen = strlen(hdr);
     size_t padded = (hlen + 7) & ~(size_t)7; /* 8 + padded is then a multiple of 8 */
     size_t total = 8 + padded;

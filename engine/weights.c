@@ -125,8 +125,9 @@ static bool bind_linear(binder *b, lmb_linear *L, const char *prefix, int64_t ou
                 int i = lmb_st_find_index(b->st, n);
                 if (i >= 0) b->used[i] = 1;
             }
-            fail_once(b, "%s: [%lld, %lld] cannot be AWQ-quantized with group size %lld (in %% group and out %% 8 must be 0)",
-                      prefix, (long long)out, (long long)in, (long long)g);
+            fail_once(
+                b, "%s: [%lld, %lld] cannot be AWQ-quantized with group size %lld (in %% group and out %% 8 must be 0)",
+                prefix, (long long)out, (long long)in, (long long)g);
             return false;
         }
         snprintf(n, sizeof n, "%s.qweight", prefix);
@@ -158,8 +159,8 @@ static void *own(binder *b, size_t n) {
 
 /* dst = for each of n_groups groups, columns [g*stride + first, +len) of every row of src (rows x cols,
  * es-byte elements), as a [d0, d1] tensor (d1 < 0: 1-D).  Its name is "<src>[part]". */
-static void take_groups(binder *b, lmb_tensor *dst, const lmb_tensor *src, int64_t rows, int64_t stride,
-                        int64_t first, int64_t len, int n_groups, int64_t d0, int64_t d1, const char *part) {
+static void take_groups(binder *b, lmb_tensor *dst, const lmb_tensor *src, int64_t rows, int64_t stride, int64_t first,
+                        int64_t len, int n_groups, int64_t d0, int64_t d1, const char *part) {
     size_t es = lmb_dtype_size(src->dtype);
     int64_t cols = stride * n_groups, out_cols = len * n_groups;
     size_t nbytes = (size_t)(rows * out_cols) * es;
@@ -208,24 +209,22 @@ static void bind_wqkv(binder *b, lmb_layer_weights *L, const char *prefix) {
     L->v = L->k;
     if (lmb_linear_quantized(&f)) {
         if (hd % 8 != 0) {
-            fail_once(b, "%s: AWQ wqkv cannot be split with head_dim %lld (not a multiple of 8)", prefix, (long long)hd);
+            fail_once(b, "%s: AWQ wqkv cannot be split with head_dim %lld (not a multiple of 8)", prefix,
+                      (long long)hd);
             return;
         }
         /* AWQ tensors are [in or in/group, out or out/8]: the heads run along the columns. */
         int64_t gs = H / c->quant.group_size;
-        split3(b, &L->q.qweight, &L->k.qweight, &L->v.qweight, &f.qweight, H, hd / 8,
-               (int64_t[]){H, Q / 8}, (int64_t[]){H, KV / 8});
-        split3(b, &L->q.qzeros, &L->k.qzeros, &L->v.qzeros, &f.qzeros, gs, hd / 8,
-               (int64_t[]){gs, Q / 8}, (int64_t[]){gs, KV / 8});
-        split3(b, &L->q.scales, &L->k.scales, &L->v.scales, &f.scales, gs, hd,
-               (int64_t[]){gs, Q}, (int64_t[]){gs, KV});
+        split3(b, &L->q.qweight, &L->k.qweight, &L->v.qweight, &f.qweight, H, hd / 8, (int64_t[]){H, Q / 8},
+               (int64_t[]){H, KV / 8});
+        split3(b, &L->q.qzeros, &L->k.qzeros, &L->v.qzeros, &f.qzeros, gs, hd / 8, (int64_t[]){gs, Q / 8},
+               (int64_t[]){gs, KV / 8});
+        split3(b, &L->q.scales, &L->k.scales, &L->v.scales, &f.scales, gs, hd, (int64_t[]){gs, Q}, (int64_t[]){gs, KV});
     } else {
-        split3(b, &L->q.w, &L->k.w, &L->v.w, &f.w, 1, hd * H, (int64_t[]){Q, H},
-               (int64_t[]){KV, H});
+        split3(b, &L->q.w, &L->k.w, &L->v.w, &f.w, 1, hd * H, (int64_t[]){Q, H}, (int64_t[]){KV, H});
     }
     if (lmb_tensor_present(&f.bias))
-        split3(b, &L->q.bias, &L->k.bias, &L->v.bias, &f.bias, 1, hd, (int64_t[]){Q, -1},
-               (int64_t[]){KV, -1});
+        split3(b, &L->q.bias, &L->k.bias, &L->v.bias, &f.bias, 1, hd, (int64_t[]){Q, -1}, (int64_t[]){KV, -1});
 }
 
 /* ---- the model ------------------------------------------------------------------------------------------- */
@@ -266,7 +265,8 @@ static bool ignorable(const char *name) {
 /* Appends "N <what> tensor(s): a, b, ... and K more" to msg. */
 static void list_names(char *msg, size_t cap, const char *what, const char *const *names, int n) {
     size_t o = strlen(msg);
-    o += (size_t)snprintf(msg + o, o < cap ? cap - o : 0, "%s%d %s tensor%s: ", o ? "; " : "", n, what, n == 1 ? "" : "s");
+    o += (size_t)snprintf(msg + o, o < cap ? cap - o : 0, "%s%d %s tensor%s: ", o ? "; " : "", n, what,
+                          n == 1 ? "" : "s");
     size_t start = o;
     int shown = 0;
     for (; shown < n && shown < LIST_MAX && o < cap; shown++) {

@@ -64,12 +64,18 @@ static const struct {
     lmb_dtype dtype;
     int64_t params;
 } shared[] = {
-    {"stories260K", "LlamaForCausalLM", LMB_ARCH_LLAMA, 64, 5, 8, 4, 8, 172, 512, 512, 1e-5, 1e4, true, false, LMB_F32, 260032},
-    {"pycoder-22M", "LlamaForCausalLM", LMB_ARCH_LLAMA, 384, 6, 6, 2, 64, 1024, 32000, 1024, 1e-5, 1e4, true, false, LMB_BF16, 21730176},
-    {"tiny-llama-gqa", "LlamaForCausalLM", LMB_ARCH_LLAMA, 64, 3, 4, 2, 16, 176, 32000, 1024, 1e-6, 1e4, false, false, LMB_BF16, 4234688},
-    {"tiny-qwen2", "Qwen2ForCausalLM", LMB_ARCH_QWEN2, 64, 3, 4, 2, 16, 176, 32000, 1024, 1e-6, 1e6, true, true, LMB_F16, 2187072},
-    {"tiny-mistral", "MistralForCausalLM", LMB_ARCH_MISTRAL, 64, 3, 4, 2, 16, 176, 32000, 1024, 1e-6, 1e4, false, false, LMB_BF16, 4234688},
-    {"tiny-internlm2", "InternLM2ForCausalLM", LMB_ARCH_INTERNLM2, 64, 3, 4, 2, 16, 176, 32000, 2048, 1e-6, 1e6, false, false, LMB_BF16, 4234688},
+    {"stories260K", "LlamaForCausalLM", LMB_ARCH_LLAMA, 64, 5, 8, 4, 8, 172, 512, 512, 1e-5, 1e4, true, false, LMB_F32,
+     260032},
+    {"pycoder-22M", "LlamaForCausalLM", LMB_ARCH_LLAMA, 384, 6, 6, 2, 64, 1024, 32000, 1024, 1e-5, 1e4, true, false,
+     LMB_BF16, 21730176},
+    {"tiny-llama-gqa", "LlamaForCausalLM", LMB_ARCH_LLAMA, 64, 3, 4, 2, 16, 176, 32000, 1024, 1e-6, 1e4, false, false,
+     LMB_BF16, 4234688},
+    {"tiny-qwen2", "Qwen2ForCausalLM", LMB_ARCH_QWEN2, 64, 3, 4, 2, 16, 176, 32000, 1024, 1e-6, 1e6, true, true,
+     LMB_F16, 2187072},
+    {"tiny-mistral", "MistralForCausalLM", LMB_ARCH_MISTRAL, 64, 3, 4, 2, 16, 176, 32000, 1024, 1e-6, 1e4, false, false,
+     LMB_BF16, 4234688},
+    {"tiny-internlm2", "InternLM2ForCausalLM", LMB_ARCH_INTERNLM2, 64, 3, 4, 2, 16, 176, 32000, 2048, 1e-6, 1e6, false,
+     false, LMB_BF16, 4234688},
 };
 
 Test(config, shared_models) {
@@ -129,7 +135,8 @@ Test(config, llama_defaults) {
 
 Test(config, explicit_head_dim_and_nulls) {
     lmb_model_config c;
-    ok(llama(", \"head_dim\": 32, \"num_key_value_heads\": 2, \"rope_scaling\": null, \"bos_token_id\": null"), NULL, &c);
+    ok(llama(", \"head_dim\": 32, \"num_key_value_heads\": 2, \"rope_scaling\": null, \"bos_token_id\": null"), NULL,
+       &c);
     cr_assert_eq(c.head_dim, 32);
     cr_assert_eq(c.n_kv_heads, 2);
     ok(llama(", \"head_dim\": null"), NULL, &c);
@@ -137,8 +144,8 @@ Test(config, explicit_head_dim_and_nulls) {
 }
 
 Test(config, missing_fields_are_named) {
-    const char *fields[] = {"hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-                            "vocab_size", "max_position_embeddings"};
+    const char *fields[] = {"hidden_size",       "num_hidden_layers", "num_attention_heads",
+                            "intermediate_size", "vocab_size",        "max_position_embeddings"};
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
         char json[4096], *p;
         snprintf(json, sizeof json, "%s", llama(""));
@@ -154,7 +161,8 @@ Test(config, missing_fields_are_named) {
 
 Test(config, bad_values_are_named) {
     fails(llama(", \"num_key_value_heads\": 3"), NULL, "num_key_value_heads", "must divide");
-    fails(llama(", \"num_key_value_heads\": 0"), NULL, "\"num_key_value_heads\" must be a positive integer, got 0", NULL);
+    fails(llama(", \"num_key_value_heads\": 0"), NULL, "\"num_key_value_heads\" must be a positive integer, got 0",
+          NULL);
     fails(llama(", \"head_dim\": \"16\""), NULL, "\"head_dim\" must be a positive integer, got \"16\"", NULL);
     fails(llama(", \"head_dim\": 15"), NULL, "head_dim 15 must be even", NULL);
     fails(llama(", \"rms_norm_eps\": -1"), NULL, "\"rms_norm_eps\" must be a positive number", NULL);
@@ -163,7 +171,8 @@ Test(config, bad_values_are_named) {
     fails("[1]", NULL, "must be a JSON object", NULL);
     fails("{\"architectures\": ", NULL, "not valid JSON", NULL);
     fails("{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 60, \"num_hidden_layers\": 2,"
-          " \"num_attention_heads\": 8, \"intermediate_size\": 128, \"vocab_size\": 256, \"max_position_embeddings\": 512}",
+          " \"num_attention_heads\": 8, \"intermediate_size\": 128, \"vocab_size\": 256, \"max_position_embeddings\": "
+          "512}",
           NULL, "hidden_size (60) is not a multiple of num_attention_heads (8)", NULL);
 }
 
@@ -177,11 +186,12 @@ Test(config, architecture_specifics) {
     ok(arch("Qwen2ForCausalLM", ""), NULL, &c);
     cr_assert_eq(c.arch, LMB_ARCH_QWEN2);
     cr_assert(c.qkv_bias && !c.o_bias && !c.tied_embeddings);
-    ok(arch("Qwen2ForCausalLM", ", \"tie_word_embeddings\": true, \"use_sliding_window\": false, \"sliding_window\": 64"),
+    ok(arch("Qwen2ForCausalLM",
+            ", \"tie_word_embeddings\": true, \"use_sliding_window\": false, \"sliding_window\": 64"),
        NULL, &c);
     cr_assert(c.tied_embeddings);
-    fails(arch("Qwen2ForCausalLM", ", \"use_sliding_window\": true, \"sliding_window\": 64"), NULL, "\"sliding_window\"",
-          "not supported");
+    fails(arch("Qwen2ForCausalLM", ", \"use_sliding_window\": true, \"sliding_window\": 64"), NULL,
+          "\"sliding_window\"", "not supported");
 
     ok(llama(", \"attention_bias\": true, \"mlp_bias\": true"), NULL, &c);
     cr_assert(c.qkv_bias && c.o_bias && c.mlp_bias);
@@ -212,8 +222,8 @@ Test(config, rope_theta_old_and_new) {
     cr_assert_eq(c.rope.type, LMB_ROPE_DEFAULT);
     cr_assert_float_eq(c.rope.theta, 1e6, 1e-9);
     /* both present: rope_parameters wins */
-    ok(llama(", \"rope_theta\": 10000.0, \"rope_parameters\": {\"rope_theta\": 20000.0, \"rope_type\": \"default\"}"), NULL,
-       &c);
+    ok(llama(", \"rope_theta\": 10000.0, \"rope_parameters\": {\"rope_theta\": 20000.0, \"rope_type\": \"default\"}"),
+       NULL, &c);
     cr_assert_float_eq(c.rope.theta, 2e4, 1e-9);
     ok(llama(", \"rope_scaling\": {\"type\": \"default\"}, \"rope_theta\": 30000.0"), NULL, &c);
     cr_assert_eq(c.rope.type, LMB_ROPE_DEFAULT);
@@ -235,8 +245,9 @@ Test(config, rope_linear) {
 
 Test(config, rope_llama3) {
     lmb_model_config c;
-    const char *l3 = ", \"rope_theta\": 500000.0, \"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0,"
-                     " \"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 8192}";
+    const char *l3 =
+        ", \"rope_theta\": 500000.0, \"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0,"
+        " \"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 8192}";
     ok(llama(l3), NULL, &c);
     cr_assert_eq(c.rope.type, LMB_ROPE_LLAMA3);
     cr_assert_float_eq(c.rope.theta, 5e5, 1e-9);
@@ -273,8 +284,8 @@ Test(config, dtype_keys) {
     cr_assert_eq(c.dtype, LMB_F16);
     ok(llama(", \"dtype\": \"float32\", \"torch_dtype\": \"bfloat16\""), NULL, &c); /* the new key wins */
     cr_assert_eq(c.dtype, LMB_F32);
-    fails(llama(", \"torch_dtype\": \"int8\""), NULL, "field \"torch_dtype\" must be \"float32\", \"float16\" or \"bfloat16\"",
-          "\"int8\"");
+    fails(llama(", \"torch_dtype\": \"int8\""), NULL,
+          "field \"torch_dtype\" must be \"float32\", \"float16\" or \"bfloat16\"", "\"int8\"");
 }
 
 Test(config, eos_list_and_generation_union) {

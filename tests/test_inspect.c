@@ -33,9 +33,9 @@ static const char *bin(void) {
     return lmb_file_exists("build/lmbatch") ? "build/lmbatch" : NULL;
 }
 
-#define NEED_BIN()                                                                                           \
-    do {                                                                                                      \
-        if (!bin()) cr_skip_test("LMB_BIN is not set and build/lmbatch is absent");                          \
+#define NEED_BIN()                                                                                                     \
+    do {                                                                                                               \
+        if (!bin()) cr_skip_test("LMB_BIN is not set and build/lmbatch is absent");                                    \
     } while (0)
 
 /* Runs `lmbatch inspect ARGS`; returns the exit code, stdout in *out (caller frees), stderr in *errout. */
@@ -77,10 +77,10 @@ static const char *field(const char *text, const char *key, char *buf, size_t ca
     return NULL;
 }
 
-#define EXPECT_FIELD(text, key, want)                                                                        \
-    do {                                                                                                      \
-        char b_[512];                                                                                         \
-        cr_assert_str_eq(field(text, key, b_, sizeof b_), want, "field %s", key);                             \
+#define EXPECT_FIELD(text, key, want)                                                                                  \
+    do {                                                                                                               \
+        char b_[512];                                                                                                  \
+        cr_assert_str_eq(field(text, key, b_, sizeof b_), want, "field %s", key);                                      \
     } while (0)
 
 Test(inspect, shared_tiny_qwen2_text) {

@@ -77,12 +77,12 @@ Test(safetensors, writer_reader_round_trip) {
         const void *data;
         size_t nbytes;
     } t[] = {
-        {"a.f32", LMB_F32, 2, {2, 3}, f32, sizeof f32},  {"b.f16", LMB_F16, 1, {5}, f16, sizeof f16},
+        {"a.f32", LMB_F32, 2, {2, 3}, f32, sizeof f32},     {"b.f16", LMB_F16, 1, {5}, f16, sizeof f16},
         {"c.bf16", LMB_BF16, 2, {2, 2}, bf16, sizeof bf16}, {"d.i32", LMB_I32, 1, {3}, i32, sizeof i32},
-        {"e.i8", LMB_I8, 2, {2, 2}, i8, sizeof i8},      {"f.u8", LMB_U8, 1, {3}, u8, sizeof u8},
-        {"g.f64", LMB_F64, 1, {2}, f64, sizeof f64},     {"h.i64", LMB_I64, 1, {1}, i64, sizeof i64},
-        {"i.i16", LMB_I16, 1, {2}, i16, sizeof i16},     {"j.bool", LMB_BOOL, 1, {2}, bl, sizeof bl},
-        {"k.scalar", LMB_F32, 0, {0}, &scalar, 4},       {"l.empty", LMB_F32, 2, {0, 4}, NULL, 0},
+        {"e.i8", LMB_I8, 2, {2, 2}, i8, sizeof i8},         {"f.u8", LMB_U8, 1, {3}, u8, sizeof u8},
+        {"g.f64", LMB_F64, 1, {2}, f64, sizeof f64},        {"h.i64", LMB_I64, 1, {1}, i64, sizeof i64},
+        {"i.i16", LMB_I16, 1, {2}, i16, sizeof i16},        {"j.bool", LMB_BOOL, 1, {2}, bl, sizeof bl},
+        {"k.scalar", LMB_F32, 0, {0}, &scalar, 4},          {"l.empty", LMB_F32, 2, {0, 4}, NULL, 0},
     };
     int n = (int)(sizeof t / sizeof t[0]);
     lmb_error err;
@@ -92,7 +92,8 @@ Test(safetensors, writer_reader_round_trip) {
     int order[] = {1, 0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
     for (int k = 0; k < n; k++) {
         int i = order[k];
-        cr_assert_eq(lmb_st_writer_add(w, t[i].name, t[i].dt, t[i].ndim, t[i].shape, t[i].data, &err), 0, "%s", err.msg);
+        cr_assert_eq(lmb_st_writer_add(w, t[i].name, t[i].dt, t[i].ndim, t[i].shape, t[i].data, &err), 0, "%s",
+                     err.msg);
     }
     cr_assert_eq(lmb_st_writer_set_metadata(w, "format", "pt", &err), 0);
     cr_assert_eq(lmb_st_writer_set_metadata(w, "note", "first", &err), 0);
@@ -439,7 +440,8 @@ static void make_two_shards(void) {
 static void expect_index_fail(const char *index_json, const char *frag1, const char *frag2) {
     make_two_shards();
     char p[4096];
-    cr_assert_eq(lmb_test_write_file(tmp, "model.safetensors.index.json", index_json, strlen(index_json), p, sizeof p), 0);
+    cr_assert_eq(lmb_test_write_file(tmp, "model.safetensors.index.json", index_json, strlen(index_json), p, sizeof p),
+                 0);
     lmb_safetensors *st = NULL;
     lmb_error err = {{0}};
     cr_assert_neq(lmb_st_open_dir(tmp, &st, &err), 0);
@@ -479,7 +481,9 @@ Test(safetensors, index_tensor_in_other_shard) {
 
 Test(safetensors, index_not_json) { expect_index_fail("{\"weight_map\": ", "not valid JSON", NULL); }
 
-Test(safetensors, index_without_weight_map) { expect_index_fail("{\"metadata\":{}}", "\"weight_map\" is missing", NULL); }
+Test(safetensors, index_without_weight_map) {
+    expect_index_fail("{\"metadata\":{}}", "\"weight_map\" is missing", NULL);
+}
 
 Test(safetensors, index_shard_outside_folder) {
     expect_index_fail("{\"weight_map\":{\"a\":\"../x.safetensors\"}}", "plain file name", NULL);
@@ -504,7 +508,7 @@ static const struct {
     const char *name;
     int n_tensors;
 } shared_models[] = {
-    {"pycoder-22M", 56}, {"stories260K", 47}, {"tiny-internlm2", 24},
+    {"pycoder-22M", 56},    {"stories260K", 47},  {"tiny-internlm2", 24},
     {"tiny-llama-gqa", 30}, {"tiny-mistral", 30}, {"tiny-qwen2", 38},
 };
 
@@ -545,7 +549,8 @@ Test(safetensors, shared_values_match_python_f32) {
     cr_assert_eq(e->shape[1], 64);
     const float *f = e->data;
     const float row0[4] = {-0.29474878311157227f, 0.5618956089019775f, 0.1754225343465805f, 0.34057360887527466f};
-    const float row511[4] = {-0.0016551478765904903f, -0.23400729894638062f, -0.16485778987407684f, -0.424032598733902f};
+    const float row511[4] = {-0.0016551478765904903f, -0.23400729894638062f, -0.16485778987407684f,
+                             -0.424032598733902f};
     for (int i = 0; i < 4; i++) {
         cr_assert_eq(f[i], row0[i]);
         cr_assert_eq(f[511 * 64 + 60 + i], row511[i]);

@@ -90,7 +90,8 @@ static void check_dense_layout(const lmb_model *m) {
 /* ---- ../shared ------------------------------------------------------------------------------------------- */
 
 Test(weights, shared_models_bind) {
-    const char *names[] = {"stories260K", "pycoder-22M", "tiny-llama-gqa", "tiny-qwen2", "tiny-mistral", "tiny-internlm2"};
+    const char *names[] = {"stories260K", "pycoder-22M",  "tiny-llama-gqa",
+                           "tiny-qwen2",  "tiny-mistral", "tiny-internlm2"};
     char dir[4096];
     LMB_TEST_NEED_SHARED(dir, "models");
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
@@ -130,8 +131,11 @@ static void check_split_rows(const lmb_model *m, const lmb_safetensors *st) {
                                  "layer %d q row %d", i, dst);
                 }
                 int dst = g * hd + j;
-                cr_assert_eq(memcmp((const char *)L->k.w.data + dst * row, src + ((g * (r + 2) + r) * hd + j) * row, row), 0);
-                cr_assert_eq(memcmp((const char *)L->v.w.data + dst * row, src + ((g * (r + 2) + r + 1) * hd + j) * row, row), 0);
+                cr_assert_eq(
+                    memcmp((const char *)L->k.w.data + dst * row, src + ((g * (r + 2) + r) * hd + j) * row, row), 0);
+                cr_assert_eq(
+                    memcmp((const char *)L->v.w.data + dst * row, src + ((g * (r + 2) + r + 1) * hd + j) * row, row),
+                    0);
             }
     }
 }
@@ -264,11 +268,14 @@ Test(weights, awq_internlm2_split_columns) {
                 for (int g = 0; g < G; g++) {
                     const char *grp = src + (size_t)(row * cols + (int64_t)g * (r + 2) * u) * es;
                     cr_assert_eq(memcmp((const char *)tq->data + (size_t)(row * G * r * u + g * r * u) * es, grp,
-                                        (size_t)(r * u) * es), 0);
+                                        (size_t)(r * u) * es),
+                                 0);
                     cr_assert_eq(memcmp((const char *)tk->data + (size_t)(row * G * u + g * u) * es,
-                                        grp + (size_t)(r * u) * es, (size_t)u * es), 0);
+                                        grp + (size_t)(r * u) * es, (size_t)u * es),
+                                 0);
                     cr_assert_eq(memcmp((const char *)tv->data + (size_t)(row * G * u + g * u) * es,
-                                        grp + (size_t)((r + 1) * u) * es, (size_t)u * es), 0);
+                                        grp + (size_t)((r + 1) * u) * es, (size_t)u * es),
+                                 0);
                 }
         }
     }
@@ -329,7 +336,7 @@ Test(weights, missing_and_unexpected_in_one_error) {
     lmb_model_config c;
     lmb_safetensors *st = open_fixture("both", &s, &c);
     lmb_error err;
-    c.n_layers = 1;       /* layer 1 is unexpected */
+    c.n_layers = 1; /* layer 1 is unexpected */
     c.tied_embeddings = false;
     c.mlp_bias = true; /* and layer 0's mlp biases are missing */
     bind_fails(&c, st, &err);

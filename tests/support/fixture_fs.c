@@ -28,8 +28,7 @@ static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW 
 int lmb_test_rmtree(const char *path, lmb_error *err) {
     struct stat st;
     if (lstat(path, &st) != 0) return 0;
-    if (nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS) != 0)
-        return lmb_fail(err, "rmtree %s: %s", path, strerror(errno));
+    if (nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS) != 0) return lmb_fail(err, "rmtree %s: %s", path, strerror(errno));
     return 0;
 }
 

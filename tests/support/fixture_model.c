@@ -110,8 +110,9 @@ static int fx_linear(fx_list *l, const lmb_test_model_spec *s, const char *prefi
     char n[128];
     if (s->awq_group > 0) {
         int64_t g = s->awq_group;
-        if (in % g || out % 8) return lmb_fail(err, "fixture: %s [%lld, %lld] does not fit AWQ group %lld", prefix,
-                                                (long long)out, (long long)in, (long long)g);
+        if (in % g || out % 8)
+            return lmb_fail(err, "fixture: %s [%lld, %lld] does not fit AWQ group %lld", prefix, (long long)out,
+                            (long long)in, (long long)g);
         snprintf(n, sizeof n, "%s.qweight", prefix);
         if (fx_add(l, n, LMB_I32, 2, in, out / 8, INIT_BITS, 0, err)) return -1;
         snprintf(n, sizeof n, "%s.qzeros", prefix);
@@ -134,8 +135,8 @@ static int build_tensors(fx_list *l, const lmb_test_model_spec *s, lmb_error *er
     bool qkv_bias = s->arch == LMB_ARCH_QWEN2 || (s->attn_bias && s->arch != LMB_ARCH_MISTRAL);
     bool o_bias = s->attn_bias && (s->arch == LMB_ARCH_LLAMA || il);
     char n[128];
-    if (fx_add(l, il ? "model.tok_embeddings.weight" : "model.embed_tokens.weight", s->dtype, 2, V, H, INIT_NORMAL,
-               0.1, err))
+    if (fx_add(l, il ? "model.tok_embeddings.weight" : "model.embed_tokens.weight", s->dtype, 2, V, H, INIT_NORMAL, 0.1,
+               err))
         return -1;
 #define P(suffix) (snprintf(n, sizeof n, "model.layers.%d.%s", i, suffix), n)
     for (int i = 0; i < s->layers; i++) {
@@ -238,7 +239,8 @@ static int write_shard(const char *dir, const char *file, const fx_tensor *t, in
     lmb_st_writer *w = lmb_st_writer_new();
     if (!w) return lmb_fail(err, "fixture: out of memory");
     int rc = lmb_st_writer_set_metadata(w, "format", "pt", err);
-    for (int i = 0; i < n && !rc; i++) rc = lmb_st_writer_add(w, t[i].name, t[i].dtype, t[i].ndim, t[i].shape, t[i].data, err);
+    for (int i = 0; i < n && !rc; i++)
+        rc = lmb_st_writer_add(w, t[i].name, t[i].dtype, t[i].ndim, t[i].shape, t[i].data, err);
     if (!rc) rc = lmb_st_writer_save(w, path, err);
     lmb_st_writer_free(w);
     return rc;

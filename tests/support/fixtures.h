@@ -38,8 +38,8 @@ typedef struct lmb_test_model_spec {
     uint64_t seed;
     double rope_theta;
     int max_pos;
-    int shards;    /* <= 1: model.safetensors; N > 1: model-0000i-of-0000N.safetensors + index json */
-    int awq_group; /* > 0: every linear stored AWQ-style (random qweight/qzeros, small F16 scales) */
+    int shards;     /* <= 1: model.safetensors; N > 1: model-0000i-of-0000N.safetensors + index json */
+    int awq_group;  /* > 0: every linear stored AWQ-style (random qweight/qzeros, small F16 scales) */
     bool attn_bias; /* Llama attention_bias (q, k, v, o) / InternLM2 bias (wqkv, wo); Qwen2 has q/k/v biases anyway */
 } lmb_test_model_spec;
 
@@ -63,12 +63,12 @@ int lmb_test_write_file(const char *dir, const char *name, const void *data, siz
 bool lmb_test_shared_path(char *buf, size_t cap, const char *rel);
 
 /* In a Criterion test: fills `buf` with the shared path or skips the test, saying what is missing. */
-#define LMB_TEST_NEED_SHARED(buf, rel)                                                                       \
-    do {                                                                                                      \
-        if (!lmb_test_shared_path(buf, sizeof(buf), rel)) {                                                   \
-            cr_skip_test("%s not found (../shared is absent; set LMB_TEST_SHARED to point at it)", buf);      \
-            return;                                                                                           \
-        }                                                                                                     \
+#define LMB_TEST_NEED_SHARED(buf, rel)                                                                                 \
+    do {                                                                                                               \
+        if (!lmb_test_shared_path(buf, sizeof(buf), rel)) {                                                            \
+            cr_skip_test("%s not found (../shared is absent; set LMB_TEST_SHARED to point at it)", buf);               \
+            return;                                                                                                    \
+        }                                                                                                              \
     } while (0)
 
 #endif
