@@ -119,10 +119,11 @@ void lmb_weights_free(lmb_weights *w, int n_layers);
  * q/k/v as the fused tensor they came from) and their total; these are the bytes a backend uploads. */
 uint64_t lmb_weights_bytes(const lmb_weights *w, int n_layers, uint64_t by_dtype[LMB_DTYPE_COUNT]);
 
+/* Parameters implied by the config (a tied head counted once; AWQ models count like their unquantized source). */
 int64_t lmb_config_param_count(const lmb_model_config *cfg);
 /* KV-cache bytes per token for all layers at the given bits per element (16, 8, 4), including the
  * per-token-per-head scale/zero overhead for 8 and 4 bits (two fp16 values per head for K and for V);
- * 0 for any other bits.  The parameter count is the unquantized one (AWQ models count like their source). */
+ * 0 for any other bits. */
 size_t lmb_config_kv_bytes_per_token(const lmb_model_config *cfg, int bits);
 
 /* "llama", "mistral", "qwen2", "internlm2". */
