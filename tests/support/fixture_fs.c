@@ -11,10 +11,23 @@
 #include "../../engine/fileio.h"
 #include "fixtures.h"
 
+/* Folders made by lmb_test_tmpdir in this process, removed at exit too: a skipped or failed Criterion test
+ * does not run its suite's .fini. */
+#define MAX_TMPDIRS 16
+static char made[MAX_TMPDIRS][32];
+static int n_made;
+
+static void remove_made(void) {
+    for (int i = 0; i < n_made; i++) lmb_test_rmtree(made[i], NULL);
+    n_made = 0;
+}
+
 int lmb_test_tmpdir(char *buf, size_t cap, lmb_error *err) {
     if (cap < 32) return lmb_fail(err, "tmpdir: buffer too small");
     snprintf(buf, cap, "/tmp/lmb-test-XXXXXX");
     if (!mkdtemp(buf)) return lmb_fail(err, "tmpdir: mkdtemp failed: %s", strerror(errno));
+    if (n_made == 0) atexit(remove_made);
+    if (n_made < MAX_TMPDIRS) snprintf(made[n_made++], sizeof made[0], "%s", buf);
     return 0;
 }
 
