@@ -50,10 +50,13 @@ typedef struct lmb_model_config {
     int max_pos; /* max_position_embeddings */
     double rms_eps;
     bool tied_embeddings;
-    bool qkv_bias; /* Qwen2 always; Llama attention_bias; InternLM2 "bias" */
+    bool qkv_bias; /* Qwen2 always; Llama attention_bias; InternLM2 "bias" (default true) */
+    bool o_bias;   /* Llama attention_bias and InternLM2 "bias" also put a bias on o (Qwen2 does not) */
+    bool mlp_bias; /* Llama mlp_bias: gate, up and down carry biases */
     lmb_rope rope;
-    lmb_dtype dtype; /* torch_dtype / dtype: F32, F16 or BF16 */
-    int bos_id;      /* -1 if none */
+    lmb_dtype dtype; /* torch_dtype / dtype: F32, F16 or BF16.  LMB_DTYPE_INVALID after lmb_config_parse when
+                        config.json names none; lmb_model_open then takes the embedding's dtype */
+    int bos_id;      /* -1 if none; config.json's, else generation_config.json's */
     int eos_ids[LMB_MAX_EOS];
     int n_eos; /* union of config.json and generation_config.json */
     lmb_quant_config quant;
@@ -104,15 +107,26 @@ int lmb_config_load(const char *dir, lmb_model_config *cfg, lmb_error *err);
 int lmb_model_open(const char *dir, lmb_model **out, lmb_error *err);
 void lmb_model_close(lmb_model *m);
 
-/* Binds weights from an already-open tensor set (used by lmb_model_open and tests). */
+/* Binds weights from an already-open tensor set (used by lmb_model_open and tests).  Missing and unexpected
+ * tensors are reported together in one error; `rotary_emb.inv_freq` buffers, and lm_head.weight of a tied
+ * model, are ignored.  Weights may be F32, F16 or BF16 (not necessarily all the same).  With AWQ each
+ * linear is taken as qweight/qzeros/scales, or dense .weight where the checkpoint left it unquantized.
+ * On failure *w is left empty.  lmb_weights_free accepts an empty (zeroed) lmb_weights. */
 int lmb_weights_bind(const lmb_model_config *cfg, const lmb_safetensors *st, lmb_weights *w, lmb_error *err);
 void lmb_weights_free(lmb_weights *w, int n_layers);
 
+/* Bytes of the bound weights per dtype (indexed by lmb_dtype; a tied head is counted once, InternLM2's split
+ * q/k/v as the fused tensor they came from) and their total; these are the bytes a backend uploads. */
+uint64_t lmb_weights_bytes(const lmb_weights *w, int n_layers, uint64_t by_dtype[LMB_DTYPE_COUNT]);
+
+/* Parameters implied by the config (a tied head counted once; AWQ models count like their unquantized source). */
 int64_t lmb_config_param_count(const lmb_model_config *cfg);
 /* KV-cache bytes per token for all layers at the given bits per element (16, 8, 4), including the
- * per-token-per-head scale/zero overhead for 8 and 4 bits (two fp16 values per head for K and for V). */
+ * per-token-per-head scale/zero overhead for 8 and 4 bits (two fp16 values per head for K and for V);
+ * 0 for any other bits. */
 size_t lmb_config_kv_bytes_per_token(const lmb_model_config *cfg, int bits);
 
+/* "llama", "mistral", "qwen2", "internlm2". */
 const char *lmb_arch_name(lmb_arch a);
 
 #endif

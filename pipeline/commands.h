@@ -5,6 +5,8 @@
 
 enum { LMB_EXIT_OK = 0, LMB_EXIT_PARTIAL = 1, LMB_EXIT_USAGE = 2, LMB_EXIT_LOCKED = 3, LMB_EXIT_MODEL = 4 };
 
+/* pipeline/cmd_inspect.c: a model folder's config, sizes, weight bytes and KV-cache cost. */
+int lmb_cmd_inspect(int argc, char **argv);
 
 int lmb_cmd_run(int argc, char **argv);
 int lmb_cmd_ppl(int argc, char **argv);

@@ -24,6 +24,7 @@ static const struct {
     {"run", lmb_cmd_run, "generate answers for a JSONL file of prompts"},
     {"ppl", lmb_cmd_ppl, "perplexity of a model over a text (HF fixed-length procedure)"},
     {"version", cmd_version, "print the version"},
+    {"inspect", lmb_cmd_inspect, "show a model folder's config, weight bytes and KV-cache cost"},
 };
 
 static void usage(FILE *f) {
