@@ -5,5 +5,7 @@
 
 enum { LMB_EXIT_OK = 0, LMB_EXIT_PARTIAL = 1, LMB_EXIT_USAGE = 2, LMB_EXIT_LOCKED = 3, LMB_EXIT_MODEL = 4 };
 
+int lmb_cmd_tokenize(int argc, char **argv);
+
 
 #endif

@@ -22,6 +22,7 @@ static const struct {
     const char *summary;
 } commands[] = {
     {"version", cmd_version, "print the version"},
+    {"tokenize", lmb_cmd_tokenize, "text -> token ids (or --decode ids -> text) with a model's tokenizer"},
 };
 
 static void usage(FILE *f) {
