@@ -167,6 +167,8 @@ void lmb_bpe_scratch_free(lmb_bpe_scratch *s);
 typedef struct lmb_added {
     char *content;
     size_t len;
+    char *norm; /* normalized=true: the normalized content, what HF's id_to_token and decode give */
+    size_t norm_len;
     int32_t id;
     bool special, lstrip, rstrip, single_word, normalized;
 } lmb_added;

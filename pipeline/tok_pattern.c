@@ -1,8 +1,11 @@
 /* tok_pattern.c — the patterns of tokenizer.json ({"String": ...} / {"Regex": ...}) and HF's generic
  * "split by pattern with a delimiter behavior".
  *
- * Regexes are Oniguruma syntax in tokenizer.json; we compile them with PCRE2 (UTF + UCP), which reads the
- * patterns real tokenizers use (GPT-2, Llama-3, Qwen2) the same way.  Subjects are always valid UTF-8
+ * Regexes are Oniguruma syntax in tokenizer.json; we compile them with PCRE2 (UTF + UCP) after rewriting
+ * the escapes whose meaning differs: Oniguruma's \s is the White_Space property (PCRE2's lacks U+0085),
+ * its \w is Alphabetic + marks + decimal digits + connector punctuation (+ a few Latin-1 digits such as
+ * "½"; PCRE2's lacks marks), and its \h is a hex digit.  Checked against HF in the variants fixture
+ * (split_removed_whitespace, split_removed_word).  Subjects are always valid UTF-8
  * (encode sanitizes its input), so matching skips PCRE2's UTF check.  An empty match splits the text
  * there and the search resumes one character later, as Oniguruma's find_iter does.
  */
@@ -13,12 +16,68 @@
 #include "unicode.h"
 #include "utf8.h"
 
+#define WS_SET "\\p{White_Space}"
+#define WORD_SET "\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\x{B2}\\x{B3}\\x{B9}\\x{BC}-\\x{BE}"
+#define HEX_SET "0-9a-fA-F"
+
+/* Oniguruma -> PCRE2: rewrites \s \S \w \W \h \H (see the file comment), in and out of [...] classes.
+ * A negated class escape inside a class (\W, \H within [...]) has no union form; PCRE2's own is kept. */
+static int translate(const char *re, lmb_buf *out) {
+    int depth = 0; /* nesting of [...] */
+    for (size_t i = 0; re[i]; i++) {
+        char c = re[i];
+        const char *rep = NULL;
+        if (c == '\\' && re[i + 1]) {
+            char e = re[i + 1];
+            bool in = depth > 0;
+            switch (e) {
+            case 's': rep = in ? WS_SET : "[" WS_SET "]"; break;
+            case 'S': rep = in ? "\\P{White_Space}" : "[^" WS_SET "]"; break;
+            case 'w': rep = in ? WORD_SET : "[" WORD_SET "]"; break;
+            case 'W': rep = in ? NULL : "[^" WORD_SET "]"; break;
+            case 'h': rep = in ? HEX_SET : "[" HEX_SET "]"; break;
+            case 'H': rep = in ? NULL : "[^" HEX_SET "]"; break;
+            }
+            if (rep) {
+                if (lmb_buf_append(out, rep, strlen(rep))) return -1;
+            } else if (lmb_buf_append(out, re + i, 2)) {
+                return -1;
+            }
+            i++;
+            continue;
+        }
+        if (c == '[') {
+            depth++;
+            if (lmb_buf_append(out, &c, 1)) return -1;
+            /* a ']' right after '[' or '[^' is a literal */
+            if (re[i + 1] == '^') {
+                if (lmb_buf_append(out, "^", 1)) return -1;
+                i++;
+            }
+            if (re[i + 1] == ']') {
+                if (lmb_buf_append(out, "\\]", 2)) return -1;
+                i++;
+            }
+            continue;
+        }
+        if (c == ']' && depth > 0) depth--;
+        if (lmb_buf_append(out, &c, 1)) return -1;
+    }
+    return lmb_buf_append(out, "", 0);
+}
+
 int lmb_pattern_compile(lmb_pattern *p, const char *regex, const char *where, lmb_error *err) {
     memset(p, 0, sizeof *p);
     p->kind = LMB_PAT_REGEX;
     int ecode;
     PCRE2_SIZE eoff;
-    p->re = pcre2_compile((PCRE2_SPTR)regex, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP, &ecode, &eoff, NULL);
+    lmb_buf tr = {0};
+    if (translate(regex, &tr)) {
+        lmb_buf_free(&tr);
+        return lmb_fail(err, "out of memory");
+    }
+    p->re = pcre2_compile((PCRE2_SPTR)tr.p, tr.n, PCRE2_UTF | PCRE2_UCP, &ecode, &eoff, NULL);
+    lmb_buf_free(&tr);
     if (!p->re) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(ecode, msg, sizeof msg);

@@ -36,7 +36,10 @@ void lmb_ids_free(lmb_ids *v) {
 void lmb_tokenizer_free(lmb_tokenizer *t) {
     if (!t) return;
     lmb_bpe_free(&t->bpe);
-    for (size_t i = 0; i < t->n_added; i++) free(t->added[i].content);
+    for (size_t i = 0; i < t->n_added; i++) {
+        free(t->added[i].content);
+        free(t->added[i].norm);
+    }
     free(t->added);
     lmb_trie_free(&t->trie_raw);
     lmb_trie_free(&t->trie_norm);
@@ -181,14 +184,8 @@ static int build_tables(lmb_tokenizer *t, const char *path, lmb_error *err) {
         t->tok[id] = v->keys.p + v->e[i].off;
         t->tok_len[id] = v->e[i].len;
     }
-    for (size_t i = 0; i < t->n_added; i++) {
-        const lmb_added *a = &t->added[i];
-        t->tok[a->id] = a->content;
-        t->tok_len[a->id] = (uint32_t)a->len;
-        t->special[a->id] = a->special;
-    }
-
-    /* added-token tries: special tokens first, then the others, each in file order (HF's order) */
+    /* added-token tries: special tokens first, then the others, each in file order (HF's order).  Tokens
+     * with normalized=true are matched, and decoded, as their normalized content. */
     lmb_trie_init(&t->trie_raw);
     lmb_trie_init(&t->trie_norm);
     lmb_enc_scratch sc = {0};
@@ -196,7 +193,7 @@ static int build_tables(lmb_tokenizer *t, const char *path, lmb_error *err) {
     if (!(sc.md = pcre2_match_data_create(1, NULL))) return lmb_fail(err, "out of memory");
     for (int pass = 0; pass < 2 && !rc; pass++)
         for (size_t i = 0; i < t->n_added && !rc; i++) {
-            const lmb_added *a = &t->added[i];
+            lmb_added *a = &t->added[i];
             if (a->special != (pass == 0) || a->len == 0) continue;
             if (!a->normalized) {
                 if (lmb_trie_add(&t->trie_raw, a->content, a->len, (int32_t)i)) rc = lmb_fail(err, "out of memory");
@@ -205,13 +202,23 @@ static int build_tables(lmb_tokenizer *t, const char *path, lmb_error *err) {
             if (lmb_normalize(t->norm, t->n_norm, a->content, a->len, &sc, &sc.nbuf, err)) {
                 lmb_error_prefix(err, "%s: added_tokens[%zu]", path, i);
                 rc = -1;
-            } else if (lmb_trie_add(&t->trie_norm, sc.nbuf.p, sc.nbuf.n, (int32_t)i)) {
+            } else if (!(a->norm = malloc(sc.nbuf.n + 1))) {
                 rc = lmb_fail(err, "out of memory");
+            } else {
+                memcpy(a->norm, sc.nbuf.p, sc.nbuf.n + 1);
+                a->norm_len = sc.nbuf.n;
+                if (lmb_trie_add(&t->trie_norm, a->norm, a->norm_len, (int32_t)i)) rc = lmb_fail(err, "out of memory");
             }
         }
     lmb_buf_free(&sc.nbuf);
     free(sc.tmp);
     pcre2_match_data_free(sc.md);
+    for (size_t i = 0; i < t->n_added && !rc; i++) {
+        const lmb_added *a = &t->added[i];
+        t->tok[a->id] = a->norm ? a->norm : a->content;
+        t->tok_len[a->id] = (uint32_t)(a->norm ? a->norm_len : a->len);
+        t->special[a->id] = a->special;
+    }
     return rc;
 }
 
