@@ -25,6 +25,7 @@ static const struct {
     {"ppl", lmb_cmd_ppl, "perplexity of a model over a text (HF fixed-length procedure)"},
     {"version", cmd_version, "print the version"},
     {"inspect", lmb_cmd_inspect, "show a model folder's config, weight bytes and KV-cache cost"},
+    {"tokenize", lmb_cmd_tokenize, "text -> token ids (or --decode ids -> text) with a model's tokenizer"},
 };
 
 static void usage(FILE *f) {
