@@ -223,6 +223,8 @@ int lmb_backend_cpu_create(const lmb_model *model, const lmb_engine_config *cfg,
                            lmb_error *err) {
     *out = NULL;
     if (cfg->threads > 0) omp_set_num_threads(cfg->threads);
+    if (model->random_weights)
+        return lmb_fail(err, "%s has random weights generated on the GPU: use --backend cuda", model->dir);
     cpu_backend *c = calloc(1, sizeof *c);
     if (!c) return lmb_fail(err, "out of memory");
     c->base.ops = &cpu_ops;

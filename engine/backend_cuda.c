@@ -100,7 +100,7 @@ static void cuda_destroy(lmb_backend *b) {
     if (c->layers) {
         for (int l = 0; l < c->cfg.n_layers; l++) {
             cuda_layer *L = &c->layers[l];
-            void *ps[] = {L->attn_norm, L->ffn_norm, L->wqkv, L->bqkv, L->wo, L->wgu, L->wd};
+            void *ps[] = {L->attn_norm, L->ffn_norm, L->wqkv, L->wo, L->wgu, L->wd, L->bqkv, L->bo, L->bgu, L->bd};
             for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) cudaFree(ps[i]);
         }
         free(c->layers);
@@ -214,6 +214,12 @@ static int load_weights(cuda_backend *c, const lmb_model *model, lmb_error *err)
         ONE(L->wo, &s->o.w, (size_t)m->n_heads * m->head_dim, a, 0.f);
         if (upload_stacked(c, &sg, &L->wgu, gu, 2, H, rnd, a, 0.f, err)) goto done;
         ONE(L->wd, &s->down.w, (size_t)m->ffn, a, 0.f);
+        if (m->o_bias) ONE(L->bo, &s->o.bias, 1, a, 0.f);
+        if (m->mlp_bias) {
+            const lmb_tensor *b[2] = {&s->gate.bias, &s->up.bias};
+            if (upload_stacked(c, &sg, &L->bgu, b, 2, 1, rnd, a, 0.f, err)) goto done;
+            ONE(L->bd, &s->down.bias, 1, a, 0.f);
+        }
     }
 #undef ONE
     if (cudaStreamSynchronize(c->stream) != cudaSuccess) {
@@ -310,7 +316,7 @@ int lmb_backend_cuda_create(const lmb_model *model, const lmb_engine_config *cfg
     }
     if (load_weights(c, model, err) || alloc_activations(c, cfg, err)) goto done;
     if (!cfg->quiet) {
-        cudaDeviceProp prop;
+        struct cudaDeviceProp prop;
         TRY(cudaGetDeviceProperties(&prop, c->device));
         fprintf(stderr, "lmbatch: %s, %s weights %.2f GiB %s in %.2f s (%.1f GB/s)\n", prop.name,
                 c->dt == LMB_CUDA_BF16 ? "bf16" : "fp16", c->weight_bytes / 1073741824.0,

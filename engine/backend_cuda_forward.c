@@ -85,11 +85,14 @@ static int enqueue(cuda_backend *c, const plan *p, lmb_error *err) {
                                                  scale, p->max_ctx, c->split_len, c->attn_ws, c->dt, s));
         }
         if (gemm(c, c->attn, L->wo, c->y, T, H, nh * hd, false, err)) return -1;
+        if (L->bo) CUDA_CHECK(lmb_cuda_add_bias(c->y, L->bo, T, H, c->dt, s));
         /* MLP block */
         CUDA_CHECK(lmb_cuda_add_rmsnorm(c->resid, c->y, L->ffn_norm, c->xn, NULL, T, H, eps, c->dt, s));
         if (gemm(c, c->xn, L->wgu, c->gu, T, 2 * F, H, false, err)) return -1;
+        if (L->bgu) CUDA_CHECK(lmb_cuda_add_bias(c->gu, L->bgu, T, 2 * F, c->dt, s));
         CUDA_CHECK(lmb_cuda_silu_mul(c->act, c->gu, T, F, c->dt, s));
         if (gemm(c, c->act, L->wd, c->y, T, H, F, false, err)) return -1;
+        if (L->bd) CUDA_CHECK(lmb_cuda_add_bias(c->y, L->bd, T, H, c->dt, s));
     }
     return 0;
 }

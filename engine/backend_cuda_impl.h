@@ -20,8 +20,8 @@
 
 typedef struct cuda_layer {
     void *attn_norm, *ffn_norm;
-    void *wqkv, *bqkv; /* bqkv NULL without biases */
-    void *wo, *wgu, *wd;
+    void *wqkv, *wo, *wgu, *wd;
+    void *bqkv, *bo, *bgu, *bd; /* biases, NULL where the architecture has none */
 } cuda_layer;
 
 /* Byte offsets of the metadata regions (same in the pinned host copy and on the device). */

@@ -95,6 +95,7 @@ typedef struct lmb_model {
     lmb_model_config cfg;
     lmb_weights w;
     lmb_safetensors *st;
+    bool random_weights; /* lmb_model_random: shapes only, the backend fills the weights (benchmarks) */
 } lmb_model;
 
 /* Parses config.json text (and generation_config.json text, may be NULL). `what` names the source in errors. */
@@ -106,6 +107,13 @@ int lmb_config_load(const char *dir, lmb_model_config *cfg, lmb_error *err);
 /* Opens the folder: config, safetensors, weight binding with shape checks. */
 int lmb_model_open(const char *dir, lmb_model **out, lmb_error *err);
 void lmb_model_close(lmb_model *m);
+
+/* A model of a named real shape with no weights on disk ("llama2-7b", "llama2-13b", "llama3-8b",
+ * "mistral-7b", "qwen2-7b", "tinyllama-1.1b"): tensor views carry shapes and dtype but no data, and a
+ * backend that accepts random_weights fills them itself (the CUDA backend, for benchmarks). */
+int lmb_model_random(const char *shape, lmb_dtype dtype, lmb_model **out, lmb_error *err);
+/* The names lmb_model_random knows, comma-separated. */
+const char *lmb_model_random_shapes(void);
 
 /* Binds weights from an already-open tensor set (used by lmb_model_open and tests).  Missing and unexpected
  * tensors are reported together in one error; `rotary_emb.inv_freq` buffers, and lm_head.weight of a tied

@@ -11,6 +11,7 @@ int lmb_cmd_inspect(int argc, char **argv);
 int lmb_cmd_run(int argc, char **argv);
 int lmb_cmd_ppl(int argc, char **argv);
 int lmb_cmd_tokenize(int argc, char **argv);
-
+int lmb_cmd_bench(int argc, char **argv);
+int lmb_cmd_score(int argc, char **argv);
 
 #endif

@@ -22,6 +22,8 @@ static const struct {
     const char *summary;
 } commands[] = {
     {"run", lmb_cmd_run, "generate answers for a JSONL file of prompts"},
+    {"bench", lmb_cmd_bench, "offline throughput: req/s, tok/s, TTFT, memory (random prompts or a dataset)"},
+    {"score", lmb_cmd_score, "teacher-forced logits of token-id prompts, written as safetensors"},
     {"ppl", lmb_cmd_ppl, "perplexity of a model over a text (HF fixed-length procedure)"},
     {"version", cmd_version, "print the version"},
     {"inspect", lmb_cmd_inspect, "show a model folder's config, weight bytes and KV-cache cost"},
