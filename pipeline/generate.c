@@ -137,6 +137,13 @@ static int finish_req(lmb_gen *g, gen_req *r, lmb_finish why, const char *error,
         g->dead = nd;
         g->cap_dead = nc;
     }
+    if (!r->stopped) { /* text held back by the detokenizer (bytes that never formed a character) */
+        char *tail = NULL;
+        size_t tlen = 0;
+        if (lmb_detok_flush(&r->detok, g->tok, &tail, &tlen, err)) return -1;
+        lmb_sb_append(&r->text, tail, tlen);
+        free(tail);
+    }
     static const char *reasons[] = {"", "length", "stop", "abort", "error"};
     if (!r->text.s) lmb_sb_append(&r->text, "", 0);
     g->done[g->n_done++] = (lmb_gen_result){
