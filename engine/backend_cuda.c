@@ -96,6 +96,7 @@ static int upload_stacked(cuda_backend *c, stager *sg, void **dev, const lmb_ten
 static void cuda_destroy(lmb_backend *b) {
     cuda_backend *c = (cuda_backend *)b;
     if (!c) return;
+    lmb_cuda_prof_report(c);
     lmb_cuda_graphs_free(c);
     if (c->layers) {
         for (int l = 0; l < c->cfg.n_layers; l++) {
@@ -289,6 +290,8 @@ int lmb_backend_cuda_create(const lmb_model *model, const lmb_engine_config *cfg
     } while (0)
     TRY(cudaSetDevice(c->device));
     TRY(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
+    if (lmb_cuda_prof_init(c, err)) goto done;
+    c->use_gemv = !getenv("LMB_NO_GEMV");
     if (cublasCreate(&c->blas) != CUBLAS_STATUS_SUCCESS) {
         lmb_fail(err, "cublasCreate failed");
         goto done;

@@ -40,6 +40,7 @@ void lmb_cuda_meta_layout(cuda_backend *c) {
     m->end = o;
 }
 
+#define P(cat) lmb_cuda_prof_mark(c, LMB_PROF_##cat)
 #define H(off, type) ((type *)(c->meta_h + c->ml.off))
 #define D(off, type) ((type *)(c->meta_d + c->ml.off))
 
@@ -49,6 +50,10 @@ static void *kv_ptr(cuda_backend *c, int layer, int v) {
 
 static int gemm(cuda_backend *c, const void *x, const void *w, void *y, int M, int N, int K, bool f32_out,
                 lmb_error *err) {
+    if (c->use_gemv && lmb_cuda_gemv_supported(M, N, K)) {
+        CUDA_CHECK(lmb_cuda_gemv(y, f32_out, x, w, M, N, K, c->dt, (lmb_stream)c->stream));
+        return 0;
+    }
     const float one = 1.f, zero = 0.f;
     cudaDataType t = c->dt == LMB_CUDA_BF16 ? CUDA_R_16BF : CUDA_R_16F;
     /* row-major y[M,N] = x[M,K] w[N,K]^T  ==  column-major y^T = w^T(op T) x^T */
@@ -65,33 +70,48 @@ static int enqueue(cuda_backend *c, const plan *p, lmb_error *err) {
     lmb_stream s = (lmb_stream)c->stream;
     lmb_cuda_seqs seqs = {D(q_start, int32_t), D(ctx_len, int32_t), D(tables, int32_t), D(tok_seq, int32_t),
                           D(positions, int32_t), c->max_blocks};
+    P(EMBED);
     CUDA_CHECK(lmb_cuda_embed(c->resid, c->embed, D(tokens, int32_t), T, H, c->dt, s));
     for (int l = 0; l < m->n_layers; l++) {
         const cuda_layer *L = &c->layers[l];
         void *kc = kv_ptr(c, l, 0), *vc = kv_ptr(c, l, 1);
         /* attention block (the previous layer's MLP output joins the residual here) */
+        P(NORM);
         CUDA_CHECK(lmb_cuda_add_rmsnorm(c->resid, l ? c->y : NULL, L->attn_norm, c->xn, NULL, T, H, eps, c->dt, s));
+        P(QKV);
         if (gemm(c, c->xn, L->wqkv, c->qkv, T, c->qkv_dim, H, false, err)) return -1;
+        P(BIAS);
         if (L->bqkv) CUDA_CHECK(lmb_cuda_add_bias(c->qkv, L->bqkv, T, c->qkv_dim, c->dt, s));
+        P(ROPE);
         CUDA_CHECK(lmb_cuda_rope_kv_write(c->qkv, kc, vc, D(positions, int32_t), D(slots, int64_t), c->inv_freq, T, nh,
                                           nkv, hd, c->block_size, c->dt, s));
+        P(ATTN_PREFILL);
         if (p->n_tiles)
             CUDA_CHECK(lmb_cuda_attention_prefill(c->attn, c->qkv, kc, vc, &seqs, D(tiles, int32_t), p->n_tiles, nh,
                                                   nkv, hd, c->block_size, scale, c->dt, s));
+        P(ATTN_DECODE);
         for (int off = 0; off < p->n_dec; off += c->cap_r) {
             int n = p->n_dec - off < c->cap_r ? p->n_dec - off : c->cap_r;
             const int32_t *rows = p->rows_all && off == 0 && n == p->n_dec ? NULL : D(dec_rows, int32_t) + off;
             CUDA_CHECK(lmb_cuda_attention_decode(c->attn, c->qkv, kc, vc, &seqs, rows, n, nh, nkv, hd, c->block_size,
                                                  scale, p->max_ctx, c->split_len, c->attn_ws, c->dt, s));
         }
+        P(O);
         if (gemm(c, c->attn, L->wo, c->y, T, H, nh * hd, false, err)) return -1;
+        P(BIAS);
         if (L->bo) CUDA_CHECK(lmb_cuda_add_bias(c->y, L->bo, T, H, c->dt, s));
         /* MLP block */
+        P(NORM);
         CUDA_CHECK(lmb_cuda_add_rmsnorm(c->resid, c->y, L->ffn_norm, c->xn, NULL, T, H, eps, c->dt, s));
+        P(GU);
         if (gemm(c, c->xn, L->wgu, c->gu, T, 2 * F, H, false, err)) return -1;
+        P(BIAS);
         if (L->bgu) CUDA_CHECK(lmb_cuda_add_bias(c->gu, L->bgu, T, 2 * F, c->dt, s));
+        P(ACT);
         CUDA_CHECK(lmb_cuda_silu_mul(c->act, c->gu, T, F, c->dt, s));
+        P(DOWN);
         if (gemm(c, c->act, L->wd, c->y, T, H, F, false, err)) return -1;
+        P(BIAS);
         if (L->bd) CUDA_CHECK(lmb_cuda_add_bias(c->y, L->bd, T, H, c->dt, s));
     }
     return 0;
@@ -102,10 +122,13 @@ static int head_rows(cuda_backend *c, const plan *p, int off, int n, lmb_error *
     const lmb_model_config *m = &c->cfg;
     lmb_stream s = (lmb_stream)c->stream;
     const int32_t *rows = p->rows_all ? NULL : D(rows, int32_t) + off;
+    P(NORM);
     CUDA_CHECK(lmb_cuda_add_rmsnorm(c->resid, c->y, c->final_norm, c->xh, rows, n, m->hidden, (float)m->rms_eps, c->dt,
                                     s));
+    P(HEAD);
     if (gemm(c, c->xh, c->head, c->logits, n, m->vocab, m->hidden, true, err)) return -1;
     if (p->sample) {
+        P(SAMPLE);
         CUDA_CHECK(lmb_cuda_sample(c->sampled, c->logits, D(params, lmb_cuda_sample_params) + off, D(history, int32_t),
                                    n, m->vocab, s));
         CUDA_CHECK(cudaMemcpyAsync(c->sampled_h + off, c->sampled, sizeof(int32_t) * (size_t)n, cudaMemcpyDeviceToHost,
@@ -230,7 +253,7 @@ int lmb_cuda_forward(lmb_backend *b, const lmb_batch *batch, float *logits, int3
     const int V = c->cfg.vocab;
     bool decode_only = batch->sample && batch->n_tokens == batch->n_seqs && batch->n_logits == batch->n_seqs;
     int bucket = -1, B = 1;
-    if (decode_only && !getenv("LMB_NO_GRAPHS"))
+    if (decode_only && !c->prof && !getenv("LMB_NO_GRAPHS"))
         for (int i = 0; i < LMB_CUDA_BUCKETS; i++, B *= 2)
             if (B >= batch->n_seqs && B <= c->cap_r && B <= c->cap_t) {
                 bucket = i;
@@ -251,6 +274,7 @@ int lmb_cuda_forward(lmb_backend *b, const lmb_batch *batch, float *logits, int3
         p.max_ctx = c->max_blocks * c->block_size;
     }
     size_t bytes = p.sample && p.hist_used ? c->ml.history + 4 * p.hist_used : c->ml.history;
+    P(COPY);
     CUDA_CHECK(cudaMemcpyAsync(c->meta_d, c->meta_h, bytes, cudaMemcpyHostToDevice, c->stream));
     if (enqueue(c, &p, err)) return -1;
     for (int off = 0; off < p.R; off += c->cap_r) {
@@ -262,6 +286,7 @@ int lmb_cuda_forward(lmb_backend *b, const lmb_batch *batch, float *logits, int3
             CUDA_CHECK(cudaStreamSynchronize(c->stream));
         }
     }
+    lmb_cuda_prof_step(c, p.n_tiles > 0 || p.n_dec < p.T, p.T);
     CUDA_CHECK(cudaStreamSynchronize(c->stream));
     if (p.sample) memcpy(tokens, c->sampled_h, sizeof(int32_t) * (size_t)batch->n_logits);
     return 0;

@@ -56,6 +56,7 @@ typedef struct cuda_backend {
     int32_t *sampled;
     void *attn_ws;
     int split_len;
+    bool use_gemv; /* our GEMV for GEMMs of <= 8 rows (off with LMB_NO_GEMV=1) */
     /* metadata */
     cuda_meta_layout ml;
     unsigned char *meta_h, *meta_d;
@@ -63,7 +64,19 @@ typedef struct cuda_backend {
     /* decode graphs */
     cudaGraphExec_t graphs[LMB_CUDA_BUCKETS];
     size_t peak_bytes;
+    struct cuda_prof *prof; /* LMB_PROFILE=1: per-operation timing (backend_cuda_prof.c) */
 } cuda_backend;
+
+/* backend_cuda_prof.c: operation categories, marks before each, a step's close, the table at exit */
+enum {
+    LMB_PROF_EMBED, LMB_PROF_NORM, LMB_PROF_QKV, LMB_PROF_BIAS, LMB_PROF_ROPE, LMB_PROF_ATTN_PREFILL,
+    LMB_PROF_ATTN_DECODE, LMB_PROF_O, LMB_PROF_GU, LMB_PROF_ACT, LMB_PROF_DOWN, LMB_PROF_HEAD, LMB_PROF_SAMPLE,
+    LMB_PROF_COPY, LMB_PROF_N
+};
+int lmb_cuda_prof_init(cuda_backend *c, lmb_error *err);
+void lmb_cuda_prof_mark(cuda_backend *c, int cat);
+void lmb_cuda_prof_step(cuda_backend *c, bool prefill, int tokens);
+void lmb_cuda_prof_report(cuda_backend *c);
 
 /* backend_cuda_forward.c */
 int lmb_cuda_forward(lmb_backend *b, const lmb_batch *batch, float *logits, int32_t *tokens, lmb_error *err);

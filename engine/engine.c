@@ -273,6 +273,12 @@ void lmb_engine_get_stats(const lmb_engine *e, lmb_engine_stats *s) {
     e->backend->ops->stats(e->backend, s);
 }
 
+void lmb_engine_reset_stats(lmb_engine *e) {
+    e->stats.steps = e->stats.prompt_tokens = e->stats.generated_tokens = 0;
+    e->kv.peak_used = e->kv.n_blocks - e->kv.n_free;
+    e->sched.preemptions = 0;
+}
+
 /* ---- submit / abort ----------------------------------------------------------------------------------- */
 
 static const char *check_request(const lmb_engine *e, const lmb_request *r, char *buf, size_t cap) {

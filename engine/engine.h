@@ -109,5 +109,7 @@ typedef struct lmb_engine_stats {
     size_t peak_device_bytes; /* CUDA: peak device memory in use; CPU: 0 */
 } lmb_engine_stats;
 void lmb_engine_get_stats(const lmb_engine *e, lmb_engine_stats *s);
+/* Zeroes the counters (steps, tokens, preemptions, peak blocks in use), e.g. after a benchmark's warm-up. */
+void lmb_engine_reset_stats(lmb_engine *e);
 
 #endif

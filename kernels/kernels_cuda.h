@@ -42,6 +42,12 @@ int lmb_cuda_silu_mul(void *out, const void *gu, int T, int F, lmb_cuda_dtype dt
 /* y[t, :] += b  (q/k/v biases) */
 int lmb_cuda_add_bias(void *y, const void *b, int T, int N, lmb_cuda_dtype dt, lmb_stream s);
 
+/* y[M, N] = x[M, K] W[N, K]^T for 1 <= M <= 8 and K % 8 == 0 (decode at small batch: the weights are
+ * streamed once, near the memory bandwidth); y in dt, or fp32 when y_f32.  Rows are contiguous (ld = K, N). */
+int lmb_cuda_gemv_supported(int M, int N, int K);
+int lmb_cuda_gemv(void *y, int y_f32, const void *x, const void *w, int M, int N, int K, lmb_cuda_dtype dt,
+                  lmb_stream s);
+
 /* w[i] = offset + uniform(-a, a), deterministic in (seed, i): random-weight models for benchmarks. */
 int lmb_cuda_fill_uniform(void *w, size_t n, float a, float offset, unsigned long long seed, lmb_cuda_dtype dt,
                           lmb_stream s);

@@ -150,10 +150,11 @@ static void run_attention_case(const attn_case *ac, lmb_cuda_dtype dt, bool pref
 
 Test(kernels_cuda, attention_decode_matches_cpu) {
     gpu_require();
-    /* decode rows (qlen 1) with contexts across several splits, GQA 8/2, head dims 8 (stories260K), 64, 128 */
-    int hds[3] = {8, 64, 128};
+    /* decode rows (qlen 1) with contexts across several splits, GQA 8/2, head dims 8 (stories260K), 64, 128,
+     * 256 (the lane-per-8-dims kernel) and 80, 96 (the generic fallback) */
+    int hds[6] = {8, 64, 80, 96, 128, 256};
     for (int k = 0; k < 2; k++)
-        for (int i = 0; i < 3; i++) {
+        for (int i = 0; i < 6; i++) {
             attn_case ac = {.n_seqs = 3, .nh = 8, .nkv = 2, .hd = hds[i], .bs = 16, .max_blocks = 20, .n_blocks = 64,
                             .ctx = {1, 150, 300}, .qlen = {1, 1, 1}};
             run_attention_case(&ac, dts[k], false);
@@ -222,4 +223,42 @@ Test(kernels_cuda, rope_and_kv_write_match_cpu) {
         free(qkv), free(out), free(kc), free(vc), free(q), free(kk);
         cudaFree(d_qkv), cudaFree(d_k), cudaFree(d_v), cudaFree(d_pos), cudaFree(d_slots), cudaFree(d_inv);
     }
+}
+
+Test(kernels_cuda, gemv_matches_cpu) {
+    gpu_require();
+    /* M = 1..8 rows, shapes of stories260K-like and Llama-2-7B layers (K = 11008 has a ragged last step) */
+    int shapes[4][2] = {{64, 64}, {300, 520}, {4096, 4096}, {4096, 11008}};
+    for (int k = 0; k < 2; k++)
+        for (int si = 0; si < 4; si++)
+            for (int mi = 0; mi < 5; mi++) {
+                const int Ms[5] = {1, 2, 3, 7, 8}, M = Ms[mi];
+                int N = shapes[si][0], K = shapes[si][1];
+                float *x = gpu_rand((size_t)M * K, dts[k], 1), *w = gpu_rand((size_t)N * K, dts[k], 0.05f);
+                float *ref = malloc(sizeof(float) * (size_t)M * N);
+                lmb_cpu_matmul(ref, x, w, NULL, M, N, K);
+                void *dx = gpu_upload16(x, (size_t)M * K, dts[k]), *dw = gpu_upload16(w, (size_t)N * K, dts[k]);
+                for (int f32 = 0; f32 < 2; f32++) {
+                    void *dy;
+                    size_t yb = (f32 ? 4 : 2) * (size_t)M * N;
+                    GPU_OK(cudaMalloc(&dy, yb));
+                    GPU_OK(cudaMemset(dy, 0xff, yb)); /* poison: NaN in both types */
+                    GPU_OK(lmb_cuda_gemv(dy, f32, dx, dw, M, N, K, dts[k], NULL));
+                    GPU_OK(cudaDeviceSynchronize());
+                    float *got;
+                    if (f32) {
+                        got = malloc(yb);
+                        GPU_OK(cudaMemcpy(got, dy, yb, cudaMemcpyDeviceToHost));
+                    } else {
+                        got = gpu_download16(dy, (size_t)M * N, dts[k]);
+                    }
+                    double r = gpu_rel(got, ref, (size_t)M * N);
+                    cr_assert_lt(r, dts[k] == LMB_CUDA_F16 ? 2e-3 : 1e-2, "gemv M=%d N=%d K=%d %s%s: rel %g", M, N, K,
+                                 dts[k] == LMB_CUDA_F16 ? "f16" : "bf16", f32 ? " f32 out" : "", r);
+                    free(got);
+                    cudaFree(dy);
+                }
+                cudaFree(dx), cudaFree(dw);
+                free(x), free(w), free(ref);
+            }
 }
