@@ -148,9 +148,12 @@ static int cuda_kv_alloc(lmb_backend *b, int n_blocks, int block_size, lmb_error
     c->max_blocks = (ctx + block_size - 1) / block_size;
     /* split-K workspace for decode attention: rows up to cap_r, contexts up to ctx */
     c->split_len = 256;
-    if (dev_alloc(&c->attn_ws, lmb_cuda_attention_workspace(c->cap_r, c->cfg.n_heads, c->cfg.head_dim, ctx,
-                                                            c->split_len), err))
-        return -1;
+    c->split_small = 64;
+    c->small_rows = 1024 / c->cfg.n_heads > 1 ? 1024 / c->cfg.n_heads : 1;
+    if (c->small_rows > c->cap_r) c->small_rows = c->cap_r;
+    size_t ws = lmb_cuda_attention_workspace(c->cap_r, c->cfg.n_heads, c->cfg.head_dim, ctx, c->split_len),
+           ws_small = lmb_cuda_attention_workspace(c->small_rows, c->cfg.n_heads, c->cfg.head_dim, ctx, c->split_small);
+    if (dev_alloc(&c->attn_ws, ws > ws_small ? ws : ws_small, err)) return -1;
     lmb_cuda_meta_layout(c);
     CUDA_CHECK(cudaMallocHost((void **)&c->meta_h, c->ml.end));
     if (dev_alloc((void **)&c->meta_d, c->ml.end, err)) return -1;

@@ -93,8 +93,10 @@ static int enqueue(cuda_backend *c, const plan *p, lmb_error *err) {
         for (int off = 0; off < p->n_dec; off += c->cap_r) {
             int n = p->n_dec - off < c->cap_r ? p->n_dec - off : c->cap_r;
             const int32_t *rows = p->rows_all && off == 0 && n == p->n_dec ? NULL : D(dec_rows, int32_t) + off;
+            /* few rows: shorter splits, so that enough CTAs share the context (bs 1: 32 heads x ctx/64) */
+            int split = n <= c->small_rows ? c->split_small : c->split_len;
             CUDA_CHECK(lmb_cuda_attention_decode(c->attn, c->qkv, kc, vc, &seqs, rows, n, nh, nkv, hd, c->block_size,
-                                                 scale, p->max_ctx, c->split_len, c->attn_ws, c->dt, s));
+                                                 scale, p->max_ctx, split, c->attn_ws, c->dt, s));
         }
         P(O);
         if (gemm(c, c->attn, L->wo, c->y, T, H, nh * hd, false, err)) return -1;

@@ -51,7 +51,8 @@ extern "C" int lmb_cuda_add_rmsnorm(float *resid, const void *delta, const void 
     return LMB_LAUNCH_RESULT();
 }
 
-// One CTA per token; threads over (head, i < hd/2) pairs of q and k heads, then the v copy.
+// Grid (token, part): the threads of a token's gridDim.y CTAs stride over its (head, i < hd/2) pairs of q and
+// k heads, then over the v copy (several CTAs per token when there are few tokens: decode at small batch).
 template <typename T>
 __global__ void rope_kv_kernel(T *qkv, T *k_cache, T *v_cache, const int32_t *positions, const int64_t *slots,
                                const float *inv_freq, int nh, int nkv, int hd, int block_size) {
@@ -66,7 +67,8 @@ __global__ void rope_kv_kernel(T *qkv, T *k_cache, T *v_cache, const int32_t *po
         blk = (size_t)(slot / block_size);
         off = (size_t)(slot % block_size);
     }
-    for (int p = threadIdx.x; p < pairs; p += blockDim.x) {
+    const int first = blockIdx.y * blockDim.x + threadIdx.x, step = gridDim.y * blockDim.x;
+    for (int p = first; p < pairs; p += step) {
         int h = p / half_d, i = p % half_d;
         T *v = row + (size_t)h * hd; // q heads then k heads are contiguous in qkv
         float sn, cs;
@@ -83,7 +85,7 @@ __global__ void rope_kv_kernel(T *qkv, T *k_cache, T *v_cache, const int32_t *po
     }
     if (slot >= 0) {
         const T *vs = row + (size_t)(nh + nkv) * hd;
-        for (int j = threadIdx.x; j < nkv * hd; j += blockDim.x) {
+        for (int j = first; j < nkv * hd; j += step) {
             int h = j / hd, d = j % hd;
             v_cache[((blk * nkv + h) * block_size + off) * hd + d] = vs[j];
         }
@@ -94,8 +96,10 @@ extern "C" int lmb_cuda_rope_kv_write(void *qkv, void *k_cache, void *v_cache, c
                                       const int64_t *slots, const float *inv_freq, int T, int nh, int nkv, int hd,
                                       int block_size, lmb_cuda_dtype dt, lmb_stream s) {
     if (T <= 0) return 0;
+    int pairs = (nh + nkv) * hd / 2, parts = T >= 64 ? 1 : (pairs + 255) / 256;
+    if (parts > 16) parts = 16;
     LMB_DISPATCH(dt, E,
-                 rope_kv_kernel<E><<<T, 256, 0, s>>>((E *)qkv, (E *)k_cache, (E *)v_cache, positions, slots,
+                 rope_kv_kernel<E><<<dim3(T, parts), 256, 0, s>>>((E *)qkv, (E *)k_cache, (E *)v_cache, positions, slots,
                                                      inv_freq, nh, nkv, hd, block_size));
     return LMB_LAUNCH_RESULT();
 }
