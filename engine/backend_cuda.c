@@ -150,6 +150,7 @@ static int cuda_kv_alloc(lmb_backend *b, int n_blocks, int block_size, lmb_error
     c->split_len = 256;
     c->split_small = 64;
     c->small_rows = 1024 / c->cfg.n_heads > 1 ? 1024 / c->cfg.n_heads : 1;
+    if (c->batch_invariant) c->small_rows = 0; /* one split length for every batch size */
     if (c->small_rows > c->cap_r) c->small_rows = c->cap_r;
     size_t ws = lmb_cuda_attention_workspace(c->cap_r, c->cfg.n_heads, c->cfg.head_dim, ctx, c->split_len),
            ws_small = lmb_cuda_attention_workspace(c->small_rows, c->cfg.n_heads, c->cfg.head_dim, ctx, c->split_small);
@@ -294,7 +295,8 @@ int lmb_backend_cuda_create(const lmb_model *model, const lmb_engine_config *cfg
     TRY(cudaSetDevice(c->device));
     TRY(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
     if (lmb_cuda_prof_init(c, err)) goto done;
-    c->use_gemv = !getenv("LMB_NO_GEMV");
+    c->batch_invariant = cfg->batch_invariant;
+    c->use_gemv = !cfg->batch_invariant && !getenv("LMB_NO_GEMV");
     if (cublasCreate(&c->blas) != CUBLAS_STATUS_SUCCESS) {
         lmb_fail(err, "cublasCreate failed");
         goto done;

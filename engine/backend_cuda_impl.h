@@ -57,6 +57,7 @@ typedef struct cuda_backend {
     void *attn_ws;
     int split_len;             /* decode attention: keys per split */
     int split_small, small_rows; /* ... and for calls of at most small_rows rows */
+    bool batch_invariant;
     bool use_gemv; /* our GEMV for GEMMs of <= 8 rows (off with LMB_NO_GEMV=1) */
     /* metadata */
     cuda_meta_layout ml;

@@ -69,6 +69,9 @@ typedef struct lmb_engine_config {
     int threads;           /* CPU threads, 0 = OpenMP default */
     int device;            /* CUDA device index */
     bool quiet;            /* no start-up report on stderr */
+    bool batch_invariant;  /* CUDA: same kernels and reduction orders whatever the batch size (no GEMV for small
+                            * batches, fixed attention splits), so a request's tokens do not depend on its
+                            * batch; the CPU backend always is */
 } lmb_engine_config;
 
 void lmb_engine_config_default(lmb_engine_config *c);

@@ -29,6 +29,8 @@ int lmb_cli_engine_opts(lmb_arg *o, int n, lmb_cli_engine *e) {
     o[n++] = (lmb_arg){"--threads", LMB_ARG_INT, &e->threads, "CPU threads (default: all cores)"};
     o[n++] = (lmb_arg){"--device", LMB_ARG_INT, &e->device, "CUDA device index (default 0)"};
     o[n++] = (lmb_arg){"--quiet", LMB_ARG_FLAG, &e->quiet, "no start-up report or progress"};
+    o[n++] = (lmb_arg){"--batch-invariant", LMB_ARG_FLAG, &e->batch_invariant,
+                       "CUDA: each request's tokens independent of what shares its batch (slower at small batch)"};
     return n;
 }
 
@@ -54,6 +56,7 @@ int lmb_cli_engine_config(const lmb_cli_engine *e, lmb_engine_config *c, lmb_err
     c->threads = (int)e->threads;
     c->device = (int)e->device;
     c->quiet = e->quiet;
+    c->batch_invariant = e->batch_invariant;
     return 0;
 }
 

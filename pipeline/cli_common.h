@@ -11,7 +11,7 @@ typedef struct lmb_cli_engine {
     const char *backend;
     long max_batch_tokens, max_seqs, block_size, threads, device;
     double kv_cache_mb, cache_fraction;
-    bool quiet;
+    bool quiet, batch_invariant;
 } lmb_cli_engine;
 
 typedef struct lmb_cli_sampling {
@@ -23,7 +23,7 @@ typedef struct lmb_cli_sampling {
 
 void lmb_cli_engine_init(lmb_cli_engine *e);
 /* Appends the engine options to opts (room for LMB_CLI_ENGINE_N more); returns the new count. */
-#define LMB_CLI_ENGINE_N 10
+#define LMB_CLI_ENGINE_N 11
 int lmb_cli_engine_opts(lmb_arg *opts, int n, lmb_cli_engine *e);
 int lmb_cli_engine_config(const lmb_cli_engine *e, lmb_engine_config *c, lmb_error *err);
 

@@ -37,9 +37,17 @@ check)
         echo "{\"test\": \"run tiny-qwen2 cpu vs cuda\", \"status\": \"$s\"}" >>"$R"
     fi
     ;;
+bench1)
+    B="bench --random-weights llama2-7b --backend cuda --ignore-eos --json"
+    lmb $B --num-prompts 3 --input-len 128 --output-len 256 --max-seqs 1 | sed 's/^{/{"case": "bs1 128->256", /' | tee -a "$R"
+    lmb $B --num-prompts 3 --input-len 128 --output-len 256 --max-seqs 1 --batch-invariant |
+        sed 's/^{/{"case": "bs1 128->256, --batch-invariant", /' | tee -a "$R"
+    ;;
 bench)
     B="bench --random-weights llama2-7b --backend cuda --ignore-eos --json"
     lmb $B --num-prompts 3 --input-len 128 --output-len 256 --max-seqs 1 | sed 's/^{/{"case": "bs1 128->256", /' | tee -a "$R"
+    lmb $B --num-prompts 3 --input-len 128 --output-len 256 --max-seqs 1 --batch-invariant |
+        sed 's/^{/{"case": "bs1 128->256, --batch-invariant", /' | tee -a "$R"
     lmb $B --num-prompts 128 --input-len 128 --output-len 128 --max-seqs 128 | sed 's/^{/{"case": "bs128 128->128", /' | tee -a "$R"
     lmb $B --num-prompts 1000 --input-len 512 --output-len 256 --max-batch-tokens 8192 | sed 's/^{/{"case": "offline 1000x(512->256)", /' | tee -a "$R"
     ;;
