@@ -58,6 +58,7 @@ typedef struct lmb_backend_ops {
 struct lmb_backend {
     const lmb_backend_ops *ops;
     const lmb_model *model; /* borrowed */
+    int kv_bits;            /* the KV element as stored: 32 (CPU fp32), 16 (GPU fp16/bf16), 8 or 4 (kv_quant.h) */
 };
 
 int lmb_backend_cpu_create(const lmb_model *model, const lmb_engine_config *cfg, lmb_backend **out,

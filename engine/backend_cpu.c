@@ -3,7 +3,8 @@
  * The forward reads like the model, top to bottom (llama2.c's run.c is the model for this file): embedding,
  * then per layer RMSNorm -> q/k/v -> RoPE -> paged KV write -> causal GQA attention -> o_proj + residual ->
  * RMSNorm -> SiLU-gated MLP + residual; final norm and head only for the rows whose logits are needed.
- * The KV cache is fp32 here, laid out as in kernels.h (lmb_kv_pool).
+ * The KV cache is fp32 here (kv_bits 16), or int8/int4 with per-token scales (kv_bits 8/4, quantized as it is
+ * written, dequantized as attention reads it), laid out as in kernels.h (lmb_kv_pool).
  */
 #include <math.h>
 #include <omp.h>
@@ -12,6 +13,7 @@
 
 #include "../kernels/kernels.h"
 #include "backend.h"
+#include "kv_memory.h"
 #include "rope.h"
 #include "sampler.h"
 
@@ -36,6 +38,9 @@ typedef struct cpu_backend {
     double *inv_freq;
     size_t weight_bytes;
     lmb_kv_pool kv;
+    float *kv_fixed; /* offline KV scales [n_layers][2][n_kv][2], or NULL */
+    void (*kv_tap)(void *user, int layer, const float *k, const float *v, int n_tokens);
+    void *kv_tap_user;
     /* per-forward scratch, grown to the largest batch seen */
     int cap_tokens, cap_ctx, cap_logits;
     float *x, *xn, *q, *k, *v, *att, *gate, *up, *lrows, *att_scratch, *sample_scratch;
@@ -89,6 +94,8 @@ static void cpu_destroy(lmb_backend *b) {
     free(c->final_norm);
     free(c->inv_freq);
     free(c->kv.pool);
+    free(c->kv.qpool);
+    free(c->kv_fixed);
     float *bufs[] = {c->x, c->xn, c->q, c->k, c->v, c->att, c->gate, c->up, c->lrows, c->att_scratch,
                      c->sample_scratch};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
@@ -97,8 +104,7 @@ static void cpu_destroy(lmb_backend *b) {
 
 static size_t cpu_kv_block_bytes(lmb_backend *b, int block_size) {
     cpu_backend *c = (cpu_backend *)b;
-    return sizeof(float) * 2 * (size_t)c->cfg.n_layers * (size_t)c->cfg.n_kv_heads * (size_t)block_size *
-           (size_t)c->cfg.head_dim;
+    return lmb_kv_block_bytes(&c->cfg, b->kv_bits, block_size);
 }
 
 static int cpu_kv_budget(lmb_backend *b, const lmb_engine_config *cfg, size_t *bytes, lmb_error *err) {
@@ -113,10 +119,21 @@ static int cpu_kv_alloc(lmb_backend *b, int n_blocks, int block_size, lmb_error 
     c->kv.n_layers = c->cfg.n_layers;
     c->kv.n_kv = c->cfg.n_kv_heads;
     c->kv.hd = c->cfg.head_dim;
-    c->kv.block_stride = cpu_kv_block_bytes(b, block_size) / sizeof(float);
+    c->kv.bits = b->kv_bits;
+    c->kv.fixed = c->kv_fixed;
+    size_t bytes = cpu_kv_block_bytes(b, block_size) * (size_t)n_blocks;
     free(c->kv.pool);
-    c->kv.pool = malloc(cpu_kv_block_bytes(b, block_size) * (size_t)n_blocks);
-    if (!c->kv.pool) return lmb_fail(err, "out of memory for %d KV blocks", n_blocks);
+    free(c->kv.qpool);
+    c->kv.pool = NULL;
+    c->kv.qpool = NULL;
+    if (lmb_kv_is_quantized(b->kv_bits)) {
+        c->kv.tile_bytes = lmb_kv_tile_bytes(c->kv.hd, b->kv_bits, block_size);
+        c->kv.qpool = calloc(1, bytes ? bytes : 1);
+    } else {
+        c->kv.block_stride = cpu_kv_block_bytes(b, block_size) / sizeof(float);
+        c->kv.pool = malloc(bytes ? bytes : 1);
+    }
+    if (!c->kv.pool && !c->kv.qpool) return lmb_fail(err, "out of memory for %d KV blocks", n_blocks);
     return 0;
 }
 
@@ -174,6 +191,7 @@ static int cpu_forward(lmb_backend *b, const lmb_batch *bt, float *logits, int32
         linear(c->k, c->xn, &L->k, T);
         linear(c->v, c->xn, &L->v, T);
         lmb_cpu_rope(c->q, c->k, bt->positions, T, m->n_heads, m->n_kv_heads, hd, c->inv_freq);
+        if (c->kv_tap) c->kv_tap(c->kv_tap_user, l, c->k, c->v, T);
         lmb_cpu_kv_write(&c->kv, l, c->k, c->v, bt->n_seqs, bt->q_start, bt->positions, bt->block_tables,
                          bt->max_blocks);
         lmb_cpu_attention(c->att, c->q, &c->kv, l, m->n_heads, bt->n_seqs, bt->q_start, bt->positions,
@@ -229,12 +247,27 @@ int lmb_backend_cpu_create(const lmb_model *model, const lmb_engine_config *cfg,
     if (!c) return lmb_fail(err, "out of memory");
     c->base.ops = &cpu_ops;
     c->base.model = model;
+    c->base.kv_bits = cfg->kv_bits == 16 ? 32 : cfg->kv_bits; /* the reference keeps fp32 where the GPU has fp16 */
     c->cfg = model->cfg;
+    c->kv_tap = cfg->kv_tap;
+    c->kv_tap_user = cfg->kv_tap_user;
     const lmb_model_config *m = &c->cfg;
     const lmb_weights *w = &model->w;
     if (model->cfg.head_dim > 1024) {
         free(c);
         return lmb_fail(err, "head_dim %d is larger than the CPU backend's limit of 1024", model->cfg.head_dim);
+    }
+    if (cfg->kv_bits == 4 && model->cfg.head_dim % 2) {
+        free(c);
+        return lmb_fail(err, "int4 KV cache needs an even head_dim, the model has %d", model->cfg.head_dim);
+    }
+    if (cfg->kv_fixed) { /* offline scales: copied, the caller's array is only borrowed during open */
+        size_t n = (size_t)m->n_layers * 2 * (size_t)m->n_kv_heads * 2;
+        if (!(c->kv_fixed = malloc(sizeof(float) * n))) {
+            free(c);
+            return lmb_fail(err, "out of memory");
+        }
+        memcpy(c->kv_fixed, cfg->kv_fixed, sizeof(float) * n);
     }
     c->layers = calloc((size_t)m->n_layers, sizeof *c->layers);
     c->inv_freq = malloc(sizeof(double) * (size_t)(m->head_dim / 2 + 1));

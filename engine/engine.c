@@ -12,8 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../kernels/kv_quant.h"
+#include "../quantize/kv_params.h"
 #include "backend.h"
 #include "kv_cache.h"
+#include "kv_memory.h"
 #include "scheduler.h"
 #include "sequence.h"
 
@@ -185,14 +188,38 @@ int lmb_engine_open_model(const lmb_engine_config *cfg, const lmb_model *model, 
         return lmb_fail(err, "engine settings must be positive (block size %d, max batch tokens %d, max seqs %d)",
                         cfg->block_size, cfg->max_batch_tokens, cfg->max_seqs);
     }
+    /* KV cache quantization (issue 6): the element size, and offline scales read here for the backend */
+    if (cfg->kv_bits != 16 && cfg->kv_bits != 8 && cfg->kv_bits != 4) {
+        lmb_engine_close(e);
+        return lmb_fail(err, "KV cache bits must be 16, 8 or 4, got %d", cfg->kv_bits);
+    }
+    if ((cfg->kv_params || cfg->kv_fixed) && cfg->kv_bits == 16) {
+        lmb_engine_close(e);
+        return lmb_fail(err, "KV quantization parameters (--kv-params) need --kv int8 or int4");
+    }
+    if (cfg->kv_tap && strcmp(bk, "cpu") != 0) {
+        lmb_engine_close(e);
+        return lmb_fail(err, "the KV calibration tap runs on the CPU backend only");
+    }
+    lmb_engine_config bcfg = *cfg;
+    float *fixed = NULL;
+    if (cfg->kv_params && !cfg->kv_fixed) {
+        if (lmb_kv_params_load_fixed(cfg->kv_params, &model->cfg, cfg->kv_bits, &fixed, err)) {
+            lmb_engine_close(e);
+            return -1;
+        }
+        bcfg.kv_fixed = fixed;
+    }
     int rc;
     if (strcmp(bk, "cpu") == 0) {
-        rc = lmb_backend_cpu_create(model, cfg, &e->backend, err);
+        rc = lmb_backend_cpu_create(model, &bcfg, &e->backend, err);
     } else if (strcmp(bk, "cuda") == 0) {
-        rc = lmb_backend_cuda_create(model, cfg, &e->backend, err);
+        rc = lmb_backend_cuda_create(model, &bcfg, &e->backend, err);
     } else {
         rc = lmb_fail(err, "unknown backend \"%s\" (expected cpu or cuda)", bk);
     }
+    free(fixed);
+    e->cfg.kv_fixed = NULL; /* borrowed during open only */
     if (rc) {
         lmb_engine_close(e);
         return -1;
@@ -224,10 +251,23 @@ int lmb_engine_open_model(const lmb_engine_config *cfg, const lmb_model *model, 
     e->stats.kv_blocks_total = (int)n_blocks;
     e->stats.block_size = cfg->block_size;
     e->stats.kv_bytes = (size_t)n_blocks * block_bytes;
-    if (!cfg->quiet)
+    e->stats.kv_bits = e->backend->kv_bits;
+    e->stats.kv_bytes_per_token = block_bytes / (size_t)cfg->block_size;
+    if (!cfg->quiet) {
         fprintf(stderr, "lmbatch: %s backend, KV cache %ld blocks x %d tokens = %ld tokens (%.2f GiB)\n",
                 e->backend->ops->name, n_blocks, cfg->block_size, n_blocks * cfg->block_size,
                 (double)e->stats.kv_bytes / (1024.0 * 1024 * 1024));
+        /* the memory report: what the weights take, what a token of KV costs, how many sequences fit */
+        lmb_engine_stats st;
+        lmb_engine_get_stats(e, &st);
+        lmb_kv_capacity cap;
+        lmb_kv_capacity_of(&model->cfg, e->backend->kv_bits, cfg->block_size, e->stats.kv_bytes, model->cfg.max_pos,
+                           &cap);
+        const char *mode = !lmb_kv_is_quantized(cap.bits) ? NULL
+                           : cfg->kv_params || cfg->kv_fixed ? "offline per-layer/per-head scales"
+                                                             : "per-token scales";
+        lmb_kv_report(stderr, "lmbatch: ", st.weight_bytes, mode, &cap);
+    }
     *out = e;
     return 0;
 }

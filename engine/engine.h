@@ -65,7 +65,16 @@ typedef struct lmb_engine_config {
     int block_size;        /* KV block size in tokens; default 64 */
     double kv_cache_mb;    /* CPU: KV cache budget in MiB (default 512); CUDA: if > 0, overrides the fraction */
     double cache_fraction; /* CUDA: fraction of the memory free after weights+activations (default 0.9) */
-    int kv_bits;           /* 16 (default), 8 or 4 */
+    int kv_bits;           /* 16 (default; the CPU backend keeps fp32), 8 or 4: int8/int4 KV cache with an fp16
+                            * scale and zero per token and per head (kernels/kv_quant.h) */
+    const char *kv_params; /* kv_bits 8/4: offline per-layer/per-head scales from `lmbatch quantize kv` (JSON, see
+                            * docs/FORMATS.md) instead of per-token ones; NULL = online (per token) */
+    const float *kv_fixed; /* instead of kv_params: [n_layers][2 (K, V)][n_kv_heads][2 (scale, zero)], x = u * scale
+                            * + zero with u the unsigned code; read during open only (tests, calibration tools) */
+    /* Calibration tap (CPU backend): called in every forward for every layer with its K (after RoPE) and V,
+     * [n_tokens, n_kv_heads * head_dim] fp32 each, before they are written to the cache. */
+    void (*kv_tap)(void *user, int layer, const float *k, const float *v, int n_tokens);
+    void *kv_tap_user;
     int threads;           /* CPU threads, 0 = OpenMP default */
     int device;            /* CUDA device index */
     bool quiet;            /* no start-up report on stderr */
@@ -108,6 +117,8 @@ typedef struct lmb_engine_stats {
     long prompt_tokens;    /* prefilled, recomputation after preemption included */
     long generated_tokens;
     long preemptions;
+    int kv_bits;         /* as stored: 32 (CPU fp32), 16, 8 or 4 */
+    size_t kv_bytes_per_token; /* all layers, K and V, scales included (block bytes / block size) */
     size_t weight_bytes; /* as held by the backend */
     size_t peak_device_bytes; /* CUDA: peak device memory in use; CPU: 0 */
 } lmb_engine_stats;

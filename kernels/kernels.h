@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kv_quant.h"
+
 /* out[t,:] = table[tokens[t],:] */
 void lmb_cpu_embed(float *out, const float *table, const int32_t *tokens, int T, int H);
 
@@ -26,12 +28,18 @@ void lmb_cpu_rope(float *q, float *k, const int32_t *positions, int T, int n_hea
 /* out[t,i] = silu(gate[t,i]) * up[t,i] */
 void lmb_cpu_silu_mul(float *out, const float *gate, const float *up, int T, int F);
 
-/* The paged KV pool of one backend: block b, layer l, K (kv=0) or V (kv=1), KV head h is a
- * [block_size][head_dim] fp32 tile at pool + b*block_stride + ((l*2 + kv)*n_kv + h)*block_size*hd. */
+/* The paged KV pool of one backend: block b, layer l, K (kv=0) or V (kv=1), KV head h is a tile of block_size
+ * token rows.  fp32 (bits 0 or 32): a [block_size][head_dim] float tile at pool + b*block_stride +
+ * ((l*2 + kv)*n_kv + h)*block_size*hd.  Quantized (bits 8 or 4, format in kv_quant.h): a tile of tile_bytes at
+ * qpool + b*n_layers*2*n_kv*tile_bytes + ((l*2 + kv)*n_kv + h)*tile_bytes. */
 typedef struct lmb_kv_pool {
     float *pool;
     int block_size, n_layers, n_kv, hd;
     size_t block_stride; /* floats per block = n_layers*2*n_kv*block_size*hd */
+    int bits;            /* 0 or 32: fp32; 8 or 4: quantized, in qpool */
+    unsigned char *qpool;
+    size_t tile_bytes;   /* lmb_kv_tile_bytes(hd, bits, block_size) */
+    const float *fixed;  /* offline scales [n_layers][2][n_kv][2] (scale, zero) used when writing, or NULL */
 } lmb_kv_pool;
 
 static inline float *lmb_kv_tile(const lmb_kv_pool *p, int32_t block, int layer, int kv, int head) {
@@ -39,13 +47,20 @@ static inline float *lmb_kv_tile(const lmb_kv_pool *p, int32_t block, int layer,
            ((size_t)(layer * 2 + kv) * (size_t)p->n_kv + (size_t)head) * (size_t)p->block_size * (size_t)p->hd;
 }
 
-/* Writes k/v [T, n_kv*hd] of layer into the cache at each token's position (block_tables[s*max_blocks+pos/bs]). */
+static inline unsigned char *lmb_kv_qtile(const lmb_kv_pool *p, int32_t block, int layer, int kv, int head) {
+    size_t tiles = (size_t)p->n_layers * 2 * (size_t)p->n_kv;
+    return p->qpool + ((size_t)block * tiles + (size_t)(layer * 2 + kv) * (size_t)p->n_kv + (size_t)head) * p->tile_bytes;
+}
+
+/* Writes k/v [T, n_kv*hd] of layer into the cache at each token's position (block_tables[s*max_blocks+pos/bs]);
+ * a quantized pool quantizes each (token, head) row as it is written (kv_quant.h). */
 void lmb_cpu_kv_write(const lmb_kv_pool *p, int layer, const float *k, const float *v, int n_seqs,
                       const int32_t *q_start, const int32_t *positions, const int32_t *block_tables,
                       int max_blocks);
 
 /* Causal GQA attention of q [T, n_heads*hd] over each sequence's cached K/V (positions 0..pos[t]);
- * out [T, n_heads*hd].  scratch: n_threads * max_ctx floats (see lmb_cpu_attention_scratch). */
+ * out [T, n_heads*hd].  Quantized K/V rows are dequantized (x = u * scale + zero) before use, fp32 math.
+ * scratch: n_threads * max_ctx floats (see lmb_cpu_attention_scratch). */
 size_t lmb_cpu_attention_scratch(int max_ctx);
 void lmb_cpu_attention(float *out, const float *q, const lmb_kv_pool *p, int layer, int n_heads, int n_seqs,
                        const int32_t *q_start, const int32_t *positions, const int32_t *block_tables,

@@ -3,11 +3,14 @@
 
 #include <string.h>
 
+#include "../engine/kv_memory.h"
+
 void lmb_cli_engine_init(lmb_cli_engine *e) {
     lmb_engine_config c;
     lmb_engine_config_default(&c);
     *e = (lmb_cli_engine){
         .backend = c.backend,
+        .kv = "fp16",
         .max_batch_tokens = c.max_batch_tokens,
         .max_seqs = c.max_seqs,
         .block_size = c.block_size,
@@ -26,6 +29,10 @@ int lmb_cli_engine_opts(lmb_arg *o, int n, lmb_cli_engine *e) {
                        "KV cache size in MiB (CPU default 512; on CUDA overrides --cache-fraction)"};
     o[n++] = (lmb_arg){"--cache-fraction", LMB_ARG_DOUBLE, &e->cache_fraction,
                        "CUDA: fraction of the free GPU memory after weights for the KV cache (default 0.9)"};
+    o[n++] = (lmb_arg){"--kv", LMB_ARG_STRING, &e->kv,
+                       "KV cache element: fp16 (default; fp32 on the CPU), int8 or int4 (per-token scales)"};
+    o[n++] = (lmb_arg){"--kv-params", LMB_ARG_STRING, &e->kv_params,
+                       "with --kv int8|int4: offline per-layer/per-head scales from `lmbatch quantize kv`"};
     o[n++] = (lmb_arg){"--threads", LMB_ARG_INT, &e->threads, "CPU threads (default: all cores)"};
     o[n++] = (lmb_arg){"--device", LMB_ARG_INT, &e->device, "CUDA device index (default 0)"};
     o[n++] = (lmb_arg){"--quiet", LMB_ARG_FLAG, &e->quiet, "no start-up report or progress"};
@@ -47,6 +54,11 @@ int lmb_cli_engine_config(const lmb_cli_engine *e, lmb_engine_config *c, lmb_err
     if (!(e->cache_fraction > 0 && e->cache_fraction <= 1))
         return lmb_fail(err, "--cache-fraction must be in (0, 1], got %g", e->cache_fraction);
     if (e->threads < 0 || e->device < 0) return lmb_fail(err, "--threads and --device must be >= 0");
+    int kv_bits = lmb_kv_bits_parse(e->kv);
+    if (!kv_bits) return lmb_fail(err, "--kv must be fp16, int8 or int4, got \"%s\"", e->kv);
+    if (e->kv_params && kv_bits == 16) return lmb_fail(err, "--kv-params needs --kv int8 or --kv int4");
+    c->kv_bits = kv_bits;
+    c->kv_params = e->kv_params;
     c->backend = e->backend;
     c->max_batch_tokens = (int)e->max_batch_tokens;
     c->max_seqs = (int)e->max_seqs;
