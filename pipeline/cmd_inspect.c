@@ -4,12 +4,19 @@
  * prints the normalised config, the parameter count, the bytes of the bound weights per dtype (from the
  * tensors themselves) and the KV-cache bytes per token at 16/8/4 bits with the tokens that fit in 1 GiB:
  * the numbers behind a memory table.  --json prints the same as one JSON object.
+ *
+ * --kv fp16|int8|int4|all adds the memory report of a GPU of --gpu-mem GB (default 80): weights as the CUDA
+ * backend holds them (16-bit; --w4a16: linears as AWQ int4, group 128), activations, and the KV cache's
+ * bytes per token and capacity in tokens and in sequences of --seq-len tokens, with the CUDA backend's sizing
+ * (engine/kv_memory.h).  These are computed, not measured: the engine prints the measured ones at start.
+ * `--shape llama2-7b` (a known shape, engine/model_random.c) stands in for a model folder.
  */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../engine/kv_memory.h"
 #include "../engine/model.h"
 #include "args.h"
 #include "commands.h"
@@ -129,14 +136,103 @@ static json_t *make_json(const lmb_model *m, const uint64_t by[LMB_DTYPE_COUNT],
     return o;
 }
 
+/* ---- the memory report (--kv) -------------------------------------------------------------------------- */
+
+typedef struct mem_opts {
+    int bits[3], n_bits;
+    long seq_len, block_size, max_batch_tokens, max_seqs;
+    double gpu_gb, fraction;
+    bool w4a16;
+} mem_opts;
+
+/* AWQ int4, group 128: packed codes K*N/2, fp16 scales and packed int4 zeros per group of 128 inputs. */
+static uint64_t awq_bytes(uint64_t in, uint64_t out) { return in * out / 2 + (in / 128) * out * 2 + (in / 128) * out / 2; }
+
+/* The weights as the CUDA backend holds them: every dense parameter in 16 bits (fp32 checkpoints too); an AWQ
+ * folder as stored; --w4a16: the layers' linears as AWQ int4 would store them. */
+static uint64_t gpu_weight_bytes(const lmb_model *m, uint64_t tensor_total, bool w4a16) {
+    const lmb_model_config *c = &m->cfg;
+    if (c->quant.awq && !m->random_weights) return tensor_total;
+    uint64_t params = (uint64_t)lmb_config_param_count(c), total = params * 2;
+    if (!w4a16) return total;
+    uint64_t H = (uint64_t)c->hidden, q = (uint64_t)c->n_heads * c->head_dim, kv = (uint64_t)c->n_kv_heads * c->head_dim;
+    uint64_t F = (uint64_t)c->ffn, lin[7][2] = {{H, q}, {H, kv}, {H, kv}, {q, H}, {H, F}, {H, F}, {F, H}};
+    for (int l = 0; l < c->n_layers; l++)
+        for (int i = 0; i < 7; i++) total = total - 2 * lin[i][0] * lin[i][1] + awq_bytes(lin[i][0], lin[i][1]);
+    return total;
+}
+
+static json_t *memory_report(const lmb_model *m, uint64_t tensor_total, const mem_opts *o, bool json) {
+    const lmb_model_config *c = &m->cfg;
+    const double GiB = 1024.0 * 1024 * 1024;
+    size_t gpu = (size_t)(o->gpu_gb * 1073741824.0), wb = (size_t)gpu_weight_bytes(m, tensor_total, o->w4a16);
+    size_t act = lmb_cuda_activation_bytes(c, (int)o->max_batch_tokens, (int)o->max_seqs);
+    size_t budget = lmb_cuda_kv_budget_formula(gpu, wb, act, o->fraction);
+    json_t *rows = json ? json_array() : NULL;
+    if (!json) {
+        printf("%-18s computed, not measured: %.1f GiB GPU, cache fraction %g of what the CUDA context (%.2f GiB, "
+               "assumed), weights and activations leave\n",
+               "memory", o->gpu_gb, o->fraction, LMB_CUDA_CONTEXT_BYTES / GiB);
+        printf("%-18s %zu bytes (%.2f GiB)%s\n", "gpu weights", wb, wb / GiB,
+               o->w4a16 ? ", linears as AWQ int4 group 128" : "");
+        printf("%-18s %zu bytes (%.2f GiB) for %ld batch tokens, %ld sequences\n", "gpu activations", act, act / GiB,
+               o->max_batch_tokens, o->max_seqs);
+    }
+    for (int i = 0; i < o->n_bits; i++) {
+        lmb_kv_capacity cap;
+        lmb_kv_capacity_of(c, o->bits[i], (int)o->block_size, budget, (int)o->seq_len, &cap);
+        if (json) {
+            json_t *r = json_object();
+            json_object_set_new(r, "kv", json_string(lmb_kv_bits_name(o->bits[i])));
+            json_object_set_new(r, "weight_bytes", json_integer((json_int_t)wb));
+            json_object_set_new(r, "activation_bytes", json_integer((json_int_t)act));
+            json_object_set_new(r, "kv_budget_bytes", json_integer((json_int_t)budget));
+            json_object_set_new(r, "kv_bytes_per_token", json_real(cap.bytes_per_token));
+            json_object_set_new(r, "block_bytes", json_integer((json_int_t)cap.block_bytes));
+            json_object_set_new(r, "blocks", json_integer(cap.blocks));
+            json_object_set_new(r, "tokens", json_integer(cap.tokens));
+            json_object_set_new(r, "seq_len", json_integer(cap.seq_len));
+            json_object_set_new(r, "sequences", json_integer(cap.seqs));
+            json_array_append_new(rows, r);
+            continue;
+        }
+        char key[32];
+        snprintf(key, sizeof key, "kv %s", lmb_kv_bits_name(o->bits[i]));
+        printf("%-18s %.0f bytes/token, %.2f GiB = %ld tokens = %ld sequences of %d tokens\n", key,
+               cap.bytes_per_token, (double)cap.blocks * (double)cap.block_bytes / GiB, cap.tokens, cap.seqs,
+               cap.seq_len);
+    }
+    if (!json) return NULL;
+    json_t *o_ = json_object();
+    json_object_set_new(o_, "computed", json_true());
+    json_object_set_new(o_, "gpu_bytes", json_integer((json_int_t)gpu));
+    json_object_set_new(o_, "cache_fraction", json_real(o->fraction));
+    json_object_set_new(o_, "context_bytes_assumed", json_integer((json_int_t)LMB_CUDA_CONTEXT_BYTES));
+    json_object_set_new(o_, "w4a16", json_boolean(o->w4a16));
+    json_object_set_new(o_, "rows", rows);
+    return o_;
+}
+
 int lmb_cmd_inspect(int argc, char **argv) {
     bool json = false, help = false;
+    const char *kv = NULL, *shape = NULL;
+    mem_opts mo = {.seq_len = 0, .block_size = 64, .max_batch_tokens = 2048, .max_seqs = 256, .gpu_gb = 80,
+                   .fraction = 0.9};
     lmb_arg opts[] = {
         {"--json", LMB_ARG_FLAG, &json, "print one JSON object instead of text", false},
+        {"--kv", LMB_ARG_STRING, &kv, "memory report for a KV cache of fp16, int8, int4 or all (computed)", false},
+        {"--seq-len", LMB_ARG_INT, &mo.seq_len, "--kv: sequence length for the capacity (default: the context)", false},
+        {"--gpu-mem", LMB_ARG_DOUBLE, &mo.gpu_gb, "--kv: GPU memory in GiB (default 80; an H100 80GB reports 79.6)", false},
+        {"--cache-fraction", LMB_ARG_DOUBLE, &mo.fraction, "--kv: as the engine's (default 0.9)", false},
+        {"--block-size", LMB_ARG_INT, &mo.block_size, "--kv: KV block size in tokens (default 64)", false},
+        {"--max-batch-tokens", LMB_ARG_INT, &mo.max_batch_tokens, "--kv: as the engine's (default 2048)", false},
+        {"--max-seqs", LMB_ARG_INT, &mo.max_seqs, "--kv: as the engine's (default 256)", false},
+        {"--w4a16", LMB_ARG_FLAG, &mo.w4a16, "--kv: count the linears as AWQ int4 group 128", false},
+        {"--shape", LMB_ARG_STRING, &shape, "a known model shape instead of MODEL_DIR (e.g. llama2-7b)", false},
         {"--help", LMB_ARG_FLAG, &help, "show this help", false},
     };
     const int n_opts = (int)(sizeof opts / sizeof opts[0]);
-    const char *synopsis = "lmbatch inspect MODEL_DIR [--json]";
+    const char *synopsis = "lmbatch inspect MODEL_DIR [--json] [--kv fp16|int8|int4|all [--seq-len N] [--gpu-mem GB]]";
     lmb_arg_list pos;
     lmb_error err;
     if (lmb_args_parse(argc, argv, opts, n_opts, &pos, &err)) {
@@ -144,23 +240,45 @@ int lmb_cmd_inspect(int argc, char **argv) {
         lmb_args_free(opts, n_opts, &pos);
         return LMB_EXIT_USAGE;
     }
-    if (help || pos.n != 1) {
+    if (help || pos.n != (shape ? 0 : 1)) {
         lmb_args_usage(synopsis, opts, n_opts);
         lmb_args_free(opts, n_opts, &pos);
         return help ? LMB_EXIT_OK : LMB_EXIT_USAGE;
     }
+    if (kv) {
+        static const int all[3] = {16, 8, 4};
+        if (strcmp(kv, "all") == 0) {
+            memcpy(mo.bits, all, sizeof all);
+            mo.n_bits = 3;
+        } else if ((mo.bits[0] = lmb_kv_bits_parse(kv)) != 0) {
+            mo.n_bits = 1;
+        } else {
+            fprintf(stderr, "lmbatch inspect: --kv must be fp16, int8, int4 or all, got \"%s\"\n", kv);
+            lmb_args_free(opts, n_opts, &pos);
+            return LMB_EXIT_USAGE;
+        }
+        if (mo.seq_len < 0 || mo.block_size < 1 || mo.block_size > 4096 || mo.max_batch_tokens < 1 ||
+            mo.max_seqs < 1 || !(mo.gpu_gb > 0 && mo.gpu_gb < 1e6) || !(mo.fraction > 0 && mo.fraction <= 1)) {
+            fprintf(stderr, "lmbatch inspect: --seq-len, --block-size, --max-batch-tokens, --max-seqs and --gpu-mem "
+                            "must be positive, --cache-fraction in (0, 1]\n");
+            lmb_args_free(opts, n_opts, &pos);
+            return LMB_EXIT_USAGE;
+        }
+    }
     lmb_model *m = NULL;
-    int rc = lmb_model_open(pos.items[0], &m, &err);
+    int rc = shape ? lmb_model_random(shape, LMB_F16, &m, &err) : lmb_model_open(pos.items[0], &m, &err);
     lmb_args_free(opts, n_opts, &pos);
     if (rc) {
         fprintf(stderr, "lmbatch inspect: %s\n", err.msg);
         return LMB_EXIT_MODEL;
     }
+    if (mo.seq_len == 0) mo.seq_len = m->cfg.max_pos;
     uint64_t by[LMB_DTYPE_COUNT];
     uint64_t total = lmb_weights_bytes(&m->w, m->cfg.n_layers, by);
     rc = LMB_EXIT_OK;
     if (json) {
         json_t *o = make_json(m, by, total);
+        if (o && mo.n_bits) json_object_set_new(o, "memory", memory_report(m, total, &mo, true));
         char *s = o ? json_dumps(o, JSON_INDENT(2) | JSON_REAL_PRECISION(15)) : NULL;
         if (s)
             printf("%s\n", s);
@@ -172,6 +290,7 @@ int lmb_cmd_inspect(int argc, char **argv) {
         json_decref(o);
     } else {
         print_text(m, by, total);
+        if (mo.n_bits) memory_report(m, total, &mo, false);
     }
     lmb_model_close(m);
     return rc;

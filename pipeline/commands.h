@@ -13,5 +13,8 @@ int lmb_cmd_ppl(int argc, char **argv);
 int lmb_cmd_tokenize(int argc, char **argv);
 int lmb_cmd_bench(int argc, char **argv);
 int lmb_cmd_score(int argc, char **argv);
+/* pipeline/cmd_quantize_kv.c: offline KV-cache scales (argv[0] == "kv"); `quantize kv` once `quantize` lands,
+ * the temporary top-level command "quantize-kv" until then. */
+int lmb_cmd_quantize_kv(int argc, char **argv);
 
 #endif

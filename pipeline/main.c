@@ -28,6 +28,8 @@ static const struct {
     {"version", cmd_version, "print the version"},
     {"inspect", lmb_cmd_inspect, "show a model folder's config, weight bytes and KV-cache cost"},
     {"tokenize", lmb_cmd_tokenize, "text -> token ids (or --decode ids -> text) with a model's tokenizer"},
+    /* temporary: becomes `quantize kv` in cmd_quantize.c's table when the quantize command is merged */
+    {"quantize-kv", lmb_cmd_quantize_kv, "offline KV-cache int8/int4 scales from calibration text (--kv-params)"},
 };
 
 static void usage(FILE *f) {
