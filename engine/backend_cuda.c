@@ -107,7 +107,7 @@ static void cuda_destroy(lmb_backend *b) {
         free(c->layers);
     }
     if (c->head != c->embed) cudaFree(c->head);
-    void *ps[] = {c->embed, c->final_norm, c->inv_freq, c->kv, c->resid, c->xn, c->qkv, c->attn, c->gu, c->act,
+    void *ps[] = {c->embed, c->final_norm, c->inv_freq, c->kv, c->kv_fixed, c->resid, c->xn, c->qkv, c->attn, c->gu, c->act,
                   c->y, c->xh, c->logits, c->sampled, c->attn_ws, c->meta_d, c->blas_ws};
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) cudaFree(ps[i]);
     cudaFreeHost(c->meta_h);
@@ -119,7 +119,8 @@ static void cuda_destroy(lmb_backend *b) {
 
 static size_t cuda_kv_block_bytes(lmb_backend *b, int block_size) {
     cuda_backend *c = (cuda_backend *)b;
-    return 2 * (size_t)c->cfg.n_layers * c->cfg.n_kv_heads * (size_t)block_size * c->cfg.head_dim * c->esz;
+    /* KV quantization (issue 6): tiles of 16-bit rows, or int8/int4 codes + per-token scales (kv_quant.h) */
+    return 2 * (size_t)c->cfg.n_layers * c->cfg.n_kv_heads * lmb_kv_tile_bytes(c->cfg.head_dim, c->kv_bits, block_size);
 }
 
 static int cuda_kv_budget(lmb_backend *b, const lmb_engine_config *cfg, size_t *bytes, lmb_error *err) {
@@ -283,6 +284,8 @@ int lmb_backend_cuda_create(const lmb_model *model, const lmb_engine_config *cfg
     c->device = cfg->device;
     c->dt = m->dtype == LMB_BF16 ? LMB_CUDA_BF16 : LMB_CUDA_F16;
     c->esz = 2;
+    c->kv_bits = cfg->kv_bits == 8 || cfg->kv_bits == 4 ? cfg->kv_bits : 16; /* KV quantization (issue 6) */
+    c->base.kv_bits = c->kv_bits;
     int rc = -1;
 #define TRY(call)                                                                                               \
     do {                                                                                                        \
@@ -321,6 +324,11 @@ int lmb_backend_cuda_create(const lmb_model *model, const lmb_engine_config *cfg
         for (int i = 0; i < m->head_dim / 2; i++) invf[i] = (float)inv[i];
         TRY(cudaMalloc((void **)&c->inv_freq, sizeof(float) * (size_t)(m->head_dim / 2)));
         TRY(cudaMemcpy(c->inv_freq, invf, sizeof(float) * (size_t)(m->head_dim / 2), cudaMemcpyHostToDevice));
+    }
+    if (cfg->kv_fixed && c->kv_bits != 16) { /* KV quantization (issue 6): offline scales, [layer][K|V][nkv][2] */
+        size_t n = (size_t)m->n_layers * 2 * (size_t)m->n_kv_heads * 2;
+        TRY(cudaMalloc((void **)&c->kv_fixed, sizeof(float) * n));
+        TRY(cudaMemcpy(c->kv_fixed, cfg->kv_fixed, sizeof(float) * n, cudaMemcpyHostToDevice));
     }
     if (load_weights(c, model, err) || alloc_activations(c, cfg, err)) goto done;
     if (!cfg->quiet) {

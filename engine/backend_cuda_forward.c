@@ -82,21 +82,23 @@ static int enqueue(cuda_backend *c, const plan *p, lmb_error *err) {
         if (gemm(c, c->xn, L->wqkv, c->qkv, T, c->qkv_dim, H, false, err)) return -1;
         P(BIAS);
         if (L->bqkv) CUDA_CHECK(lmb_cuda_add_bias(c->qkv, L->bqkv, T, c->qkv_dim, c->dt, s));
-        P(ROPE);
-        CUDA_CHECK(lmb_cuda_rope_kv_write(c->qkv, kc, vc, D(positions, int32_t), D(slots, int64_t), c->inv_freq, T, nh,
-                                          nkv, hd, c->block_size, c->dt, s));
+        P(ROPE); /* KV quantization (issue 6): the _kvq calls take c->kv_bits (16 = the plain kernels) */
+        const float *fixed = c->kv_fixed ? c->kv_fixed + (size_t)l * 2 * nkv * 2 : NULL;
+        CUDA_CHECK(lmb_cuda_rope_kv_write_kvq(c->qkv, kc, vc, D(positions, int32_t), D(slots, int64_t), c->inv_freq,
+                                              fixed, T, nh, nkv, hd, c->block_size, c->kv_bits, c->dt, s));
         P(ATTN_PREFILL);
         if (p->n_tiles)
-            CUDA_CHECK(lmb_cuda_attention_prefill(c->attn, c->qkv, kc, vc, &seqs, D(tiles, int32_t), p->n_tiles, nh,
-                                                  nkv, hd, c->block_size, scale, c->dt, s));
+            CUDA_CHECK(lmb_cuda_attention_prefill_kvq(c->attn, c->qkv, kc, vc, &seqs, D(tiles, int32_t), p->n_tiles, nh,
+                                                      nkv, hd, c->block_size, scale, c->kv_bits, c->dt, s));
         P(ATTN_DECODE);
         for (int off = 0; off < p->n_dec; off += c->cap_r) {
             int n = p->n_dec - off < c->cap_r ? p->n_dec - off : c->cap_r;
             const int32_t *rows = p->rows_all && off == 0 && n == p->n_dec ? NULL : D(dec_rows, int32_t) + off;
             /* few rows: shorter splits, so that enough CTAs share the context (bs 1: 32 heads x ctx/64) */
             int split = n <= c->small_rows ? c->split_small : c->split_len;
-            CUDA_CHECK(lmb_cuda_attention_decode(c->attn, c->qkv, kc, vc, &seqs, rows, n, nh, nkv, hd, c->block_size,
-                                                 scale, p->max_ctx, split, c->attn_ws, c->dt, s));
+            CUDA_CHECK(lmb_cuda_attention_decode_kvq(c->attn, c->qkv, kc, vc, &seqs, rows, n, nh, nkv, hd,
+                                                     c->block_size, scale, p->max_ctx, split, c->attn_ws, c->kv_bits,
+                                                     c->dt, s));
         }
         P(O);
         if (gemm(c, c->attn, L->wo, c->y, T, H, nh * hd, false, err)) return -1;

@@ -3,7 +3,8 @@
  *
  * Device layout: weights in the model's 16-bit type (bf16 models stay bf16, everything else becomes fp16),
  * q/k/v fused into one [(nh + 2 nkv) hd, H] matrix and gate/up into one [2F, H]; residual stream fp32;
- * KV cache one allocation, [layer][K|V][block][kv head][block_size][head_dim].  Per-step metadata lives at
+ * KV cache one allocation, [layer][K|V][block][kv head] tiles of block_size tokens (16-bit rows, or int8/int4
+ * codes + per-token scales with --kv int8|int4, kernels/kv_quant.h).  Per-step metadata lives at
  * fixed offsets of one device buffer (filled by one copy from pinned memory), so graphs can replay it.
  */
 #ifndef LMB_BACKEND_CUDA_IMPL_H
@@ -48,6 +49,8 @@ typedef struct cuda_backend {
     void *kv;
     int n_blocks, block_size, max_blocks; /* max_blocks: per sequence */
     size_t kv_layer_bytes;                /* one layer's K (or V) part */
+    int kv_bits;                          /* KV quantization (issue 6): 16, or 8/4 = int8/int4 tiles (kv_quant.h) */
+    float *kv_fixed;                      /* ... offline scales on the device [layer][2][nkv][2], or NULL */
     /* activations, for up to cap_t tokens and cap_r logit rows */
     int cap_t, cap_r, cap_hist, qkv_dim;
     float *resid;

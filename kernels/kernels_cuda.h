@@ -4,14 +4,17 @@
  * Launchers only enqueue work on the given stream and return cudaGetLastError() as an int (0 = ok), so
  * they can be captured in CUDA graphs.  Each kernel has a GPU test against its CPU reference in tests/gpu/.
  *
- * KV cache layout (per layer, K and V separately): [n_blocks][n_kv_heads][block_size][head_dim]; a token's
- * slot is block_id * block_size + offset (vLLM's slot mapping).
+ * KV cache layout (per layer, K and V separately): [n_blocks][n_kv_heads] tiles of block_size tokens; a token's
+ * slot is block_id * block_size + offset (vLLM's slot mapping).  A tile is [block_size][head_dim] in dt for a
+ * 16-bit cache, or int8/int4 codes + per-token {fp16 scale, zero} (kv_bits 8/4, format in kv_quant.h).
  */
 #ifndef LMB_KERNELS_CUDA_H
 #define LMB_KERNELS_CUDA_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "kv_quant.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -35,6 +38,18 @@ int lmb_cuda_add_rmsnorm(float *resid, const void *delta, const void *w, void *o
 int lmb_cuda_rope_kv_write(void *qkv, void *k_cache, void *v_cache, const int32_t *positions,
                            const int64_t *slots, const float *inv_freq, int T, int nh, int nkv, int hd,
                            int block_size, lmb_cuda_dtype dt, lmb_stream s);
+
+/* KV cache of kv_bits 16, 8 or 4 (the `_kvq` entry points; 16 is the plain call above).  For 8/4 bits q and k
+ * are rotated in place, then each written (token, K|V, head) row is quantized into the cache: per-token scale
+ * and zero from the row's range, or the layer's offline ones when fixed != NULL ([2 (K, V)][nkv][2 (scale,
+ * zero)], fp32 values already rounded to fp16). */
+int lmb_cuda_rope_kv_write_kvq(void *qkv, void *k_cache, void *v_cache, const int32_t *positions,
+                               const int64_t *slots, const float *inv_freq, const float *fixed, int T, int nh,
+                               int nkv, int hd, int block_size, int kv_bits, lmb_cuda_dtype dt, lmb_stream s);
+/* Only the quantizing write, from already rotated k and v in qkv (kv_bits 8 or 4; head_dim even, <= 256). */
+int lmb_cuda_kv_quant_write(const void *qkv, void *k_cache, void *v_cache, const int64_t *slots, const float *fixed,
+                            int T, int nh, int nkv, int hd, int block_size, int kv_bits, lmb_cuda_dtype dt,
+                            lmb_stream s);
 
 /* out[t, i] = silu(gu[t, i]) * gu[t, F + i]   (gu = fused gate|up GEMM output [T, 2F]) */
 int lmb_cuda_silu_mul(void *out, const void *gu, int T, int F, lmb_cuda_dtype dt, lmb_stream s);
@@ -73,12 +88,21 @@ int lmb_cuda_attention_decode(void *out, const void *qkv, const void *k_cache, c
                               const lmb_cuda_seqs *seqs, const int32_t *rows, int n_rows, int nh, int nkv, int hd,
                               int block_size, float scale, int max_ctx, int split_len, void *partial,
                               lmb_cuda_dtype dt, lmb_stream s);
+/* The same over a cache of kv_bits 16, 8 or 4: quantized rows are dequantized in registers (u * scale + zero). */
+int lmb_cuda_attention_decode_kvq(void *out, const void *qkv, const void *k_cache, const void *v_cache,
+                                  const lmb_cuda_seqs *seqs, const int32_t *rows, int n_rows, int nh, int nkv, int hd,
+                                  int block_size, float scale, int max_ctx, int split_len, void *partial, int kv_bits,
+                                  lmb_cuda_dtype dt, lmb_stream s);
 
 /* Flash-attention prefill on tensor cores for head_dim 64 or 128: n_tiles work items (seq, first query
  * token of a 64-row tile) in tiles[2*i], tiles[2*i+1]; causal over the paged cache. */
 int lmb_cuda_attention_prefill(void *out, const void *qkv, const void *k_cache, const void *v_cache,
                                const lmb_cuda_seqs *seqs, const int32_t *tiles, int n_tiles, int nh, int nkv,
                                int hd, int block_size, float scale, lmb_cuda_dtype dt, lmb_stream s);
+/* The same over a cache of kv_bits 16, 8 or 4 (quantized K/V tiles are dequantized to dt as they are gathered). */
+int lmb_cuda_attention_prefill_kvq(void *out, const void *qkv, const void *k_cache, const void *v_cache,
+                                   const lmb_cuda_seqs *seqs, const int32_t *tiles, int n_tiles, int nh, int nkv,
+                                   int hd, int block_size, float scale, int kv_bits, lmb_cuda_dtype dt, lmb_stream s);
 int lmb_cuda_attention_prefill_supported(int hd);
 
 /* Sampling, one CTA per row.  Rows with temperature <= 0 take the argmax. */

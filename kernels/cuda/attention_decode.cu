@@ -12,6 +12,11 @@
 // lane are loaded before any is used, to keep loads in flight.  Scores go to shared memory, then the same
 // lane layout accumulates P·V in registers, reduced across key slots by shuffles and across warps in shared
 // memory.  decode_generic (other head dims): one thread per key for QK, threads over dims for PV.
+//
+// Quantized caches (BITS 8 / 4, kernels/kv_quant.h): the same kernels with each lane's 8 dims loaded as 8 or 4
+// bytes plus the row's {fp16 scale, zero} (4 bytes, the same address for the LPK lanes of a row: one broadcast
+// transaction), dequantized in registers as u * scale + zero before the fp32 dot product / accumulation.  Rows
+// are addressed in bytes through the tile size, so BITS 16 runs the same instructions as before.
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,10 +31,60 @@ struct Args {
     int max_blocks, nh, nkv, hd, bs, split_len, max_splits;
     float scale;
     float *partial;
+    size_t tile_bytes; // one (block, head) tile: lmb_kv_tile_bytes(hd, BITS, bs)
+    int row_bytes;     // one token's row of codes (or elements)
+    int param_off;     // quantized: offset of the {scale, zero} pairs in a tile
 };
 
-template <typename T, bool VEC>
-__global__ void __launch_bounds__(128) decode_generic(T *out, const T *qkv, const T *kc, const T *vc, Args a) {
+// 8 consecutive elements of a row, as one lane loads them, and their conversion to fp32.
+template <typename T, int BITS> struct Kv8;
+template <typename T> struct Kv8<T, 16> {
+    using Raw = uint4;
+    static __device__ __forceinline__ void get(const Raw &r, float2, float *x) {
+        const T *e = reinterpret_cast<const T *>(&r);
+#pragma unroll
+        for (int i = 0; i < 8; i++) x[i] = to_f(e[i]);
+    }
+};
+template <typename T> struct Kv8<T, 8> {
+    using Raw = uint2;
+    static __device__ __forceinline__ void get(const Raw &r, float2 sz, float *x) {
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            x[i] = (float)((r.x >> (8 * i)) & 255u) * sz.x + sz.y;
+            x[4 + i] = (float)((r.y >> (8 * i)) & 255u) * sz.x + sz.y;
+        }
+    }
+};
+template <typename T> struct Kv8<T, 4> {
+    using Raw = uint32_t;
+    static __device__ __forceinline__ void get(const Raw &r, float2 sz, float *x) {
+#pragma unroll
+        for (int i = 0; i < 8; i++) x[i] = (float)((r >> (4 * i)) & 15u) * sz.x + sz.y;
+    }
+};
+
+template <int BITS> struct RawZero;
+template <> struct RawZero<16> { static __device__ __forceinline__ uint4 v() { return make_uint4(0, 0, 0, 0); } };
+template <> struct RawZero<8> { static __device__ __forceinline__ uint2 v() { return make_uint2(0, 0); } };
+template <> struct RawZero<4> { static __device__ __forceinline__ uint32_t v() { return 0u; } };
+
+// The {scale, zero} of row `off` of a quantized tile (unused for BITS 16).
+template <int BITS> __device__ __forceinline__ float2 row_params(const uint8_t *tile, int param_off, int off) {
+    if (BITS == 16) return make_float2(1.f, 0.f);
+    __half2 h = *reinterpret_cast<const __half2 *>(tile + param_off + (size_t)off * 4);
+    return __half22float2(h);
+}
+
+// Element d of a row (generic kernel).
+template <typename T, int BITS> __device__ __forceinline__ float row_elem(const uint8_t *row, int d, float2 sz) {
+    if (BITS == 16) return to_f(reinterpret_cast<const T *>(row)[d]);
+    if (BITS == 8) return (float)row[d] * sz.x + sz.y;
+    return (float)((row[d >> 1] >> (4 * (d & 1))) & 15) * sz.x + sz.y;
+}
+
+template <typename T, bool VEC, int BITS>
+__global__ void __launch_bounds__(128) decode_generic(T *out, const T *qkv, const uint8_t *kc, const uint8_t *vc, Args a) {
     extern __shared__ float smem[];
     const int r = blockIdx.x, h = blockIdx.y, sp = blockIdx.z, tid = threadIdx.x;
     const int t = a.rows ? a.rows[r] : r;
@@ -49,17 +104,19 @@ __global__ void __launch_bounds__(128) decode_generic(T *out, const T *qkv, cons
     float lmax = -INFINITY;
     for (int j = tid; j < n; j += blockDim.x) {
         int pos = j0 + j;
-        const T *k = kc + (((size_t)bt[pos / bs] * a.nkv + kvh) * bs + pos % bs) * hd;
+        const uint8_t *tile = kc + ((size_t)bt[pos / bs] * a.nkv + kvh) * a.tile_bytes;
+        const uint8_t *k = tile + (size_t)(pos % bs) * a.row_bytes;
         float dot = 0.f;
-        if (VEC) {
+        if (VEC && BITS == 16) {
             for (int d = 0; d < hd; d += 8) {
-                uint4 raw = *reinterpret_cast<const uint4 *>(k + d);
+                uint4 raw = *reinterpret_cast<const uint4 *>(reinterpret_cast<const T *>(k) + d);
                 const T *kv8 = reinterpret_cast<const T *>(&raw);
 #pragma unroll
                 for (int e = 0; e < 8; e++) dot += qs[d + e] * to_f(kv8[e]);
             }
         } else {
-            for (int d = 0; d < hd; d++) dot += qs[d] * to_f(k[d]);
+            const float2 sz = row_params<BITS>(tile, a.param_off, pos % bs);
+            for (int d = 0; d < hd; d++) dot += qs[d] * row_elem<T, BITS>(k, d, sz);
         }
         sc[j] = dot;
         lmax = fmaxf(lmax, dot);
@@ -78,7 +135,9 @@ __global__ void __launch_bounds__(128) decode_generic(T *out, const T *qkv, cons
         float acc = 0.f;
         for (int j = 0; j < n; j++) {
             int pos = j0 + j;
-            acc += sc[j] * to_f(vc[(((size_t)bt[pos / bs] * a.nkv + kvh) * bs + pos % bs) * hd + d]);
+            const uint8_t *tile = vc + ((size_t)bt[pos / bs] * a.nkv + kvh) * a.tile_bytes;
+            const float2 sz = row_params<BITS>(tile, a.param_off, pos % bs);
+            acc += sc[j] * row_elem<T, BITS>(tile + (size_t)(pos % bs) * a.row_bytes, d, sz);
         }
         if (n_splits == 1) out[((size_t)t * a.nh + h) * hd + d] = from_f<T>(acc / l);
         else part[2 + d] = acc;
@@ -89,9 +148,11 @@ __global__ void __launch_bounds__(128) decode_generic(T *out, const T *qkv, cons
     }
 }
 
-template <typename T, int LPK>
-__global__ void __launch_bounds__(128) decode_kernel(T *out, const T *qkv, const T *kc, const T *vc, Args a) {
+template <typename T, int LPK, int BITS>
+__global__ void __launch_bounds__(128) decode_kernel(T *out, const T *qkv, const uint8_t *kc, const uint8_t *vc, Args a) {
     constexpr int HD = LPK * 8, KPW = 32 / LPK, STEP = 4 * KPW, U = 4;
+    using L8 = Kv8<T, BITS>;
+    using Raw = typename L8::Raw;
     extern __shared__ float smem[];
     const int r = blockIdx.x, h = blockIdx.y, sp = blockIdx.z, tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
     const int t = a.rows ? a.rows[r] : r;
@@ -101,7 +162,8 @@ __global__ void __launch_bounds__(128) decode_kernel(T *out, const T *qkv, const
     const int j0 = sp * a.split_len, n = min(ctx - j0, a.split_len);
     const int kvh = h / (a.nh / a.nkv), bs = a.bs, sl = lane % LPK, ks = lane / LPK;
     const int32_t *bt = a.block_tables + (size_t)a.tok_seq[t] * a.max_blocks;
-    const size_t blk_stride = (size_t)a.nkv * bs * HD;
+    const size_t blk_stride = (size_t)a.nkv * a.tile_bytes;
+    const int rb = a.row_bytes, po = a.param_off;
     float *sc = smem, *ored = smem + a.split_len;
     __shared__ float red[32];
 
@@ -112,26 +174,32 @@ __global__ void __launch_bounds__(128) decode_kernel(T *out, const T *qkv, const
 #pragma unroll
         for (int i = 0; i < 8; i++) q[i] = to_f(e[i]) * a.scale;
     }
-    const T *kb = kc + (size_t)kvh * bs * HD + sl * 8, *vb = vc + (size_t)kvh * bs * HD + sl * 8;
+    // this lane's 8 dims of row 0 of the head's tile in block 0 (BITS bytes per lane: 8 elements of BITS bits)
+    const uint8_t *kt = kc + (size_t)kvh * a.tile_bytes, *vt = vc + (size_t)kvh * a.tile_bytes;
 
     float lmax = -INFINITY;
     for (int jb = w * KPW; jb < n; jb += STEP * U) { // warp-uniform bound: every lane reaches the shuffles
-        uint4 raw[U];
+        Raw raw[U];
+        float2 sz[U];
 #pragma unroll
         for (int u = 0; u < U; u++) {
             int j = jb + ks + u * STEP;
-            raw[u] = make_uint4(0, 0, 0, 0);
+            raw[u] = RawZero<BITS>::v();
+            sz[u] = make_float2(0.f, 0.f);
             if (j < n) {
                 int pos = j0 + j;
-                raw[u] = *reinterpret_cast<const uint4 *>(kb + (size_t)bt[pos / bs] * blk_stride + (size_t)(pos % bs) * HD);
+                const uint8_t *tile = kt + (size_t)bt[pos / bs] * blk_stride;
+                raw[u] = *reinterpret_cast<const Raw *>(tile + (size_t)(pos % bs) * rb + sl * BITS);
+                sz[u] = row_params<BITS>(tile, po, pos % bs);
             }
         }
 #pragma unroll
         for (int u = 0; u < U; u++) {
-            const T *e = reinterpret_cast<const T *>(&raw[u]);
+            float x[8];
+            L8::get(raw[u], sz[u], x);
             float dot = 0.f;
 #pragma unroll
-            for (int i = 0; i < 8; i++) dot += q[i] * to_f(e[i]);
+            for (int i = 0; i < 8; i++) dot += q[i] * x[i];
 #pragma unroll
             for (int o = LPK / 2; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
             int j = jb + ks + u * STEP;
@@ -154,24 +222,29 @@ __global__ void __launch_bounds__(128) decode_kernel(T *out, const T *qkv, const
 #pragma unroll
     for (int i = 0; i < 8; i++) acc[i] = 0.f;
     for (int jb = w * KPW; jb < n; jb += STEP * U) {
-        uint4 raw[U];
+        Raw raw[U];
+        float2 sz[U];
         float p[U];
 #pragma unroll
         for (int u = 0; u < U; u++) {
             int j = jb + ks + u * STEP;
-            raw[u] = make_uint4(0, 0, 0, 0);
+            raw[u] = RawZero<BITS>::v();
+            sz[u] = make_float2(0.f, 0.f);
             p[u] = 0.f;
             if (j < n) {
                 int pos = j0 + j;
-                raw[u] = *reinterpret_cast<const uint4 *>(vb + (size_t)bt[pos / bs] * blk_stride + (size_t)(pos % bs) * HD);
+                const uint8_t *tile = vt + (size_t)bt[pos / bs] * blk_stride;
+                raw[u] = *reinterpret_cast<const Raw *>(tile + (size_t)(pos % bs) * rb + sl * BITS);
+                sz[u] = row_params<BITS>(tile, po, pos % bs);
                 p[u] = sc[j];
             }
         }
 #pragma unroll
         for (int u = 0; u < U; u++) {
-            const T *e = reinterpret_cast<const T *>(&raw[u]);
+            float x[8];
+            L8::get(raw[u], sz[u], x);
 #pragma unroll
-            for (int i = 0; i < 8; i++) acc[i] += p[u] * to_f(e[i]);
+            for (int i = 0; i < 8; i++) acc[i] += p[u] * x[i];
         }
     }
 #pragma unroll
@@ -222,27 +295,54 @@ static bool getenv_generic(void) {
     return v;
 }
 
-template <typename E, int LPK>
+template <typename E, int LPK, int BITS>
 static void launch_fast(dim3 grid, size_t sh, lmb_stream s, void *out, const void *qkv, const void *kc, const void *vc,
                         const Args &a) {
-    if (sh > 48 * 1024) cudaFuncSetAttribute(decode_kernel<E, LPK>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sh);
-    decode_kernel<E, LPK><<<grid, 128, sh, s>>>((E *)out, (const E *)qkv, (const E *)kc, (const E *)vc, a);
+    if (sh > 48 * 1024)
+        cudaFuncSetAttribute(decode_kernel<E, LPK, BITS>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sh);
+    decode_kernel<E, LPK, BITS><<<grid, 128, sh, s>>>((E *)out, (const E *)qkv, (const uint8_t *)kc, (const uint8_t *)vc,
+                                                     a);
 }
 
+template <typename E, int BITS>
+static void launch_lpk(int lpk, dim3 grid, size_t sh, lmb_stream s, void *out, const void *qkv, const void *kc,
+                       const void *vc, const Args &a) {
+    switch (lpk) {
+    case 1: launch_fast<E, 1, BITS>(grid, sh, s, out, qkv, kc, vc, a); break;
+    case 2: launch_fast<E, 2, BITS>(grid, sh, s, out, qkv, kc, vc, a); break;
+    case 4: launch_fast<E, 4, BITS>(grid, sh, s, out, qkv, kc, vc, a); break;
+    case 8: launch_fast<E, 8, BITS>(grid, sh, s, out, qkv, kc, vc, a); break;
+    case 16: launch_fast<E, 16, BITS>(grid, sh, s, out, qkv, kc, vc, a); break;
+    default: launch_fast<E, 32, BITS>(grid, sh, s, out, qkv, kc, vc, a); break;
+    }
+}
+
+template <typename E, bool VEC, int BITS>
+static void launch_generic(dim3 grid, size_t sh, lmb_stream s, void *out, const void *qkv, const void *kc, const void *vc,
+                           const Args &a) {
+    if (sh > 48 * 1024)
+        cudaFuncSetAttribute(decode_generic<E, VEC, BITS>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sh);
+    decode_generic<E, VEC, BITS><<<grid, 128, sh, s>>>((E *)out, (const E *)qkv, (const uint8_t *)kc,
+                                                       (const uint8_t *)vc, a);
+}
 
 extern "C" size_t lmb_cuda_attention_workspace(int n_rows, int nh, int hd, int max_ctx, int split_len) {
     int max_splits = (max_ctx + split_len - 1) / split_len;
     return sizeof(float) * (size_t)n_rows * nh * max_splits * (hd + 2);
 }
 
-extern "C" int lmb_cuda_attention_decode(void *out, const void *qkv, const void *k_cache, const void *v_cache,
-                                         const lmb_cuda_seqs *seqs, const int32_t *rows, int n_rows, int nh, int nkv,
-                                         int hd, int block_size, float scale, int max_ctx, int split_len,
-                                         void *partial, lmb_cuda_dtype dt, lmb_stream s) {
+extern "C" int lmb_cuda_attention_decode_kvq(void *out, const void *qkv, const void *k_cache, const void *v_cache,
+                                             const lmb_cuda_seqs *seqs, const int32_t *rows, int n_rows, int nh,
+                                             int nkv, int hd, int block_size, float scale, int max_ctx, int split_len,
+                                             void *partial, int kv_bits, lmb_cuda_dtype dt, lmb_stream s) {
     if (n_rows <= 0) return 0;
     if (hd > 256 || split_len < 1 || split_len > 4096) return (int)cudaErrorInvalidValue;
+    if (kv_bits != 16 && kv_bits != 8 && kv_bits != 4) return (int)cudaErrorInvalidValue;
+    if (kv_bits == 4 && hd % 2) return (int)cudaErrorInvalidValue;
     Args a = {seqs->tok_seq, seqs->positions, seqs->block_tables, rows, seqs->max_blocks, nh, nkv, hd,
-              block_size, split_len, (max_ctx + split_len - 1) / split_len, scale, (float *)partial};
+              block_size, split_len, (max_ctx + split_len - 1) / split_len, scale, (float *)partial,
+              lmb_kv_tile_bytes(hd, kv_bits, block_size), (int)lmb_kv_row_bytes(hd, kv_bits),
+              (int)lmb_kv_param_offset(hd, kv_bits, block_size)};
     dim3 grid(n_rows, nh, a.max_splits);
     const int lpk = hd / 8;
     const bool fast = hd % 8 == 0 && hd >= 8 && 32 % lpk == 0 && !getenv_generic();
@@ -250,27 +350,26 @@ extern "C" int lmb_cuda_attention_decode(void *out, const void *qkv, const void 
     bool vec = hd % 8 == 0;
     LMB_DISPATCH(dt, E, {
         if (fast) {
-            switch (lpk) {
-            case 1: launch_fast<E, 1>(grid, sh, s, out, qkv, k_cache, v_cache, a); break;
-            case 2: launch_fast<E, 2>(grid, sh, s, out, qkv, k_cache, v_cache, a); break;
-            case 4: launch_fast<E, 4>(grid, sh, s, out, qkv, k_cache, v_cache, a); break;
-            case 8: launch_fast<E, 8>(grid, sh, s, out, qkv, k_cache, v_cache, a); break;
-            case 16: launch_fast<E, 16>(grid, sh, s, out, qkv, k_cache, v_cache, a); break;
-            default: launch_fast<E, 32>(grid, sh, s, out, qkv, k_cache, v_cache, a); break;
-            }
+            if (kv_bits == 16) launch_lpk<E, 16>(lpk, grid, sh, s, out, qkv, k_cache, v_cache, a);
+            else if (kv_bits == 8) launch_lpk<E, 8>(lpk, grid, sh, s, out, qkv, k_cache, v_cache, a);
+            else launch_lpk<E, 4>(lpk, grid, sh, s, out, qkv, k_cache, v_cache, a);
+        } else if (kv_bits == 16) {
+            if (vec) launch_generic<E, true, 16>(grid, sh, s, out, qkv, k_cache, v_cache, a);
+            else launch_generic<E, false, 16>(grid, sh, s, out, qkv, k_cache, v_cache, a);
+        } else if (kv_bits == 8) {
+            launch_generic<E, false, 8>(grid, sh, s, out, qkv, k_cache, v_cache, a);
         } else {
-            if (sh > 48 * 1024) {
-                cudaFuncSetAttribute(decode_generic<E, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sh);
-                cudaFuncSetAttribute(decode_generic<E, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sh);
-            }
-            if (vec)
-                decode_generic<E, true><<<grid, 128, sh, s>>>((E *)out, (const E *)qkv, (const E *)k_cache,
-                                                              (const E *)v_cache, a);
-            else
-                decode_generic<E, false><<<grid, 128, sh, s>>>((E *)out, (const E *)qkv, (const E *)k_cache,
-                                                               (const E *)v_cache, a);
+            launch_generic<E, false, 4>(grid, sh, s, out, qkv, k_cache, v_cache, a);
         }
         if (a.max_splits > 1) merge_kernel<E><<<dim3(n_rows, nh), 128, 0, s>>>((E *)out, a);
     });
     return LMB_LAUNCH_RESULT();
+}
+
+extern "C" int lmb_cuda_attention_decode(void *out, const void *qkv, const void *k_cache, const void *v_cache,
+                                         const lmb_cuda_seqs *seqs, const int32_t *rows, int n_rows, int nh, int nkv,
+                                         int hd, int block_size, float scale, int max_ctx, int split_len,
+                                         void *partial, lmb_cuda_dtype dt, lmb_stream s) {
+    return lmb_cuda_attention_decode_kvq(out, qkv, k_cache, v_cache, seqs, rows, n_rows, nh, nkv, hd, block_size,
+                                         scale, max_ctx, split_len, partial, 16, dt, s);
 }

@@ -6,6 +6,9 @@
 // through the block table into shared memory; S = Q K^T and O += P V use mma.m16n8k16 with the softmax
 // kept online (running max and sum per row, in exp2 domain).  Rows attend to keys 0..their position.
 // Version history: v1 (this) — plain 32-bit shared loads for fragments, no cp.async pipelining.
+// Quantized caches (BITS 8 / 4, kernels/kv_quant.h): the gather reads each 8-element chunk as 8 or 4 bytes plus
+// the row's {fp16 scale, zero}, dequantizes in registers (u * scale + zero) and stores the chunk to shared
+// memory in T, so the MMA part is the same for every cache type.
 #include "common.cuh"
 
 using namespace lmb;
@@ -49,10 +52,40 @@ struct Args {
     const int32_t *q_start, *tok_seq, *positions, *block_tables, *tiles;
     int max_blocks, nh, nkv, bs;
     float scale_log2; // softmax scale * log2(e)
+    size_t tile_bytes; // one (block, head) tile of the cache
+    int row_bytes, param_off;
 };
 
-template <typename T, int HD>
-__global__ void __launch_bounds__(128) prefill_kernel(T *out, const T *qkv, const T *kc, const T *vc, Args a) {
+// 8 elements of a cached row at `row + col` (col a multiple of 8) as 8 T values packed in a uint4.
+template <typename T, int BITS> struct Chunk;
+template <typename T> struct Chunk<T, 16> {
+    static __device__ __forceinline__ uint4 load(const uint8_t *tile, const uint8_t *row, int col, const Args &, int) {
+        return *reinterpret_cast<const uint4 *>(row + (size_t)col * 2);
+    }
+};
+template <typename T, int BITS> struct Chunk {
+    static __device__ __forceinline__ uint4 load(const uint8_t *tile, const uint8_t *row, int col, const Args &a, int off) {
+        const float2 sz = __half22float2(*reinterpret_cast<const __half2 *>(tile + a.param_off + (size_t)off * 4));
+        uint32_t w[2];
+        if (BITS == 8) {
+            uint2 r = *reinterpret_cast<const uint2 *>(row + col);
+            w[0] = r.x, w[1] = r.y;
+        } else {
+            w[0] = *reinterpret_cast<const uint32_t *>(row + col / 2);
+        }
+        uint4 outv;
+        T *o = reinterpret_cast<T *>(&outv);
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            uint32_t u = BITS == 8 ? (w[i / 4] >> (8 * (i % 4))) & 255u : (w[0] >> (4 * i)) & 15u;
+            o[i] = from_f<T>((float)u * sz.x + sz.y);
+        }
+        return outv;
+    }
+};
+
+template <typename T, int HD, int BITS>
+__global__ void __launch_bounds__(128) prefill_kernel(T *out, const T *qkv, const uint8_t *kc, const uint8_t *vc, Args a) {
     constexpr int LD = HD + 8; // padded shared row: conflict-free fragment loads
     __shared__ __align__(16) T Ks[BN * LD];
     __shared__ __align__(16) T Vs[BN * LD];
@@ -95,9 +128,10 @@ __global__ void __launch_bounds__(128) prefill_kernel(T *out, const T *qkv, cons
             int r = i / (HD / 8), col = (i % (HD / 8)) * 8, pos = kt * BN + r;
             uint4 kv = make_uint4(0, 0, 0, 0), vv = make_uint4(0, 0, 0, 0);
             if (pos < n_keys) {
-                size_t off = (((size_t)bt[pos / a.bs] * a.nkv + kvh) * a.bs + pos % a.bs) * HD + col;
-                kv = *reinterpret_cast<const uint4 *>(kc + off);
-                vv = *reinterpret_cast<const uint4 *>(vc + off);
+                size_t tile = ((size_t)bt[pos / a.bs] * a.nkv + kvh) * a.tile_bytes;
+                size_t row = tile + (size_t)(pos % a.bs) * a.row_bytes;
+                kv = Chunk<T, BITS>::load(kc + tile, kc + row, col, a, pos % a.bs);
+                vv = Chunk<T, BITS>::load(vc + tile, vc + row, col, a, pos % a.bs);
             }
             *reinterpret_cast<uint4 *>(&Ks[r * LD + col]) = kv;
             *reinterpret_cast<uint4 *>(&Vs[r * LD + col]) = vv;
@@ -195,22 +229,40 @@ __global__ void __launch_bounds__(128) prefill_kernel(T *out, const T *qkv, cons
 
 extern "C" int lmb_cuda_attention_prefill_supported(int hd) { return hd == 64 || hd == 128; }
 
+template <typename E, int BITS>
+static void launch(int hd, dim3 grid, lmb_stream s, void *out, const void *qkv, const void *kc, const void *vc,
+                   const Args &a) {
+    if (hd == 64)
+        prefill_kernel<E, 64, BITS><<<grid, 128, 0, s>>>((E *)out, (const E *)qkv, (const uint8_t *)kc,
+                                                         (const uint8_t *)vc, a);
+    else
+        prefill_kernel<E, 128, BITS><<<grid, 128, 0, s>>>((E *)out, (const E *)qkv, (const uint8_t *)kc,
+                                                          (const uint8_t *)vc, a);
+}
+
+extern "C" int lmb_cuda_attention_prefill_kvq(void *out, const void *qkv, const void *k_cache, const void *v_cache,
+                                              const lmb_cuda_seqs *seqs, const int32_t *tiles, int n_tiles, int nh,
+                                              int nkv, int hd, int block_size, float scale, int kv_bits,
+                                              lmb_cuda_dtype dt, lmb_stream s) {
+    if (n_tiles <= 0) return 0;
+    if (!lmb_cuda_attention_prefill_supported(hd)) return (int)cudaErrorInvalidValue;
+    if (kv_bits != 16 && kv_bits != 8 && kv_bits != 4) return (int)cudaErrorInvalidValue;
+    Args a = {seqs->q_start, seqs->tok_seq, seqs->positions, seqs->block_tables, tiles, seqs->max_blocks, nh, nkv,
+              block_size, scale * 1.4426950408889634f, lmb_kv_tile_bytes(hd, kv_bits, block_size),
+              (int)lmb_kv_row_bytes(hd, kv_bits), (int)lmb_kv_param_offset(hd, kv_bits, block_size)};
+    dim3 grid(n_tiles, nh);
+    LMB_DISPATCH(dt, E, {
+        if (kv_bits == 16) launch<E, 16>(hd, grid, s, out, qkv, k_cache, v_cache, a);
+        else if (kv_bits == 8) launch<E, 8>(hd, grid, s, out, qkv, k_cache, v_cache, a);
+        else launch<E, 4>(hd, grid, s, out, qkv, k_cache, v_cache, a);
+    });
+    return LMB_LAUNCH_RESULT();
+}
+
 extern "C" int lmb_cuda_attention_prefill(void *out, const void *qkv, const void *k_cache, const void *v_cache,
                                           const lmb_cuda_seqs *seqs, const int32_t *tiles, int n_tiles, int nh,
                                           int nkv, int hd, int block_size, float scale, lmb_cuda_dtype dt,
                                           lmb_stream s) {
-    if (n_tiles <= 0) return 0;
-    if (!lmb_cuda_attention_prefill_supported(hd)) return (int)cudaErrorInvalidValue;
-    Args a = {seqs->q_start, seqs->tok_seq, seqs->positions, seqs->block_tables, tiles, seqs->max_blocks, nh, nkv,
-              block_size, scale * 1.4426950408889634f};
-    dim3 grid(n_tiles, nh);
-    LMB_DISPATCH(dt, E, {
-        if (hd == 64)
-            prefill_kernel<E, 64><<<grid, 128, 0, s>>>((E *)out, (const E *)qkv, (const E *)k_cache,
-                                                       (const E *)v_cache, a);
-        else
-            prefill_kernel<E, 128><<<grid, 128, 0, s>>>((E *)out, (const E *)qkv, (const E *)k_cache,
-                                                        (const E *)v_cache, a);
-    });
-    return LMB_LAUNCH_RESULT();
+    return lmb_cuda_attention_prefill_kvq(out, qkv, k_cache, v_cache, seqs, tiles, n_tiles, nh, nkv, hd, block_size,
+                                          scale, 16, dt, s);
 }
