@@ -162,8 +162,10 @@ __global__ void __launch_bounds__(128) decode_kernel(T *out, const T *qkv, const
     const int j0 = sp * a.split_len, n = min(ctx - j0, a.split_len);
     const int kvh = h / (a.nh / a.nkv), bs = a.bs, sl = lane % LPK, ks = lane / LPK;
     const int32_t *bt = a.block_tables + (size_t)a.tok_seq[t] * a.max_blocks;
-    const size_t blk_stride = (size_t)a.nkv * a.tile_bytes;
-    const int rb = a.row_bytes, po = a.param_off;
+    // (16 bits: the tile size from bs, as v2 computed it — reading a.tile_bytes costs 7 registers, 10 -> 9 CTAs/SM)
+    const size_t blk_stride = BITS == 16 ? (size_t)a.nkv * a.bs * HD * BITS / 8 : (size_t)a.nkv * a.tile_bytes;
+    constexpr int rb = HD * BITS / 8; // a.row_bytes, known at compile time here
+    const int po = a.param_off;
     float *sc = smem, *ored = smem + a.split_len;
     __shared__ float red[32];
 
@@ -175,7 +177,9 @@ __global__ void __launch_bounds__(128) decode_kernel(T *out, const T *qkv, const
         for (int i = 0; i < 8; i++) q[i] = to_f(e[i]) * a.scale;
     }
     // this lane's 8 dims of row 0 of the head's tile in block 0 (BITS bytes per lane: 8 elements of BITS bits)
-    const uint8_t *kt = kc + (size_t)kvh * a.tile_bytes, *vt = vc + (size_t)kvh * a.tile_bytes;
+    const uint8_t *kt = kc + (BITS == 16 ? (size_t)kvh * a.bs * HD * BITS / 8 : (size_t)kvh * a.tile_bytes);
+    const uint8_t *vt = vc + (BITS == 16 ? (size_t)kvh * a.bs * HD * BITS / 8 : (size_t)kvh * a.tile_bytes);
+    const uint8_t *kl = kt + sl * BITS, *vl = vt + sl * BITS;
 
     float lmax = -INFINITY;
     for (int jb = w * KPW; jb < n; jb += STEP * U) { // warp-uniform bound: every lane reaches the shuffles
@@ -188,9 +192,9 @@ __global__ void __launch_bounds__(128) decode_kernel(T *out, const T *qkv, const
             sz[u] = make_float2(0.f, 0.f);
             if (j < n) {
                 int pos = j0 + j;
-                const uint8_t *tile = kt + (size_t)bt[pos / bs] * blk_stride;
-                raw[u] = *reinterpret_cast<const Raw *>(tile + (size_t)(pos % bs) * rb + sl * BITS);
-                sz[u] = row_params<BITS>(tile, po, pos % bs);
+                const size_t blk = (size_t)bt[pos / bs] * blk_stride;
+                raw[u] = *reinterpret_cast<const Raw *>(kl + blk + (size_t)(pos % bs) * rb);
+                if (BITS != 16) sz[u] = row_params<BITS>(kt + blk, po, pos % bs);
             }
         }
 #pragma unroll
@@ -233,9 +237,9 @@ __global__ void __launch_bounds__(128) decode_kernel(T *out, const T *qkv, const
             p[u] = 0.f;
             if (j < n) {
                 int pos = j0 + j;
-                const uint8_t *tile = vt + (size_t)bt[pos / bs] * blk_stride;
-                raw[u] = *reinterpret_cast<const Raw *>(tile + (size_t)(pos % bs) * rb + sl * BITS);
-                sz[u] = row_params<BITS>(tile, po, pos % bs);
+                const size_t blk = (size_t)bt[pos / bs] * blk_stride;
+                raw[u] = *reinterpret_cast<const Raw *>(vl + blk + (size_t)(pos % bs) * rb);
+                if (BITS != 16) sz[u] = row_params<BITS>(vt + blk, po, pos % bs);
                 p[u] = sc[j];
             }
         }
