@@ -82,59 +82,68 @@ void lmb_kv_params_derive(lmb_kv_params *p) {
 
 /* ---- save -------------------------------------------------------------------------------------------- */
 
-static json_t *matrix(const lmb_kv_params *p, const float *a) {
-    json_t *rows = json_array();
+/* A [layers][kv_heads] matrix, one layer per line; non-finite values (a head that saw nothing) as null. */
+static void put_matrix(FILE *f, const lmb_kv_params *p, const char *indent, const char *key, const float *a, bool last) {
+    fprintf(f, "%s\"%s\": [\n", indent, key);
     for (int l = 0; l < p->n_layers; l++) {
-        json_t *r = json_array();
+        fprintf(f, "%s  [", indent);
         for (int h = 0; h < p->n_kv_heads; h++) {
             float v = a[(size_t)l * p->n_kv_heads + h];
-            json_array_append_new(r, isfinite(v) ? json_real(v) : json_null());
+            if (isfinite(v))
+                fprintf(f, "%s%.9g", h ? ", " : "", v);
+            else
+                fprintf(f, "%snull", h ? ", " : "");
         }
-        json_array_append_new(rows, r);
+        fprintf(f, "]%s\n", l + 1 < p->n_layers ? "," : "");
     }
-    return rows;
+    fprintf(f, "%s]%s\n", indent, last ? "" : ",");
+}
+
+static char *json_str(const char *s) { /* a JSON string literal (jansson escapes it) */
+    json_t *j = json_string(s ? s : "");
+    char *o = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
+    json_decref(j);
+    return o;
 }
 
 int lmb_kv_params_save(const lmb_kv_params *p, const char *path, lmb_error *err) {
-    json_t *o = json_object();
-    json_object_set_new(o, "format", json_string(FORMAT));
-    json_object_set_new(o, "version", json_integer(VERSION));
-    json_object_set_new(o, "layers", json_integer(p->n_layers));
-    json_object_set_new(o, "kv_heads", json_integer(p->n_kv_heads));
-    json_object_set_new(o, "head_dim", json_integer(p->head_dim));
-    json_object_set_new(o, "symmetric", json_boolean(p->symmetric));
-    json_t *cal = json_object();
-    json_object_set_new(cal, "model", json_string(p->model));
-    json_object_set_new(cal, "file", json_string(p->calib_file));
-    json_object_set_new(cal, "sequences", json_integer(p->calib_seqs));
-    json_object_set_new(cal, "seqlen", json_integer(p->calib_seqlen));
-    json_object_set_new(cal, "tokens", json_integer(p->calib_tokens));
-    json_object_set_new(o, "calibration", cal);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) return lmb_fail(err, "out of memory writing %s", path);
+    char *model = json_str(p->model), *file = json_str(p->calib_file);
+    fprintf(f, "{\n  \"format\": \"%s\",\n  \"version\": %d,\n", FORMAT, VERSION);
+    fprintf(f, "  \"layers\": %d,\n  \"kv_heads\": %d,\n  \"head_dim\": %d,\n  \"symmetric\": %s,\n", p->n_layers,
+            p->n_kv_heads, p->head_dim, p->symmetric ? "true" : "false");
+    fprintf(f, "  \"calibration\": {\"model\": %s, \"file\": %s, \"sequences\": %d, \"seqlen\": %d, \"tokens\": %ld},\n",
+            model ? model : "\"\"", file ? file : "\"\"", p->calib_seqs, p->calib_seqlen, p->calib_tokens);
+    free(model);
+    free(file);
     for (int kv = 0; kv < 2; kv++) {
         char key[16];
         snprintf(key, sizeof key, "%s_min", kv_name[kv]);
-        json_object_set_new(o, key, matrix(p, p->min[kv]));
+        put_matrix(f, p, "  ", key, p->min[kv], false);
         snprintf(key, sizeof key, "%s_max", kv_name[kv]);
-        json_object_set_new(o, key, matrix(p, p->max[kv]));
+        put_matrix(f, p, "  ", key, p->max[kv], false);
     }
     for (int b = 0; b < 2; b++) {
-        json_t *q = json_object();
+        fprintf(f, "  \"%s\": {\n", bits_name[b]);
         for (int kv = 0; kv < 2; kv++) {
             char key[16];
             snprintf(key, sizeof key, "%s_scale", kv_name[kv]);
-            json_object_set_new(q, key, matrix(p, p->scale[b][kv]));
+            put_matrix(f, p, "    ", key, p->scale[b][kv], false);
             snprintf(key, sizeof key, "%s_zp", kv_name[kv]);
-            json_object_set_new(q, key, matrix(p, p->zp[b][kv]));
+            put_matrix(f, p, "    ", key, p->zp[b][kv], kv == 1);
         }
-        json_object_set_new(o, bits_name[b], q);
+        fprintf(f, "  }%s\n", b == 0 ? "," : "");
     }
-    char *s = json_dumps(o, JSON_INDENT(1) | JSON_REAL_PRECISION(9));
-    json_decref(o);
-    if (!s) return lmb_fail(err, "out of memory writing %s", path);
-    size_t len = strlen(s);
-    s[len] = '\n';
-    int rc = lmb_file_write_atomic(path, s, len + 1, err);
-    free(s);
+    fprintf(f, "}\n");
+    if (fclose(f) != 0 || !buf) {
+        free(buf);
+        return lmb_fail(err, "out of memory writing %s", path);
+    }
+    int rc = lmb_file_write_atomic(path, buf, len, err);
+    free(buf);
     return rc;
 }
 
