@@ -109,14 +109,13 @@ Test(kv_engine, int8_and_int4_generate_and_stay_close_to_fp32) {
     }
     /* first greedy tokens (after a prefill read back from the quantized cache) */
     cr_assert_geq(same8, NP - 1, "int8: %d of %d first tokens as fp32", same8, NP);
-    cr_assert_geq(same4, NP / 2, "int4: %d of %d first tokens as fp32", same4, NP);
+    cr_assert_geq(same4, NP - 3, "int4: %d of %d first tokens as fp32", same4, NP);
     int n;
     float *l32 = logits_of(&c32, &n), *l8 = logits_of(&c8, &n), *l4 = logits_of(&c4, &n);
-    /* the fixture's logits are small and flat (std ~0.1), so these relative errors are large-ish: measured
-     * int8 0.6%, int4 9%; bounds ~3x */
+    /* measured: int8 0.22%, int4 3.8% (all 12 first tokens as fp32 for both); bounds ~3-4x */
     double e8 = rel(l8, l32, n), e4 = rel(l4, l32, n);
-    cr_assert_lt(e8, 2e-2, "int8 logits relative error %g", e8);
-    cr_assert_lt(e4, 0.3, "int4 logits relative error %g", e4);
+    cr_assert_lt(e8, 1e-2, "int8 logits relative error %g", e8);
+    cr_assert_lt(e4, 0.12, "int4 logits relative error %g", e4);
     cr_assert_gt(e8, 0, "int8 changed nothing: is the cache quantized?");
     free(l32), free(l8), free(l4);
 }
@@ -219,8 +218,8 @@ Test(kv_engine, offline_scales_as_table_and_as_file) {
     int n;
     float *l32 = logits_of(&c32, &n), *lt = logits_of(&ct, &n), *lf = logits_of(&cf, &n);
     cr_assert(memcmp(lt, lf, sizeof(float) * (size_t)n) == 0, "the file and the table give different caches");
-    double e = rel(lt, l32, n);
-    cr_assert_lt(e, 3e-2, "int8 with offline scales: logits relative error %g", e);
+    double e = rel(lt, l32, n); /* measured 0.33% (per-token scales: 0.22%) */
+    cr_assert_lt(e, 1.5e-2, "int8 with offline scales: logits relative error %g", e);
     free(l32), free(lt), free(lf), free(table);
     /* a params file of another shape */
     lmb_kv_params other;
