@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "../engine/engine.h"
+#include "../engine/kv_memory.h"
 #include "cli_common.h"
 #include "commands.h"
 #include "progress.h"
@@ -227,11 +228,13 @@ int lmb_cmd_bench(int argc, char **argv) {
                "\"output_tokens\": %ld, \"seconds\": %.3f, \"requests_per_s\": %.3f, \"output_tok_per_s\": %.1f, "
                "\"total_tok_per_s\": %.1f, \"ttft_p50_s\": %.4f, \"ttft_p99_s\": %.4f, \"peak_gpu_bytes\": %zu, "
                "\"weight_bytes\": %zu, \"kv_blocks_total\": %d, \"kv_blocks_peak\": %d, \"block_size\": %d, "
-               "\"preemptions\": %ld, \"steps\": %ld, \"load_s\": %.2f, \"max_batch_tokens\": %d, \"max_seqs\": %d}\n",
+               "\"preemptions\": %ld, \"steps\": %ld, \"load_s\": %.2f, \"max_batch_tokens\": %d, \"max_seqs\": %d, "
+               "\"kv\": \"%s\", \"kv_bytes_per_token\": %zu, \"kv_tokens\": %ld}\n",
                random_shape ? random_shape : model, cfg.backend, nreq, failed, prompt_tokens, output_tokens, secs,
                nreq / secs, output_tokens / secs, (prompt_tokens + output_tokens) / secs, p50, p99,
                st.peak_device_bytes, st.weight_bytes, st.kv_blocks_total, st.kv_blocks_peak, st.block_size,
-               st.preemptions, st.steps, t_load, cfg.max_batch_tokens, cfg.max_seqs);
+               st.preemptions, st.steps, t_load, cfg.max_batch_tokens, cfg.max_seqs, lmb_kv_bits_name(st.kv_bits),
+               st.kv_bytes_per_token, (long)st.kv_blocks_total * st.block_size);
     } else {
         printf("requests        %d (%d failed) in %.2f s: %.2f req/s\n", nreq, failed, secs, nreq / secs);
         printf("tokens          %ld prompt + %ld output\n", prompt_tokens, output_tokens);
@@ -241,6 +244,8 @@ int lmb_cmd_bench(int argc, char **argv) {
         printf("memory          weights %.2f GiB, peak GPU %.2f GiB, KV blocks %d of %d (x %d tokens)\n",
                st.weight_bytes / 1073741824.0, st.peak_device_bytes / 1073741824.0, st.kv_blocks_peak,
                st.kv_blocks_total, st.block_size);
+        printf("kv cache        %s, %zu bytes/token, %ld tokens\n", lmb_kv_bits_name(st.kv_bits), st.kv_bytes_per_token,
+               (long)st.kv_blocks_total * st.block_size);
         printf("engine          %ld steps, %ld preemptions, load %.2f s\n", st.steps, st.preemptions, t_load);
     }
     rc = failed ? LMB_EXIT_PARTIAL : LMB_EXIT_OK;
