@@ -1,10 +1,17 @@
 /* cmd_quantize_kv.c — `lmbatch quantize kv --model DIR --calib FILE --out PARAMS [--kv-sym]`: offline KV-cache
  * scales (quantize/kv_calibrate.h) written as a params file (docs/FORMATS.md, "KV quantization parameters") for
  * `--kv int8|int4 --kv-params PARAMS`.  argv[0] is the method name ("kv") when `quantize` dispatches here.
+ * The job file's quantize stage calls it as `quantize kv --model M --output OUT [--calib F] [--bits 8]`:
+ * --output DIR writes DIR/kv_params.json (DIR created if missing); --bits is checked (8 or 4) but the file
+ * holds the scales of both widths.
  */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+
+#include "../engine/fileio.h"
 
 #include "../quantize/kv_calibrate.h"
 #include "args.h"
@@ -14,13 +21,16 @@
 int lmb_cmd_quantize_kv(int argc, char **argv) {
     lmb_kv_calib_options o;
     lmb_kv_calib_options_default(&o);
-    const char *out = NULL;
+    const char *out = NULL, *out_dir = NULL;
+    long bits = 8;
     long samples = o.samples, seqlen = o.seqlen, threads = 0;
     bool help = false;
     lmb_arg opts[] = {
         {"--model", LMB_ARG_STRING, &o.model_dir, "model folder"},
         {"--calib", LMB_ARG_STRING, &o.calib_path, "calibration text: plain, or JSONL with \"text\"/\"prompt\" (.gz ok)"},
         {"--out", LMB_ARG_STRING, &out, "the params file to write (JSON)"},
+        {"--output", LMB_ARG_STRING, &out_dir, "or a folder: writes FOLDER/kv_params.json (the job stage's form)"},
+        {"--bits", LMB_ARG_INT, &bits, "8 or 4 (the file holds both; accepted for the job stage)"},
         {"--kv-sym", LMB_ARG_FLAG, &o.symmetric, "symmetric scales (abs-max, zero point 0) instead of min/max"},
         {"--samples", LMB_ARG_INT, &samples, "calibration windows at most (default 128)"},
         {"--seqlen", LMB_ARG_INT, &seqlen, "tokens per window (default 2048, capped at the model's context)"},
@@ -29,7 +39,7 @@ int lmb_cmd_quantize_kv(int argc, char **argv) {
         {"--help", LMB_ARG_FLAG, &help, "show this help"},
     };
     const int n_opts = (int)(sizeof opts / sizeof opts[0]);
-    const char *synopsis = "lmbatch quantize kv --model DIR --calib FILE --out PARAMS.json [--kv-sym]";
+    const char *synopsis = "lmbatch quantize kv --model DIR --calib FILE (--out PARAMS.json | --output DIR) [--kv-sym]";
     lmb_arg_list pos;
     lmb_error err;
     int rc = LMB_EXIT_USAGE;
@@ -37,14 +47,27 @@ int lmb_cmd_quantize_kv(int argc, char **argv) {
         fprintf(stderr, "lmbatch quantize kv: %s\n", err.msg);
         goto done;
     }
-    if (help || !o.model_dir || !o.calib_path || !out || pos.n) {
+    if (help || !o.model_dir || !o.calib_path || !out == !out_dir || pos.n) {
         lmb_args_usage(synopsis, opts, n_opts);
         rc = help ? LMB_EXIT_OK : LMB_EXIT_USAGE;
         goto done;
     }
-    if (samples < 1 || samples > 1000000 || seqlen < 2 || seqlen > (1 << 24) || threads < 0) {
-        fprintf(stderr, "lmbatch quantize kv: --samples must be >= 1, --seqlen >= 2, --threads >= 0\n");
+    if (samples < 1 || samples > 1000000 || seqlen < 2 || seqlen > (1 << 24) || threads < 0 || (bits != 8 && bits != 4)) {
+        fprintf(stderr, "lmbatch quantize kv: --samples must be >= 1, --seqlen >= 2, --threads >= 0, --bits 8 or 4\n");
         goto done;
+    }
+    char out_path[4096];
+    if (out_dir) {
+        if (mkdir(out_dir, 0755) != 0 && errno != EEXIST) {
+            fprintf(stderr, "lmbatch quantize kv: cannot create %s: %s\n", out_dir, strerror(errno));
+            rc = LMB_EXIT_MODEL;
+            goto done;
+        }
+        if (lmb_path_join(out_path, sizeof out_path, out_dir, "kv_params.json", &err)) {
+            fprintf(stderr, "lmbatch quantize kv: %s\n", err.msg);
+            goto done;
+        }
+        out = out_path;
     }
     o.samples = (int)samples;
     o.seqlen = (int)seqlen;
