@@ -98,6 +98,7 @@ static void cuda_destroy(lmb_backend *b) {
     if (!c) return;
     lmb_cuda_prof_report(c);
     lmb_cuda_graphs_free(c);
+    lmb_cuda_gemm_free(c);
     if (c->layers) {
         for (int l = 0; l < c->cfg.n_layers; l++) {
             cuda_layer *L = &c->layers[l];
@@ -303,6 +304,8 @@ int lmb_backend_cuda_create(const lmb_model *model, const lmb_engine_config *cfg
     }
     size_t ws = 32u << 20;
     TRY(cudaMalloc(&c->blas_ws, ws));
+    c->blas_ws_bytes = ws;
+    if (lmb_cuda_gemm_init(c, err)) goto done;
     if (cublasSetStream(c->blas, c->stream) != CUBLAS_STATUS_SUCCESS ||
         cublasSetWorkspace(c->blas, c->blas_ws, ws) != CUBLAS_STATUS_SUCCESS ||
         cublasSetMathMode(c->blas, CUBLAS_DEFAULT_MATH) != CUBLAS_STATUS_SUCCESS) {
