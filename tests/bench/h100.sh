@@ -37,6 +37,12 @@ check)
         echo "{\"test\": \"run tiny-qwen2 cpu vs cuda\", \"status\": \"$s\"}" >>"$R"
     fi
     ;;
+ab)
+    # the versions side by side: cuBLAS default algorithms vs timed cuBLASLt ones, at bs128
+    B="bench --random-weights llama2-7b --backend cuda --ignore-eos --json"
+    LMB_NO_GEMM_TUNE=1 lmb $B --num-prompts 128 --input-len 128 --output-len 128 --max-seqs 128 |
+        sed 's/^{/{"case": "bs128 128->128, untimed cuBLASLt", /' | tee -a "$R"
+    ;;
 bench1)
     B="bench --random-weights llama2-7b --backend cuda --ignore-eos --json"
     lmb $B --num-prompts 3 --input-len 128 --output-len 256 --max-seqs 1 | sed 's/^{/{"case": "bs1 128->256", /' | tee -a "$R"
