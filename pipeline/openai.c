@@ -76,9 +76,12 @@ int lmb_openai_parse(json_t *o, json_t *id, long line_no, const lmb_item_default
     return 0;
 }
 
-/* A stable hex tag for the generated ids: the FNV-1a hash of the custom_id. */
+/* A stable hex tag for the generated ids: from the FNV-1a hash of the custom_id (or of the position). */
 static void tag_of(json_t *custom_id, const char *origin, long line, char out[17]) {
     uint64_t h = custom_id ? lmb_shard_hash_id(custom_id) : lmb_shard_hash_pos(origin, line);
+    h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9ULL; /* spread FNV's similar hashes of similar ids */
+    h = (h ^ (h >> 27)) * 0x94D049BB133111EBULL;
+    h ^= h >> 31;
     snprintf(out, 17, "%016llx", (unsigned long long)h);
 }
 

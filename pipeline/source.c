@@ -358,8 +358,15 @@ long lmb_source_count_list(const char *const *paths, int n, lmb_line_filter keep
     long count = 0;
     lmb_line l;
     int rc;
-    while ((rc = lmb_source_next(s, &l, NULL)) == 1)
-        if (!lmb_line_blank(l.text, l.len) && (!keep || keep(&l, ctx))) count++;
+    while ((rc = lmb_source_next(s, &l, NULL)) == 1) {
+        if (lmb_line_blank(l.text, l.len)) continue;
+        int k = keep ? keep(&l, ctx) : 1;
+        if (k < 0) {
+            rc = -1;
+            break;
+        }
+        count += k;
+    }
     lmb_source_close(s);
     return rc < 0 ? -1 : count;
 }

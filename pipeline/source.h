@@ -34,9 +34,10 @@ void lmb_source_close(lmb_source *s);
 /* More than one stream can come out of this source: several inputs, or an archive. */
 bool lmb_source_multi(const lmb_source *s);
 
-/* Counts the non-blank lines (for which keep(line, ctx) says true, when keep is given) of the inputs: the
- * quick first pass for progress totals.  -1 when it cannot (stdin, an unreadable input). */
-typedef bool (*lmb_line_filter)(const lmb_line *l, void *ctx);
+/* Counts the non-blank lines (those for which keep(line, ctx) returns 1, when keep is given) of the inputs:
+ * the quick first pass for progress totals.  -1 when it cannot (stdin, an unreadable input) or when keep
+ * returns -1 (cancelled). */
+typedef int (*lmb_line_filter)(const lmb_line *l, void *ctx);
 long lmb_source_count_list(const char *const *paths, int n, lmb_line_filter keep, void *ctx);
 long lmb_source_count_lines(const char *path);
 
