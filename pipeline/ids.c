@@ -180,6 +180,45 @@ uint64_t lmb_input_shard_hash(const lmb_input_ident *id, const char *origin, lon
     return id->id ? lmb_shard_hash_id(id->id) : lmb_shard_hash_pos(origin, line);
 }
 
+/* ---- the keys of an input, line by line ---------------------------------------------------------------- */
+
+void lmb_keyer_init(lmb_keyer *k, lmb_format forced, bool multi, int shard_k, int shard_n) {
+    memset(k, 0, sizeof *k);
+    k->forced = forced;
+    k->multi = multi;
+    k->shard_k = shard_k;
+    k->shard_n = shard_n;
+    k->stream = -1;
+}
+
+void lmb_keyer_free(lmb_keyer *k) { lmb_keyset_free(&k->seen); }
+
+int lmb_keyer_line(lmb_keyer *k, const char *text, size_t len, const char *origin, long number, int stream,
+                   lmb_line_key *out, lmb_error *err) {
+    memset(out, 0, sizeof *out);
+    if (stream != k->stream) {
+        k->stream = stream;
+        k->fmt = k->forced != LMB_FMT_AUTO ? k->forced : lmb_format_detect(text, len);
+    }
+    out->fmt = k->fmt;
+    lmb_ident_input(text, len, k->fmt, origin, number, k->multi, &out->ident);
+    uint64_t h = lmb_input_shard_hash(&out->ident, origin, number);
+    out->in_shard = k->shard_n <= 1 || h % (uint64_t)k->shard_n == (uint64_t)k->shard_k;
+    if (!out->in_shard) return 0;
+    out->key = lmb_input_key(&out->ident, origin, number);
+    if (!out->ident.id) return 0;
+    bool added;
+    uint64_t pos = ((uint64_t)stream << 40) | (uint64_t)number, first = 0;
+    if (lmb_keyset_put(&k->seen, out->key, pos, &added, err)) return -1;
+    if (added) return 0;
+    lmb_keyset_get(&k->seen, out->key, &first);
+    out->dup = true;
+    out->first_stream = (int)(first >> 40);
+    out->first_line = (long)(first & ((1ULL << 40) - 1));
+    out->key = lmb_key_of_pos(origin, number);
+    return 0;
+}
+
 /* ---- output lines ------------------------------------------------------------------------------------- */
 
 static long int_field(json_t *o, const char *k) {

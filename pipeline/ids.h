@@ -32,6 +32,19 @@ typedef struct lmb_key {
     uint64_t a, b;
 } lmb_key;
 
+/* ---- a set of keys, each with a 64-bit value ---------------------------------------------------------- */
+typedef struct lmb_keyset {
+    lmb_key *keys;
+    uint64_t *vals;
+    size_t cap, n;
+} lmb_keyset;
+
+/* Inserts k with val; *added (may be NULL) says whether it was new (an existing key keeps its value). */
+int lmb_keyset_put(lmb_keyset *s, lmb_key k, uint64_t val, bool *added, lmb_error *err);
+/* true when present; *val (may be NULL) gets its value. */
+bool lmb_keyset_get(const lmb_keyset *s, lmb_key k, uint64_t *val);
+void lmb_keyset_free(lmb_keyset *s);
+
 lmb_key lmb_key_of_id(json_t *id);                         /* "i" + compact JSON of the id */
 lmb_key lmb_key_of_pos(const char *origin, long line);      /* "p" + origin + ":" + line */
 uint64_t lmb_shard_hash_id(json_t *id);                     /* FNV-1a-64 of the id's compact JSON */
@@ -53,6 +66,33 @@ void lmb_input_ident_free(lmb_input_ident *id);
 lmb_key lmb_input_key(const lmb_input_ident *id, const char *origin, long line);
 uint64_t lmb_input_shard_hash(const lmb_input_ident *id, const char *origin, long line);
 
+/* Keys of the lines of an input, in order: per-stream format, shard, duplicates.  The runner and `merge
+ * --input` both go through it, so they agree on every key. */
+typedef struct lmb_keyer {
+    lmb_format forced; /* AUTO: detected per stream */
+    bool multi;        /* lmb_source_multi of the input */
+    int shard_k, shard_n;
+    int stream;     /* current stream; start at -1 */
+    lmb_format fmt; /* the current stream's format */
+    lmb_keyset seen; /* ids read (this shard) -> first position: (stream << 40) | line */
+} lmb_keyer;
+
+typedef struct lmb_line_key {
+    lmb_input_ident ident; /* owned: lmb_input_ident_free */
+    lmb_format fmt;
+    bool in_shard; /* false: another shard's line (nothing else below is set) */
+    lmb_key key;   /* the key its output line answers */
+    bool dup;      /* an id seen before: key is the line's position */
+    int first_stream;
+    long first_line;
+} lmb_line_key;
+
+void lmb_keyer_init(lmb_keyer *k, lmb_format forced, bool multi, int shard_k, int shard_n);
+/* Classifies the next non-blank line.  -1 only when out of memory. */
+int lmb_keyer_line(lmb_keyer *k, const char *text, size_t len, const char *origin, long number, int stream,
+                   lmb_line_key *out, lmb_error *err);
+void lmb_keyer_free(lmb_keyer *k);
+
 /* What an output line answers. */
 typedef struct lmb_output_ident {
     lmb_key key;
@@ -70,18 +110,5 @@ int lmb_ident_output(const char *text, size_t len, lmb_output_ident *out);
 #define LMB_ERR_INVALID "invalid_request"
 #define LMB_ERR_DUPLICATE "duplicate_id"
 #define LMB_ERR_ENGINE "request_failed"
-
-/* ---- a set of keys, each with a 64-bit value ---------------------------------------------------------- */
-typedef struct lmb_keyset {
-    lmb_key *keys;
-    uint64_t *vals;
-    size_t cap, n;
-} lmb_keyset;
-
-/* Inserts k with val; *added (may be NULL) says whether it was new (an existing key keeps its value). */
-int lmb_keyset_put(lmb_keyset *s, lmb_key k, uint64_t val, bool *added, lmb_error *err);
-/* true when present; *val (may be NULL) gets its value. */
-bool lmb_keyset_get(const lmb_keyset *s, lmb_key k, uint64_t *val);
-void lmb_keyset_free(lmb_keyset *s);
 
 #endif

@@ -29,14 +29,6 @@ uint64_t lmb_derive_seed(uint64_t run_seed, uint64_t id_hash) {
     return z ^ (z >> 31);
 }
 
-static lmb_format stream_format(lmb_format forced, const lmb_line *l) {
-    return forced != LMB_FMT_AUTO ? forced : lmb_format_detect(l->text, l->len);
-}
-
-static bool in_shard(const lmb_input_ident *id, const lmb_line *l, int k, int n) {
-    return n <= 1 || lmb_input_shard_hash(id, l->origin, l->number) % (uint64_t)n == (uint64_t)k;
-}
-
 /* ---- the first pass: how many lines this shard has ---------------------------------------------------- */
 
 typedef struct counter {
@@ -44,11 +36,7 @@ typedef struct counter {
     bool started;
     const char *const *paths;
     int n;
-    lmb_format forced;
-    int shard_k, shard_n;
-    bool multi;
-    int stream;
-    lmb_format fmt;
+    lmb_keyer keyer;
     atomic_long total;
     atomic_bool cancel;
 } counter;
@@ -56,16 +44,11 @@ typedef struct counter {
 static int count_keep(const lmb_line *l, void *ctx) {
     counter *c = ctx;
     if (atomic_load(&c->cancel)) return -1;
-    if (c->shard_n <= 1) return 1;
-    if (l->stream != c->stream) {
-        c->stream = l->stream;
-        c->fmt = stream_format(c->forced, l);
-    }
-    lmb_input_ident id;
-    lmb_ident_input(l->text, l->len, c->fmt, l->origin, l->number, c->multi, &id);
-    int keep = in_shard(&id, l, c->shard_k, c->shard_n);
-    lmb_input_ident_free(&id);
-    return keep;
+    if (c->keyer.shard_n <= 1) return 1;
+    lmb_line_key lk;
+    if (lmb_keyer_line(&c->keyer, l->text, l->len, l->origin, l->number, l->stream, &lk, NULL)) return -1;
+    lmb_input_ident_free(&lk.ident);
+    return lk.in_shard;
 }
 
 static void *count_main(void *arg) {
@@ -80,30 +63,24 @@ typedef struct run_state {
     const lmb_run_options *o;
     lmb_run_summary *sum;
     lmb_source *src;
-    bool multi;
-    int stream;
-    lmb_format fmt;
+    lmb_keyer keyer;
     const char **origins; /* origin of each stream, for duplicate messages */
     int n_origins;
-    lmb_keyset seen; /* ids read: value = first position, (stream << 40) | line */
     lmb_resume res;
     uint64_t seq; /* admitted so far */
     lmb_work *local, *local_tail; /* read, not yet queued */
     int n_local;
 } run_state;
 
-static int new_stream(run_state *st, const lmb_line *l, lmb_error *err) {
-    st->stream = l->stream;
-    st->fmt = stream_format(st->o->format, l);
-    if (l->stream >= st->n_origins) {
-        int n = l->stream + 1;
-        const char **no = realloc(st->origins, sizeof *no * (size_t)n);
-        if (!no) return lmb_fail(err, "out of memory");
-        for (int i = st->n_origins; i < n; i++) no[i] = NULL;
-        st->origins = no;
-        st->n_origins = n;
-    }
-    st->origins[l->stream] = l->origin;
+static int note_origin(run_state *st, const lmb_line *l, lmb_error *err) {
+    if (l->stream < st->n_origins) return 0;
+    int n = l->stream + 1;
+    const char **no = realloc(st->origins, sizeof *no * (size_t)n);
+    if (!no) return lmb_fail(err, "out of memory");
+    for (int i = st->n_origins; i < n; i++) no[i] = NULL;
+    no[l->stream] = l->origin;
+    st->origins = no;
+    st->n_origins = n;
     return 0;
 }
 
@@ -116,32 +93,16 @@ static int answer_now(lmb_work *wk, const char *code, const char *msg, lmb_error
 static int admit(run_state *st, const lmb_line *l, lmb_work **direct, lmb_error *err) {
     const lmb_run_options *o = st->o;
     *direct = NULL;
-    if (l->stream != st->stream && new_stream(st, l, err)) return -1;
-    lmb_input_ident id;
-    lmb_ident_input(l->text, l->len, st->fmt, l->origin, l->number, st->multi, &id);
+    if (note_origin(st, l, err)) return -1;
+    lmb_line_key lk;
+    if (lmb_keyer_line(&st->keyer, l->text, l->len, l->origin, l->number, l->stream, &lk, err)) return -1;
     int rc = 0;
-    if (!in_shard(&id, l, o->shard_k, o->shard_n)) {
+    if (!lk.in_shard) {
         st->sum->other_shard++;
         goto done;
     }
     st->sum->lines++;
-    lmb_key key = lmb_input_key(&id, l->origin, l->number);
-    uint64_t first = 0;
-    bool dup = false;
-    if (id.id) {
-        bool added;
-        uint64_t pos = ((uint64_t)l->stream << 40) | (uint64_t)l->number;
-        if (lmb_keyset_put(&st->seen, key, pos, &added, err)) {
-            rc = -1;
-            goto done;
-        }
-        if (!added) {
-            dup = true;
-            lmb_keyset_get(&st->seen, key, &first);
-            key = lmb_key_of_pos(l->origin, l->number);
-        }
-    }
-    if (o->resume && lmb_keyset_get(&st->res.done, key, NULL)) {
+    if (o->resume && lmb_keyset_get(&st->res.done, lk.key, NULL)) {
         st->sum->resumed++;
         goto done;
     }
@@ -155,22 +116,22 @@ static int admit(run_state *st, const lmb_line *l, lmb_work **direct, lmb_error 
     wk->origin = l->origin;
     wk->line = l->number;
     lmb_error le;
-    if (dup) {
-        char *idt = json_dumps(id.id, JSON_ENCODE_ANY | JSON_COMPACT);
-        int fs = (int)(first >> 40);
-        snprintf(le.msg, sizeof le.msg, "duplicate id %s: first seen at %s:%llu; this line is not served",
-                 idt ? idt : "?", fs < st->n_origins && st->origins[fs] ? st->origins[fs] : "?",
-                 (unsigned long long)(first & ((1ULL << 40) - 1)));
+    json_t *id = lk.ident.id;
+    if (lk.dup) {
+        char *idt = json_dumps(id, JSON_ENCODE_ANY | JSON_COMPACT);
+        const char *fo = lk.first_stream < st->n_origins && st->origins[lk.first_stream] ? st->origins[lk.first_stream] : "?";
+        snprintf(le.msg, sizeof le.msg, "duplicate id %s: first seen at %s:%ld; this line is not served", idt ? idt : "?",
+                 fo, lk.first_line);
         free(idt);
-        wk->it.id = json_incref(id.id);
+        wk->it.id = json_incref(id);
         rc = answer_now(wk, LMB_ERR_DUPLICATE, le.msg, err);
-    } else if (!id.id) {
-        rc = answer_now(wk, LMB_ERR_INVALID, id.why, err);
-    } else if ((st->fmt == LMB_FMT_OPENAI ? lmb_openai_parse(id.root, id.id, l->number, &o->defaults, &wk->it, &le)
-                                          : lmb_item_parse_object(id.root, id.id, l->number, &o->defaults, &wk->it, &le))) {
+    } else if (!id) {
+        rc = answer_now(wk, LMB_ERR_INVALID, lk.ident.why, err);
+    } else if ((lk.fmt == LMB_FMT_OPENAI ? lmb_openai_parse(lk.ident.root, id, l->number, &o->defaults, &wk->it, &le)
+                                         : lmb_item_parse_object(lk.ident.root, id, l->number, &o->defaults, &wk->it, &le))) {
         rc = answer_now(wk, LMB_ERR_INVALID, le.msg, err);
     } else {
-        wk->it.format = st->fmt;
+        wk->it.format = lk.fmt;
         if (st->local_tail)
             st->local_tail->next = wk;
         else
@@ -179,10 +140,10 @@ static int admit(run_state *st, const lmb_line *l, lmb_work **direct, lmb_error 
         st->n_local++;
         goto done;
     }
-    wk->it.format = st->fmt;
+    wk->it.format = lk.fmt;
     *direct = wk;
 done:
-    lmb_input_ident_free(&id);
+    lmb_input_ident_free(&lk.ident);
     return rc;
 }
 
@@ -205,7 +166,7 @@ static const char *base_name(const char *dir, char *buf, size_t cap) {
 int lmb_run(const lmb_run_options *o, lmb_run_summary *sum, lmb_error *err) {
     memset(sum, 0, sizeof *sum);
     sum->input_total = -1;
-    run_state st = {.o = o, .sum = sum, .stream = -1};
+    run_state st = {.o = o, .sum = sum};
     const char *single[1] = {o->input};
     const char *const *paths = o->inputs ? o->inputs : single;
     int n_paths = o->inputs ? o->n_inputs : 1;
@@ -216,8 +177,7 @@ int lmb_run(const lmb_run_options *o, lmb_run_summary *sum, lmb_error *err) {
     lmb_workq q;
     bool q_ready = false, writer_ready = false;
     lmb_writer wr;
-    counter cnt = {.paths = paths, .n = n_paths, .forced = o->format, .shard_k = o->shard_k, .shard_n = o->shard_n,
-                   .stream = -1};
+    counter cnt = {.paths = paths, .n = n_paths};
     atomic_init(&cnt.total, -1);
     atomic_init(&cnt.cancel, false);
     int rc = -1, code = LMB_EXIT_IO;
@@ -238,7 +198,9 @@ int lmb_run(const lmb_run_options *o, lmb_run_summary *sum, lmb_error *err) {
 
     code = LMB_EXIT_IO;
     if (lmb_source_open_list(paths, n_paths, &st.src, err)) goto done;
-    st.multi = cnt.multi = lmb_source_multi(st.src);
+    bool multi = lmb_source_multi(st.src);
+    lmb_keyer_init(&st.keyer, o->format, multi, o->shard_k, o->shard_n);
+    lmb_keyer_init(&cnt.keyer, o->format, multi, o->shard_k, o->shard_n);
     bool to_file = strcmp(o->output, "-") != 0;
     if (o->resume && to_file) {
         if (lmb_resume_load(o->output, &st.res, err) || lmb_sink_open_append(o->output, &sink, err)) goto done;
@@ -386,7 +348,8 @@ done:
     if (q_ready) lmb_workq_destroy(&q);
     free(workers);
     lmb_sink_abandon(sink);
-    lmb_keyset_free(&st.seen);
+    lmb_keyer_free(&st.keyer);
+    lmb_keyer_free(&cnt.keyer);
     lmb_resume_free(&st.res);
     free(st.origins);
     lmb_source_close(st.src);
