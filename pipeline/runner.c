@@ -296,6 +296,7 @@ int lmb_run(const lmb_run_options *o, lmb_run_summary *sum, lmb_error *err) {
             }
         }
         prog.total = atomic_load(&cnt.total);
+        prog.skipped = sum->resumed;
         lmb_progress_update(&prog, sum->resumed + wr.written, wr.errors, atomic_load(&q.tokens));
         if (input_done && (uint64_t)wr.written == st.seq) break;
         if (!progressed) lmb_workq_wait_done(&q, 0.25);
