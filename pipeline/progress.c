@@ -44,7 +44,7 @@ static void draw(lmb_progress *p, bool final) {
     } else {
         fprintf(f,
                 "{\"progress\":{\"done\":%ld,\"total\":%ld,\"skipped\":%ld,\"errors\":%ld,\"tokens\":%ld,\"elapsed_s\":%.1f,"
-                "\"tok_per_s\":%.1f,\"eta_s\":%.0f,\"final\":%s}}\n",
+                "\"tok_per_s\":%.1f,\"eta_s\":%.1f,\"final\":%s}}\n",
                 p->done, p->total, p->skipped, p->errors, p->tokens, el, tps, eta, final ? "true" : "false");
     }
     fflush(f);
