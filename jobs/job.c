@@ -355,11 +355,39 @@ int lmb_job_check_files(const lmb_job *job, lmb_error *err) {
             rc = lmb_fail(err, "%s: input %s does not exist", f, paths[i]);
     lmb_source_paths_free(paths, n);
     if (rc) return -1;
+    /* the output's folder, or the nearest folder above it that exists (job run creates the rest) */
     char *od = dir_of(job->output);
+    while (od && !is_dir(od) && strcmp(od, ".") && strcmp(od, "/")) {
+        char *up = dir_of(od);
+        free(od);
+        od = up;
+    }
     bool ok = od && is_dir(od) && access(od, W_OK) == 0;
-    if (!ok) rc = lmb_fail(err, "%s: the output folder %s does not exist or is not writable", f, od ? od : "?");
+    if (!ok) rc = lmb_fail(err, "%s: the output folder %s is not writable", f, od ? od : "?");
     free(od);
     return rc;
+}
+
+static int mkdir_p(const char *dir, lmb_error *err) {
+    if (is_dir(dir)) return 0;
+    char *up = dir_of(dir);
+    int rc = up && strcmp(up, dir) ? mkdir_p(up, err) : 0;
+    free(up);
+    if (rc) return -1;
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) return lmb_fail(err, "%s: cannot create the folder: %s", dir, strerror(errno));
+    return 0;
+}
+
+int lmb_job_make_dirs(const lmb_job *job, lmb_error *err) {
+    const char *paths[] = {job->output, job->lock, job->manifest};
+    for (int i = 0; i < 3; i++) {
+        if (!paths[i]) continue;
+        char *d = dir_of(paths[i]);
+        int rc = d ? mkdir_p(d, err) : lmb_fail(err, "out of memory");
+        free(d);
+        if (rc) return -1;
+    }
+    return 0;
 }
 
 int lmb_job_run_options(const lmb_job *job, lmb_run_options *o, lmb_error *err) {

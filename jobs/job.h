@@ -47,8 +47,11 @@ typedef struct lmb_job {
 /* Reads and validates the job file (fields, types, ranges); touches no other file. */
 int lmb_job_load(const char *path, lmb_job *job, lmb_error *err);
 void lmb_job_free(lmb_job *job);
-/* Checks what the run will need: the model folder, the inputs (patterns match), the output's folder. */
+/* Checks what the run will need: the model folder, the inputs (patterns match), a writable output folder (or
+ * the nearest existing folder above it). */
 int lmb_job_check_files(const lmb_job *job, lmb_error *err);
+/* Creates the folders of the output, the lock and the manifest (mkdir -p). */
+int lmb_job_make_dirs(const lmb_job *job, lmb_error *err);
 /* The run options of the job (model_dir is the quantized folder when there is a quantize stage). */
 int lmb_job_run_options(const lmb_job *job, lmb_run_options *o, lmb_error *err);
 

@@ -107,6 +107,11 @@ static int run(const char *path, bool quiet, bool quantize_only) {
         snprintf(man_path, sizeof man_path, "%s", job.manifest);
     else
         snprintf(man_path, sizeof man_path, "%s.manifest.json", out);
+    if (lmb_job_make_dirs(&job, &err)) {
+        fprintf(stderr, "lmbatch job run: %s\n", err.msg);
+        rc = LMB_EXIT_IO;
+        goto done;
+    }
     /* one lock per job and shard: the shards of an array job run side by side */
     if (n > 1)
         lmb_shard_output(job.lock, k, n, lock_path, sizeof lock_path, NULL);
