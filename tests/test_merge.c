@@ -39,9 +39,9 @@ TestSuite(merge, .init = setup, .fini = teardown, .timeout = 120);
     } while (0)
 
 static const char *p(const char *name) {
-    static char buf[8][256];
+    static char buf[64][256];
     static int k;
-    char *b = buf[k++ % 8];
+    char *b = buf[k++ % 64];
     snprintf(b, 256, "%s/%s", tmp, name);
     return b;
 }

@@ -25,9 +25,9 @@ static void teardown(void) { lmb_test_rmtree(tmp, NULL); }
 TestSuite(resume, .init = setup, .fini = teardown);
 
 static const char *p(const char *name) {
-    static char buf[4][256];
+    static char buf[64][256];
     static int k;
-    char *b = buf[k++ % 4];
+    char *b = buf[k++ % 64];
     snprintf(b, 256, "%s/%s", tmp, name);
     return b;
 }

@@ -50,9 +50,9 @@ static void options(lmb_run_options *o, const char *input, const char *output) {
 }
 
 static char *path_in(const char *name) {
-    static char buf[8][256];
+    static char buf[64][256];
     static int k;
-    char *b = buf[k++ % 8];
+    char *b = buf[k++ % 64];
     snprintf(b, 256, "%s/%s", tmp, name);
     return b;
 }
