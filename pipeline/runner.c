@@ -301,7 +301,7 @@ int lmb_run(const lmb_run_options *o, lmb_run_summary *sum, lmb_error *err) {
         if (input_done && (uint64_t)wr.written == st.seq) break;
         if (!progressed) lmb_workq_wait_done(&q, 0.25);
     }
-    prog.total = atomic_load(&cnt.total);
+    prog.total = sum->lines; /* every line of this shard has been read */
     lmb_progress_finish(&prog);
     for (int i = 0; i < n_dev; i++) lmb_worker_join(&workers[i]);
     if (lmb_workq_failed(&q, err, &code)) goto done;
@@ -319,7 +319,7 @@ done:
     }
     atomic_store(&cnt.cancel, true);
     if (cnt.started) pthread_join(cnt.thread, NULL);
-    if (rc == 0) sum->input_total = atomic_load(&cnt.total);
+    if (rc == 0) sum->input_total = sum->lines;
     sum->seconds = lmb_now() - t0;
     sum->exit_code = rc ? code : 0;
     if (writer_ready) {

@@ -50,7 +50,7 @@ typedef struct lmb_run_summary {
     long prompt_tokens, completion_tokens;
     long total_ok, total_errors; /* the complete output: lines kept by --resume included */
     long resume_cut_bytes;       /* torn tail cut off the resumed output */
-    long input_total;            /* lines of this shard, counted by the first pass; -1 if unknown */
+    long input_total;            /* lines of this shard in the inputs; -1 when the run did not finish */
     double seconds;
     int n_devices;
     struct {

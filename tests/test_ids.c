@@ -105,7 +105,9 @@ Test(ids, output_lines_answer_their_input_keys) {
     free(t);
     json_decref(e);
 
-    cr_assert_neq(lmb_key_of_id(num).a, lmb_key_of_id(json_string("7")).a, "7 and \"7\" are different ids");
+    json_t *seven = json_string("7");
+    cr_assert_neq(lmb_key_of_id(num).a, lmb_key_of_id(seven).a, "7 and \"7\" are different ids");
+    json_decref(seven);
     const char *torn = "{\"id\":\"q1\",\"text\":\"h";
     cr_assert_eq(lmb_ident_output(torn, strlen(torn), &o), -1);
     cr_assert_eq(lmb_ident_output("{\"foo\": 1}", 10, &o), -1, "not an output line");

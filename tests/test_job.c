@@ -42,7 +42,7 @@ static void teardown(void) {
     lmb_test_rmtree(tmp, NULL);
 }
 
-TestSuite(job, .init = setup, .fini = teardown, .timeout = 120);
+TestSuite(job, .init = setup, .fini = teardown, .timeout = 300);
 
 static const char *p(const char *name) {
     static char buf[64][256];
@@ -427,7 +427,7 @@ Test(job, cron_runs_with_the_binary) {
     cr_assert_eq(bin_job("run", p("bad.json"), log), LMB_EXIT_USAGE);
 }
 
-Test(job, the_eval_example_runs, .timeout = 300) {
+Test(job, the_eval_example_runs) {
     NEED_BIN();
     char buf[512];
     LMB_TEST_NEED_SHARED(buf, "models/pycoder-22M/config.json");
