@@ -19,6 +19,7 @@ typedef struct member {
 
 typedef struct input {
     char *path;
+    char *name; /* in origins: the file name, or the whole path when two inputs share a file name */
     bool is_stdin, archive;
     member *members; /* file archives: the .jsonl members, sorted by name */
     int n_members;
@@ -172,7 +173,7 @@ static int next_stream(lmb_source *s, lmb_error *err) {
     s->reading = false;
     while (s->cur_in < s->n_in) {
         input *in = &s->in[s->cur_in];
-        const char *path = in->is_stdin ? "<stdin>" : in->path;
+        const char *path = in->is_stdin ? "<stdin>" : in->name;
         struct archive_entry *e;
         if (!in->archive && !in->is_stdin) { /* plain file: one stream, once */
             if (s->a) { /* its stream has been read */
@@ -266,6 +267,23 @@ int lmb_source_open_list(const char *const *paths, int n, lmb_source **out, lmb_
         lmb_source_close(s);
         return lmb_fail(err, "stdin (-) can be read only once");
     }
+    /* origins name inputs by file name, which does not change with the working folder or the spelling of
+     * the path (keys of lines without ids contain it, and must match across resumes); where two inputs share
+     * a file name, by their absolute paths */
+    for (int i = 0; i < n; i++) {
+        const char *base = strrchr(paths[i], '/') ? strrchr(paths[i], '/') + 1 : paths[i];
+        bool unique = true;
+        for (int j = 0; j < n && unique; j++) {
+            const char *b2 = strrchr(paths[j], '/') ? strrchr(paths[j], '/') + 1 : paths[j];
+            unique = i == j || strcmp(base, b2) != 0;
+        }
+        char *real = unique ? NULL : realpath(paths[i], NULL);
+        s->in[i].name = real ? real : strdup(unique ? base : paths[i]);
+        if (!s->in[i].name) {
+            lmb_source_close(s);
+            return lmb_fail(err, "out of memory");
+        }
+    }
     if (next_stream(s, err) < 0) { /* opens the first stream: a stdin archive is known from here on */
         lmb_source_close(s);
         return -1;
@@ -285,6 +303,7 @@ void lmb_source_close(lmb_source *s) {
     reader_close(s);
     for (int i = 0; i < s->n_in; i++) {
         free(s->in[i].path);
+        free(s->in[i].name);
         for (int j = 0; j < s->in[i].n_members; j++) free(s->in[i].members[j].name);
         free(s->in[i].members);
     }

@@ -4,7 +4,9 @@
  * archive (tar, tar.gz, tar.zst, ..., zip) whose regular `.jsonl` members are read in byte-wise name order
  * (`LC_ALL=C sort`; from stdin, in archive order, since a pipe cannot be read twice).  All of it goes through
  * libarchive, streamed.  Each file or member is a "stream": lines carry the stream's origin ("prompts.jsonl",
- * "batch.tar.gz:day3.jsonl") and their 1-based line number within it; a final line without '\n' is a line.
+ * "batch.tar.gz:day3.jsonl": the input's file name, or its absolute path when two inputs share a file name,
+ * so origins do not change with the working folder) and their 1-based line number within it; a final line
+ * without '\n' is a line.
  */
 #ifndef LMB_SOURCE_H
 #define LMB_SOURCE_H

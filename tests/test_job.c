@@ -445,3 +445,36 @@ Test(job, the_eval_example_runs) {
     json_decref(out);
     lmb_test_rmtree("build/eval", NULL);
 }
+
+Test(job, run_takes_its_output_lock_and_writes_a_manifest) {
+    NEED_BIN();
+    char log[256], out[256], lockp[300];
+    snprintf(log, sizeof log, "%s", p("run.log"));
+    snprintf(out, sizeof out, "%s", p("r.jsonl"));
+    snprintf(lockp, sizeof lockp, "%s.lock", out);
+    const char *args[] = {"run", "--model", model, "--input", p("in.jsonl"), "--output", out, "--threads", "1",
+                          "--kv-cache-mb", "8", "--max-tokens", "4", "--manifest", "auto", "--quiet", NULL};
+    lmb_lock *l;
+    lmb_error err;
+    cr_assert_eq(lmb_lock_acquire(lockp, &l, NULL, 0, &err), LMB_LOCK_OK, "%s", err.msg);
+    cr_assert_eq(lmb_test_lmbatch(args, NULL, log), LMB_EXIT_LOCKED);
+    cr_assert_not(lmb_file_exists(out));
+    lmb_lock_release(l);
+    cr_assert_eq(lmb_test_lmbatch(args, NULL, log), 0, "see %s", log);
+    char man[300];
+    snprintf(man, sizeof man, "%s.manifest.json", out);
+    json_t *m = json_load_file(man, 0, NULL);
+    cr_assert(m, "no manifest %s", man);
+    cr_assert_str_eq(json_string_value(json_object_get(m, "status")), "ok");
+    cr_assert_eq(json_integer_value(json_object_get(json_object_get(m, "counts"), "ok")), 12);
+    cr_assert_eq(json_integer_value(json_object_get(json_object_get(m, "counts"), "input_total")), 12);
+    cr_assert(json_is_null(json_object_get(m, "job")) || !json_object_get(m, "job"));
+    json_decref(m);
+    cr_assert_not(lmb_file_exists(lockp));
+    const char *bad[] = {"run", "--model", model, "--input", p("in.jsonl"), "--output", "-", "--resume", NULL};
+    cr_assert_eq(lmb_test_lmbatch(bad, NULL, log), LMB_EXIT_USAGE, "--resume needs a file");
+    const char *bad2[] = {"run", "--model", model, "--input", p("in.jsonl"), "--output", out, "--shard", "2/2", NULL};
+    cr_assert_eq(lmb_test_lmbatch(bad2, NULL, log), LMB_EXIT_USAGE);
+    const char *bad3[] = {"run", "--model", model, "--input", p("in.jsonl"), "--output", out, "--devices", "0,0", NULL};
+    cr_assert_eq(lmb_test_lmbatch(bad3, NULL, log), LMB_EXIT_USAGE);
+}

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../pipeline/source.h"
@@ -194,6 +195,27 @@ Test(source, glob_expansion) {
 static int keep_odd(const lmb_line *l, void *ctx) {
     (void)ctx;
     return l->number % 2;
+}
+
+Test(source, origins_are_file_names_unless_two_share_one) {
+    cr_assert_eq(mkdir(p("a"), 0755), 0);
+    cr_assert_eq(mkdir(p("b"), 0755), 0);
+    cr_assert_eq(lmb_test_write_file(tmp, "a/x.jsonl", "1\n", 2, NULL, 0), 0);
+    cr_assert_eq(lmb_test_write_file(tmp, "b/x.jsonl", "2\n", 2, NULL, 0), 0);
+    cr_assert_eq(lmb_test_write_file(tmp, "y.jsonl", "3\n", 2, NULL, 0), 0);
+    const char *in[] = {p("a/x.jsonl"), p("b/x.jsonl"), p("y.jsonl")};
+    lmb_source *s;
+    lmb_error err;
+    cr_assert_eq(lmb_source_open_list(in, 3, &s, &err), 0, "%s", err.msg);
+    lmb_line l;
+    char *real = realpath(in[0], NULL);
+    cr_assert_eq(lmb_source_next(s, &l, &err), 1);
+    cr_assert_str_eq(l.origin, real, "two x.jsonl: absolute paths");
+    cr_assert_eq(lmb_source_next(s, &l, &err), 1);
+    cr_assert_eq(lmb_source_next(s, &l, &err), 1);
+    cr_assert_str_eq(l.origin, "y.jsonl");
+    free(real);
+    lmb_source_close(s);
 }
 
 Test(source, counting_with_a_filter) {
