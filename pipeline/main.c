@@ -28,6 +28,8 @@ static const struct {
     {"version", cmd_version, "print the version"},
     {"inspect", lmb_cmd_inspect, "show a model folder's config, weight bytes and KV-cache cost"},
     {"tokenize", lmb_cmd_tokenize, "text -> token ids (or --decode ids -> text) with a model's tokenizer"},
+    {"merge", lmb_cmd_merge, "join the shard outputs of a batch (--shard K/N), checking they are complete"},
+    {"job", lmb_cmd_job, "run or check a job file (inputs, model, quantize stage, output; safe under cron)"},
 };
 
 static void usage(FILE *f) {
