@@ -205,6 +205,10 @@ typedef struct lmb_decoder {
     size_t start, stop; /* STRIP */
 } lmb_decoder;
 
+/* Token ids index dense tables (id -> text, special flags), so a file with an absurd id would make the loader
+ * allocate gigabytes; real vocabularies stay far below this (the largest are ~260k). */
+#define LMB_TOK_MAX_ID 16777215
+
 /* ---- the tokenizer ---------------------------------------------------------------------------------- */
 
 struct lmb_tokenizer {

@@ -9,7 +9,8 @@
  * NFKD, Lowercase, Strip; pre-tokenizers Sequence, Split, Metaspace, ByteLevel, Digits, Whitespace,
  * WhitespaceSplit, CharDelimiterSplit, Punctuation; post-processors TemplateProcessing, ByteLevel,
  * BertProcessing, RobertaProcessing, Sequence, null; decoders Sequence, ByteFallback, Metaspace, ByteLevel,
- * Fuse, Strip, Replace, BPEDecoder.  Anything else fails to load with a message naming the type.
+ * Fuse, Strip, Replace, BPEDecoder.  Anything else fails to load with a message naming the type, as do ids
+ * above 16,777,215 (the id tables are dense).
  *
  * Invalid UTF-8 input: HF tokenizers only ever sees valid Unicode strings, so there is no reference for
  * it.  lmb_tokenizer_encode replaces each invalid sequence with U+FFFD first, exactly as Python's
