@@ -226,6 +226,7 @@ struct lmb_tokenizer {
     bool has_decoder;
     lmb_decoder *dec;
     size_t n_dec;
+    bool detok_from_start; /* lmb_detok decodes from the first id each step (see tok_detok.c) */
     /* id -> text, added tokens taking precedence over the model, as HF's decode does */
     const char **tok;
     uint32_t *tok_len;

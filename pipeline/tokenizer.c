@@ -257,6 +257,11 @@ static int load_root(json_t *root, const char *path, lmb_tokenizer **out, lmb_er
     t->has_decoder = dec && !json_is_null(dec);
     snprintf(where, sizeof where, "%s: decoder", path);
     if (t->has_decoder && lmb_decoder_parse(dec, &t->dec, &t->n_dec, where, err)) goto fail;
+    /* A Strip decoder that removes more than one leading character, or trailing ones, makes the text of a
+     * window of ids depend on where the window starts; lmb_detok's sliding window would then lose text
+     * (Llama's Strip removes one leading space, which the window handles). */
+    for (size_t i = 0; i < t->n_dec; i++)
+        if (t->dec[i].kind == LMB_DEC_STRIP && (t->dec[i].start > 1 || t->dec[i].stop > 0)) t->detok_from_start = true;
     if (build_tables(t, path, err)) goto fail;
     *out = t;
     return 0;
