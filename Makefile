@@ -83,7 +83,8 @@ $(BUILD)/tests/%: tests/%.c $(TEST_SUP_OBJ) $(LIB)
 # Each test binary runs in turn; the summary names the failing ones.  LMB_TEST_SHARED points the tests at
 # ../shared (they skip what needs it when it is absent).
 test: $(BIN) $(TEST_BIN)
-	@LMB_BIN=$(abspath $(BIN)) ASAN_OPTIONS=protect_shadow_gap=0:detect_leaks=1 sh tests/run.sh $(TEST_BIN)
+	@LMB_BIN=$(abspath $(BIN)) ASAN_OPTIONS=protect_shadow_gap=0:detect_leaks=1 \
+	  LSAN_OPTIONS=suppressions=$(abspath tests/lsan.supp):print_suppressions=0 sh tests/run.sh $(TEST_BIN)
 
 deps:
 	apt-get update

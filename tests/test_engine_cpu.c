@@ -222,7 +222,7 @@ Test(engine_cpu, too_long_prompt_fails_alone, .init = make_fixture, .fini = drop
 
 Test(engine_cpu, stop_ids_and_abort, .init = make_fixture, .fini = drop_fixture) {
     make_prompts();
-    lmb_request r[1];
+    lmb_request r[N_PROMPTS]; /* requests() fills all N_PROMPTS; only r[0] is run */
     requests(r, false, 10);
     lmb_engine_config cfg = quiet_cfg();
     lmb_test_result full[1], stopped[1];
