@@ -28,6 +28,7 @@ static const struct {
     {"version", cmd_version, "print the version"},
     {"inspect", lmb_cmd_inspect, "show a model folder's config, weight bytes and KV-cache cost"},
     {"tokenize", lmb_cmd_tokenize, "text -> token ids (or --decode ids -> text) with a model's tokenizer"},
+    {"quantize", lmb_cmd_quantize, "quantize a model folder: `quantize awq` (W4A16 weights)"},
 };
 
 static void usage(FILE *f) {
