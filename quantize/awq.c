@@ -44,7 +44,7 @@ static int check_options(const lmb_awq_options *o, lmb_error *err) {
     if (o->group_size < 8 || o->group_size % 8)
         return lmb_fail(err, "--group-size %d: must be a positive multiple of 8 (AutoAWQ uses 32, 64 or 128)",
                         o->group_size);
-    if (o->method == LMB_QUANT_AWQ && !o->calib_path) return lmb_fail(err, "AWQ needs --calib FILE");
+    if (o->method == LMB_QUANT_AWQ && !o->calib_path && !o->calib_set) return lmb_fail(err, "AWQ needs --calib FILE");
     if (o->method == LMB_QUANT_AWQ && (o->calib_samples < 1 || o->calib_seqlen < 2))
         return lmb_fail(err, "--calib-samples must be >= 1 and --calib-seqlen >= 2");
     return 0;
@@ -127,13 +127,18 @@ int lmb_quantize_awq(const lmb_awq_options *o, lmb_awq_report *report, lmb_error
     }
     if (report) report->n_layers = nl;
     if (awq) {
-        if (lmb_tokenizer_load_dir(o->model_dir, &tok, err) ||
-            lmb_calib_load(o->calib_path, tok, o->calib_samples, o->calib_seqlen, &cs, err) ||
-            lmb_calib_fwd_init(&f, m, &cs, err))
+        if (o->calib_set) {
+            if (lmb_calib_from_stream(o->calib_set->tokens, (long)o->calib_set->n_seqs * o->calib_set->seqlen,
+                                      o->calib_set->n_seqs, o->calib_set->seqlen, &cs, err))
+                goto done;
+        } else if (lmb_tokenizer_load_dir(o->model_dir, &tok, err) ||
+                   lmb_calib_load(o->calib_path, tok, o->calib_samples, o->calib_seqlen, &cs, err)) {
             goto done;
+        }
+        if (lmb_calib_fwd_init(&f, m, &cs, err)) goto done;
         if (!o->quiet)
             fprintf(stderr, "quantize: calibration %d x %d tokens from %s (%ld tokens)\n", cs.n_seqs, cs.seqlen,
-                    o->calib_path, cs.stream_tokens);
+                    o->calib_path ? o->calib_path : "token ids", cs.stream_tokens);
         if (report) {
             report->calib_seqs = cs.n_seqs;
             report->calib_seqlen = cs.seqlen;
@@ -157,7 +162,9 @@ int lmb_quantize_awq(const lmb_awq_options *o, lmb_awq_report *report, lmb_error
             else fprintf(stderr, "quantize: layer %d/%d (rtn)\n", l + 1, nl);
         }
     }
-    const char *base = awq ? (strrchr(o->calib_path, '/') ? strrchr(o->calib_path, '/') + 1 : o->calib_path) : "";
+    const char *base = !awq || !o->calib_path ? ""
+                       : strrchr(o->calib_path, '/') ? strrchr(o->calib_path, '/') + 1
+                                                     : o->calib_path;
     json_t *mj = json_pack("{s:s, s:i, s:i, s:b, s:s, s:i, s:i}", "method", awq ? "awq" : "rtn", "w_bits", 4,
                            "group_size", o->group_size, "clip", awq && o->clip, "calib", base, "calib_samples",
                            cs.n_seqs, "calib_seqlen", cs.seqlen);

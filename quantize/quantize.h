@@ -26,6 +26,7 @@
 #include <stdbool.h>
 
 #include "../engine/error.h"
+#include "calib.h"
 
 typedef enum lmb_quant_method { LMB_QUANT_AWQ, LMB_QUANT_RTN } lmb_quant_method;
 
@@ -34,6 +35,7 @@ typedef enum lmb_awq_group { LMB_AWQ_QKV, LMB_AWQ_O, LMB_AWQ_GATE_UP, LMB_AWQ_DO
 typedef struct lmb_awq_options {
     const char *model_dir, *out_dir;
     const char *calib_path; /* plain text or JSONL ("text" / "prompt"); not needed for RTN */
+    const lmb_calib_set *calib_set; /* instead of calib_path: already tokenized sequences (tests) */
     int calib_samples;      /* 128 */
     int calib_seqlen;       /* 2048 */
     int w_bits;             /* 4 (the only value supported) */
