@@ -63,6 +63,7 @@ typedef struct cuda_backend {
     /* decode graphs */
     cudaGraphExec_t graphs[LMB_CUDA_BUCKETS];
     size_t peak_bytes;
+    struct lmb_cuda_awq *awq; /* AWQ: W4A16 linears and their workspace (backend_awq_cuda.c); NULL otherwise */
 } cuda_backend;
 
 /* backend_cuda_forward.c */
