@@ -22,7 +22,7 @@ using namespace lmb;
 namespace {
 
 // Output column (within a word's 8) of nibble i: AutoAWQ's order [0, 2, 4, 6, 1, 3, 5, 7].
-__device__ __forceinline__ int awq_col(int i) { return (i & 1) * 4 + (i >> 1); }
+__device__ __forceinline__ int awq_col(int i) { return (i & 3) * 2 + (i >> 2); }
 
 __device__ __forceinline__ float nib(uint32_t w, int i) {
     // 2^23 + n as a float, minus 2^23: the nibble as an exact float without an int->float conversion
