@@ -97,8 +97,9 @@ static int push_tensor(lmb_qwriter *w, const char *name, const lmb_tensor *t, lm
             if (w->dense) {
                 ((float *)d)[off + i] = tmp[i];
             } else if (!(fabsf(tmp[i]) <= 65504.f)) {
+                lmb_fail(err, "%s[%zu] = %g does not fit fp16", name, off + i, tmp[i]);
                 free(tmp), free(d);
-                return lmb_fail(err, "%s[%zu] = %g does not fit fp16", name, off + i, tmp[i]);
+                return -1;
             } else {
                 ((uint16_t *)d)[off + i] = lmb_f32_to_f16(tmp[i]);
             }

@@ -234,6 +234,34 @@ Test(quantize, awq_output_loads_and_beats_rtn) {
     lmb_calib_free(&cs);
 }
 
+/* InternLM2: q/k/v fused back into wqkv (grouped rows) before packing; the folder loads and stays close. */
+Test(quantize, internlm2_awq_output_loads) {
+    lmb_test_model_spec s;
+    lmb_test_model_spec_default(&s, LMB_ARCH_INTERNLM2);
+    s.attn_bias = true;
+    make_model("fp", &s);
+    lmb_calib_set cs = calib(2, 32, s.vocab, 3);
+    lmb_awq_options o;
+    lmb_awq_options_default(&o);
+    o.group_size = 32;
+    lmb_error err;
+    cr_assert_eq(quantize("fp", "awq", &o, &cs, NULL, &err), 0, "%s", err.msg);
+    char dir[4096];
+    lmb_model *m;
+    path(dir, sizeof dir, "awq");
+    cr_assert_eq(lmb_model_open(dir, &m, &err), 0, "%s", err.msg);
+    cr_assert(lmb_st_find(m->st, "model.layers.0.attention.wqkv.qweight"));
+    cr_assert(lmb_st_find(m->st, "model.layers.0.attention.wqkv.bias"));
+    cr_assert(lmb_linear_quantized(&m->w.layers[1].k));
+    lmb_model_close(m);
+    int V;
+    float *a = logits_of("fp", probe, 12, &V), *b = logits_of("awq", probe, 12, &V);
+    double r = rel_diff(b, a, (size_t)12 * V);
+    cr_assert_lt(r, 0.5, "InternLM2 AWQ logits differ by %g", r);
+    free(a), free(b);
+    lmb_calib_free(&cs);
+}
+
 /* RTN = the plain quantizer on the original weights, packed. */
 Test(quantize, rtn_is_plain_round_to_nearest) {
     lmb_test_model_spec s;
