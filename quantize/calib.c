@@ -2,6 +2,7 @@
 #include "calib.h"
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,6 +44,18 @@ static int jsonl_text(const char *line, size_t len, const char *path, long line_
     return 0;
 }
 
+/* JSONL when the first non-blank line is a JSON object (a text file may well start with '{'). */
+static bool looks_like_jsonl(const char *p, size_t n) {
+    if (n == 0 || *p != '{') return false;
+    size_t end = 0;
+    while (end < n && p[end] != '\n') end++;
+    json_error_t je;
+    json_t *o = json_loadb(p, end, JSON_ALLOW_NUL, &je);
+    bool ok = json_is_object(o);
+    json_decref(o);
+    return ok;
+}
+
 int lmb_calib_load(const char *path, const lmb_tokenizer *tok, int n_samples, int seqlen, lmb_calib_set *out,
                    lmb_error *err) {
     memset(out, 0, sizeof *out);
@@ -59,7 +72,7 @@ int lmb_calib_load(const char *path, const lmb_tokenizer *tok, int n_samples, in
     lmb_ids ids = {0};
     long records = 0;
     int rc = 0;
-    if (data[first] != '{') { /* plain text: one document */
+    if (!looks_like_jsonl(data + first, size - first)) { /* plain text: one document */
         rc = lmb_tokenizer_encode(tok, data, size, LMB_TOK_ADD_SPECIAL, &ids, err);
     } else { /* JSONL: record by record, until the windows are covered */
         long line_no = 0, want = (long)n_samples * seqlen;

@@ -2,7 +2,7 @@
  * field per line; compressed files are read transparently) tokenized with the model's tokenizer and cut
  * into n_seqs sequences of seqlen tokens.
  *
- * Plain text is tokenized as one document (BOS at its start when the tokenizer adds one); JSONL lines are
+ * A file is JSONL when its first non-blank line is a JSON object.  Plain text is tokenized as one document (BOS at its start when the tokenizer adds one); JSONL lines are
  * tokenized one by one (each with BOS) and concatenated, as AutoAWQ concatenates its samples.  From that
  * token stream, n_samples windows of seqlen tokens are taken evenly spaced over the whole stream (so a
  * calibration file is sampled end to end, deterministically, and windows never overlap); when the stream

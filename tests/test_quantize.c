@@ -449,6 +449,11 @@ Test(quantize, calibration_text_and_jsonl) {
     lmb_test_write_file(tmp, "bad.jsonl", bad, strlen(bad), p, sizeof p);
     cr_assert_neq(lmb_calib_load(p, tok, 4, 1000, &b, &err), 0);
     cr_assert(strstr(err.msg, "bad.jsonl:2") && strstr(err.msg, "\"text\" or \"prompt\""), "%s", err.msg);
+    const char *code = "{1: 2}\nx = {}\n"; /* starts with '{' but is not JSONL */
+    lmb_test_write_file(tmp, "code.txt", code, strlen(code), p, sizeof p);
+    cr_assert_eq(lmb_calib_load(p, tok, 1, 1000, &b, &err), 0, "%s", err.msg);
+    cr_assert_eq(b.records, 0);
+    lmb_calib_free(&b);
     lmb_test_write_file(tmp, "empty.txt", "\n \n", 3, p, sizeof p);
     cr_assert_neq(lmb_calib_load(p, tok, 4, 16, &b, &err), 0);
     cr_assert(strstr(err.msg, "empty"), "%s", err.msg);
