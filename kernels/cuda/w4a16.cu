@@ -3,16 +3,20 @@
 //
 // Three ways to run it, picked by the caller (engine/backend_cuda_awq.c) from M:
 //   gemv     M <= 8 (decode).  Each packed weight word is read once: a lane owns VEC consecutive words of a
-//            row (8*VEC outputs) for all M rows, warps of a CTA and CTAs of the grid's y dimension split K.
-//            fp32 accumulation; partial sums of the K splits go to a workspace and the last CTA of a column
-//            tile (an atomic ticket) adds them in split order — deterministic, one launch, no memset.
+//            row (8*VEC outputs) for all M rows; the K range is cut into 16-row chunks shared out over the
+//            warps of a CTA and the CTAs of the grid's y dimension (enough loads in flight for HBM).  fp32
+//            accumulation, one FMA per weight for M <= 2 (group-sum form).  The CTA's warps are summed as a
+//            tree; the K splits' partial sums go to a workspace and the last CTA of a column tile (an atomic
+//            ticket) adds them in split order — deterministic, one launch, no memset.
 //   mma      small/medium M.  A CTA computes a 32x128 tile of y: per 32-deep k-tile it stages x in shared
 //            memory, dequantizes the matching qweight tile to fp16 in shared memory and runs WMMA 16x16x16
 //            (fp16 in, fp32 accumulate) on 4 warps of 32x32.
 //   dequant  large M (prefill).  Dequantizes a column chunk of W to fp16 [K, Nc] (kept small enough to stay in
 //            L2) for cuBLAS; the caller loops over chunks.
-// Version history: v1 (this) — correctness first: scalar nibble extraction, no cp.async pipelining, WMMA
-// rather than hand-written mma.sync/ldmatrix; timings to be filled in from the H100 (docs/PERF.md).
+// Version history: v1 — gemv with K interleaved over 4 warps and a per-weight dequantize FMA.  v2 (this) —
+// gemv over 16-row chunks, 8 warps, the one-FMA group-sum form for M <= 2; mma and dequant unchanged:
+// correctness first (WMMA rather than mma.sync/ldmatrix, no cp.async pipelining).  Checked on the CPU by
+// tests/tools/cuda_emu; timings to be filled in from the H100 (docs/PERF.md).
 #include <mma.h>
 
 #include "common.cuh"
@@ -31,84 +35,156 @@ __device__ __forceinline__ float nib(uint32_t w, int i) {
 
 // ---- gemv ---------------------------------------------------------------------------------------------
 
-constexpr int GEMV_WARPS = 4; // warps of a CTA, splitting its K range
+constexpr int GEMV_WARPS = 8; // warps of a CTA, splitting its K range
+constexpr int CHUNK = 16;     // rows per work item (inside one group)
 
+// 1 + q/16 as a float, q = nibble i of w (moved to mantissa bits 19..22): two integer ops, no conversion.
+template <int I> __device__ __forceinline__ float one_plus_q16(uint32_t w) {
+    uint32_t t = 4 * I <= 19 ? w << (19 - 4 * I) : w >> (4 * I - 19);
+    return __uint_as_float(0x3F800000u | (t & 0x00780000u));
+}
+
+// One CTA: 32 lanes across VEC-word column groups x GEMV_WARPS warps; CTA row y of the grid is a K split.
+// Work items are CHUNK consecutive rows of one group; a warp takes a contiguous run of them.  For M <= 2
+// the inner loop is one FMA per weight: a += x * (1 + q/16) and sx += x, then per chunk
+// sum_k x (q - z) s = s * (16 a - (16 + z) sx); for larger M the dequantized weight is shared by M FMAs.
 template <int M, int VEC>
 __global__ void __launch_bounds__(32 * GEMV_WARPS)
     gemv_kernel(half *__restrict__ y, const half *__restrict__ x, const uint32_t *__restrict__ qw,
                 const uint32_t *__restrict__ qz, const half *__restrict__ sc, int N, int K, int G, int splits,
                 float *__restrict__ ws, int *__restrict__ tickets) {
     constexpr int C = 8 * VEC; // outputs per lane
-    __shared__ float red[GEMV_WARPS * M * C * 32];
+    constexpr bool SUMS = M <= 2;
+    __shared__ float red[(GEMV_WARPS / 2) * M * C * 32];
     __shared__ int last;
     const int lane = threadIdx.x, wy = threadIdx.y, tid = wy * 32 + lane;
     const int N8 = N / 8, c0 = (blockIdx.x * 32 + lane) * VEC;
     const bool active = c0 < N8;
-    const int Ks = (K + splits - 1) / splits, kb = blockIdx.y * Ks, ke = min(K, kb + Ks);
-    float acc[M][C];
+    const int chunk = G % CHUNK == 0 ? CHUNK : G, n_chunks = K / chunk;
+    const int workers = splits * GEMV_WARPS, wid = blockIdx.y * GEMV_WARPS + wy;
+    const int per = (n_chunks + workers - 1) / workers, cb = wid * per, ce = min(n_chunks, cb + per);
+    float tot[M][C];
 #pragma unroll
     for (int m = 0; m < M; m++)
 #pragma unroll
-        for (int j = 0; j < C; j++) acc[m][j] = 0.f;
+        for (int j = 0; j < C; j++) tot[m][j] = 0.f;
     if (active) {
-        float s[C], zs[C];
+        float s[SUMS ? 1 : C], zs[SUMS ? 1 : C];
         int cur_g = -1;
-        for (int k = kb + wy; k < ke; k += GEMV_WARPS) {
-            int g = k / G;
-            if (g != cur_g) { // scales and zero points of this group (once per group per lane)
-                cur_g = g;
+        for (int ch = cb; ch < ce; ch++) {
+            const int k0 = ch * chunk, g = k0 / G;
+            if constexpr (SUMS) {
+                float a[M][C], sx[M];
 #pragma unroll
-                for (int v = 0; v < VEC; v++) {
+                for (int m = 0; m < M; m++) {
+                    sx[m] = 0.f;
+#pragma unroll
+                    for (int j = 0; j < C; j++) a[m][j] = 0.f;
+                }
+#pragma unroll 4
+                for (int k = k0; k < k0 + chunk; k++) {
+                    uint32_t w[VEC];
+                    const uint32_t *src = qw + (size_t)k * N8 + c0;
+                    if constexpr (VEC == 4) {
+                        uint4 t = __ldg(reinterpret_cast<const uint4 *>(src));
+                        w[0] = t.x, w[1] = t.y, w[2] = t.z, w[3] = t.w;
+                    } else if constexpr (VEC == 2) {
+                        uint2 t = __ldg(reinterpret_cast<const uint2 *>(src));
+                        w[0] = t.x, w[1] = t.y;
+                    } else {
+                        w[0] = __ldg(src);
+                    }
+                    float xv[M];
+#pragma unroll
+                    for (int m = 0; m < M; m++) sx[m] += (xv[m] = __half2float(x[(size_t)m * K + k]));
+#pragma unroll
+                    for (int v = 0; v < VEC; v++) {
+#define LMB_NIB(I)                                                                                                 \
+    {                                                                                                              \
+        float q = one_plus_q16<I>(w[v]);                                                                           \
+        for (int m = 0; m < M; m++) a[m][v * 8 + awq_col(I)] = fmaf(xv[m], q, a[m][v * 8 + awq_col(I)]);          \
+    }
+                        LMB_NIB(0) LMB_NIB(1) LMB_NIB(2) LMB_NIB(3) LMB_NIB(4) LMB_NIB(5) LMB_NIB(6) LMB_NIB(7)
+#undef LMB_NIB
+                    }
+                }
+#pragma unroll
+                for (int v = 0; v < VEC; v++) { // once per chunk: scales and zero points from L1/L2
                     uint32_t z = qz[(size_t)g * N8 + c0 + v];
 #pragma unroll
                     for (int i = 0; i < 8; i++) {
                         int j = v * 8 + awq_col(i);
-                        s[j] = __half2float(sc[(size_t)g * N + 8 * (size_t)c0 + j]);
-                        zs[j] = nib(z, i) * s[j];
+                        float sj = __half2float(sc[(size_t)g * N + 8 * (size_t)c0 + j]), c = 16.f + nib(z, i);
+#pragma unroll
+                        for (int m = 0; m < M; m++) tot[m][j] = fmaf(sj, fmaf(16.f, a[m][j], -c * sx[m]), tot[m][j]);
                     }
                 }
-            }
-            uint32_t w[VEC];
-            const uint32_t *src = qw + (size_t)k * N8 + c0;
-            if constexpr (VEC == 4) {
-                uint4 t = __ldg(reinterpret_cast<const uint4 *>(src));
-                w[0] = t.x, w[1] = t.y, w[2] = t.z, w[3] = t.w;
-            } else if constexpr (VEC == 2) {
-                uint2 t = __ldg(reinterpret_cast<const uint2 *>(src));
-                w[0] = t.x, w[1] = t.y;
             } else {
-                w[0] = __ldg(src);
-            }
-            float xv[M];
+                if (g != cur_g) { // scales and zero points of this group (once per group per lane)
+                    cur_g = g;
 #pragma unroll
-            for (int m = 0; m < M; m++) xv[m] = __half2float(x[(size_t)m * K + k]);
+                    for (int v = 0; v < VEC; v++) {
+                        uint32_t z = qz[(size_t)g * N8 + c0 + v];
 #pragma unroll
-            for (int v = 0; v < VEC; v++)
-#pragma unroll
-                for (int i = 0; i < 8; i++) {
-                    int j = v * 8 + awq_col(i);
-                    float wv = fmaf(nib(w[v], i), s[j], -zs[j]);
-#pragma unroll
-                    for (int m = 0; m < M; m++) acc[m][j] = fmaf(xv[m], wv, acc[m][j]);
+                        for (int i = 0; i < 8; i++) {
+                            int j = v * 8 + awq_col(i);
+                            s[j] = __half2float(sc[(size_t)g * N + 8 * (size_t)c0 + j]);
+                            zs[j] = nib(z, i) * s[j];
+                        }
+                    }
                 }
+#pragma unroll 4
+                for (int k = k0; k < k0 + chunk; k++) {
+                    uint32_t w[VEC];
+                    const uint32_t *src = qw + (size_t)k * N8 + c0;
+                    if constexpr (VEC == 2) {
+                        uint2 t = __ldg(reinterpret_cast<const uint2 *>(src));
+                        w[0] = t.x, w[1] = t.y;
+                    } else {
+#pragma unroll
+                        for (int v = 0; v < VEC; v++) w[v] = __ldg(src + v);
+                    }
+                    float xv[M];
+#pragma unroll
+                    for (int m = 0; m < M; m++) xv[m] = __half2float(x[(size_t)m * K + k]);
+#pragma unroll
+                    for (int v = 0; v < VEC; v++)
+#pragma unroll
+                        for (int i = 0; i < 8; i++) {
+                            int j = v * 8 + awq_col(i);
+                            float wv = fmaf(nib(w[v], i), s[j], -zs[j]);
+#pragma unroll
+                            for (int m = 0; m < M; m++) tot[m][j] = fmaf(xv[m], wv, tot[m][j]);
+                        }
+                }
+            }
         }
     }
-    // the CTA's warps: [warp][m][j][lane] keeps the writes free of bank conflicts
+    // the CTA's warps, as a tree (fixed order): [warp][m][j][lane] keeps shared accesses conflict-free
 #pragma unroll
-    for (int m = 0; m < M; m++)
+    for (int h = GEMV_WARPS / 2; h >= 1; h /= 2) {
+        if (wy >= h && wy < 2 * h)
 #pragma unroll
-        for (int j = 0; j < C; j++) red[((wy * M + m) * C + j) * 32 + lane] = acc[m][j];
-    __syncthreads();
-    const int per_cta = M * C * 32;
-    for (int o = tid; o < per_cta; o += 32 * GEMV_WARPS) {
-        int ln = o % 32, j = (o / 32) % C, m = o / (32 * C);
-        int n = 8 * (blockIdx.x * 32 + ln) * VEC + j;
-        if (n >= N) continue;
-        float sum = 0.f;
-        for (int w2 = 0; w2 < GEMV_WARPS; w2++) sum += red[((w2 * M + m) * C + j) * 32 + ln];
-        if (splits == 1) y[(size_t)m * N + n] = __float2half_rn(sum);
-        else ws[((size_t)blockIdx.y * M + m) * N + n] = sum;
+            for (int m = 0; m < M; m++)
+#pragma unroll
+                for (int j = 0; j < C; j++) red[(((wy - h) * M + m) * C + j) * 32 + lane] = tot[m][j];
+        __syncthreads();
+        if (wy < h)
+#pragma unroll
+            for (int m = 0; m < M; m++)
+#pragma unroll
+                for (int j = 0; j < C; j++) tot[m][j] += red[((wy * M + m) * C + j) * 32 + lane];
+        __syncthreads();
     }
+    if (wy == 0 && active)
+#pragma unroll
+        for (int m = 0; m < M; m++)
+#pragma unroll
+            for (int j = 0; j < C; j++) {
+                size_t n = 8 * (size_t)c0 + j;
+                if (splits == 1) y[(size_t)m * N + n] = __float2half_rn(tot[m][j]);
+                else ws[((size_t)blockIdx.y * M + m) * N + n] = tot[m][j];
+            }
     if (splits == 1) return;
     // the last CTA of this column tile adds the splits' partial sums in split order
     __threadfence();
@@ -116,10 +192,11 @@ __global__ void __launch_bounds__(32 * GEMV_WARPS)
     if (tid == 0) last = atomicAdd(&tickets[blockIdx.x], 1) == splits - 1;
     __syncthreads();
     if (!last) return;
-    for (int o = tid; o < per_cta; o += 32 * GEMV_WARPS) {
-        int ln = o % 32, j = (o / 32) % C, m = o / (32 * C);
-        int n = 8 * (blockIdx.x * 32 + ln) * VEC + j;
-        if (n >= N) continue;
+    const size_t base = 8 * (size_t)blockIdx.x * 32 * VEC;
+    for (int o = tid; o < M * 32 * C; o += 32 * GEMV_WARPS) {
+        int m = o / (32 * C);
+        size_t n = base + o % (32 * C);
+        if (n >= (size_t)N) continue;
         float sum = 0.f;
         for (int sp = 0; sp < splits; sp++) sum += __ldcg(&ws[((size_t)sp * M + m) * N + n]);
         y[(size_t)m * N + n] = __float2half_rn(sum);
@@ -127,26 +204,26 @@ __global__ void __launch_bounds__(32 * GEMV_WARPS)
     if (tid == 0) tickets[blockIdx.x] = 0; // ready for the next launch (and graph replays)
 }
 
-// Words per lane for M rows: 64 accumulators per lane at most.
-__host__ __device__ constexpr int gemv_vec(int M) { return M <= 2 ? 4 : M <= 4 ? 2 : 1; }
+// Words per lane for M rows (accumulators per lane stay at 64 or fewer).
+__host__ __device__ constexpr int gemv_vec(int M) { return M == 1 ? 4 : M == 2 ? 2 : 1; }
 
 template <int M>
 int launch_gemv(half *y, const half *x, const uint32_t *qw, const uint32_t *qz, const half *sc, int N, int K, int G,
                 int splits, float *ws, int *tickets, cudaStream_t s) {
     int N8 = N / 8;
-    bool aligned16 = ((uintptr_t)qw % 16) == 0;
+    dim3 block(32, GEMV_WARPS);
     // the vector width must divide the row and keep loads aligned; fall back to narrower words
-    if (gemv_vec(M) >= 4 && N8 % 4 == 0 && aligned16) {
+    if (gemv_vec(M) >= 4 && N8 % 4 == 0 && (uintptr_t)qw % 16 == 0) {
         constexpr int V = gemv_vec(M) >= 4 ? 4 : 1;
-        dim3 grid((N8 / V + 31) / 32, splits), block(32, GEMV_WARPS);
-        gemv_kernel<M, V><<<grid, block, 0, s>>>(y, x, qw, qz, sc, N, K, G, splits, ws, tickets);
-    } else if (gemv_vec(M) >= 2 && N8 % 2 == 0 && ((uintptr_t)qw % 8) == 0) {
+        gemv_kernel<M, V><<<dim3((N8 / V + 31) / 32, splits), block, 0, s>>>(y, x, qw, qz, sc, N, K, G, splits, ws,
+                                                                             tickets);
+    } else if (gemv_vec(M) >= 2 && N8 % 2 == 0 && (uintptr_t)qw % 8 == 0) {
         constexpr int V = gemv_vec(M) >= 2 ? 2 : 1;
-        dim3 grid((N8 / V + 31) / 32, splits), block(32, GEMV_WARPS);
-        gemv_kernel<M, V><<<grid, block, 0, s>>>(y, x, qw, qz, sc, N, K, G, splits, ws, tickets);
+        gemv_kernel<M, V><<<dim3((N8 / V + 31) / 32, splits), block, 0, s>>>(y, x, qw, qz, sc, N, K, G, splits, ws,
+                                                                             tickets);
     } else {
-        dim3 grid((N8 + 31) / 32, splits), block(32, GEMV_WARPS);
-        gemv_kernel<M, 1><<<grid, block, 0, s>>>(y, x, qw, qz, sc, N, K, G, splits, ws, tickets);
+        gemv_kernel<M, 1><<<dim3((N8 + 31) / 32, splits), block, 0, s>>>(y, x, qw, qz, sc, N, K, G, splits, ws,
+                                                                         tickets);
     }
     return LMB_LAUNCH_RESULT();
 }
@@ -256,8 +333,8 @@ __global__ void fill_bits_kernel(uint32_t *p, size_t n, unsigned long long seed)
 
 extern "C" int lmb_cuda_w4a16_gemv_splits(int M, int N, int K, int group, int n_sm) {
     int v = gemv_vec(M), tiles = (N / 8 / v + 31) / 32;
-    int want = (2 * n_sm + tiles - 1) / tiles; // about two CTAs per SM
-    int most = K / (GEMV_WARPS * 16);         // at least 16 rows per warp
+    int want = (2 * n_sm + tiles - 1) / tiles;                       // about two CTAs per SM
+    int most = K / (group % CHUNK == 0 ? CHUNK : group) / GEMV_WARPS; // a work item per warp at least
     int s = want < most ? want : most;
     s = s < LMB_W4A16_MAX_SPLITS ? s : LMB_W4A16_MAX_SPLITS;
     return s < 1 ? 1 : s;

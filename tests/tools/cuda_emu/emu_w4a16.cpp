@@ -48,7 +48,7 @@ static void compare(const char *what, const uint16_t *y, const float *ref, size_
 }
 
 int main() {
-    int shapes[][3] = {{64, 64, 32}, {136, 128, 64}, {256, 128, 32}, {512, 256, 128}};
+    int shapes[][3] = {{64, 64, 32}, {136, 128, 64}, {256, 128, 32}, {512, 256, 128}, {64, 48, 24}};
     for (auto &s : shapes) {
         Case c = make(s[0], s[1], s[2]);
         for (int M = 1; M <= 9; M++) {
@@ -69,7 +69,7 @@ int main() {
                         if (tk[t]) failures++, printf("ticket %zu left at %d\n", t, tk[t]);
                     free(ws), free(tk);
                 }
-            if (M == 1 || M == 5 || M == 9) {
+            if ((M == 1 || M == 5 || M == 9) && c.G % 32 == 0) {
                 memset(y, 0xff, 2 * (size_t)M * c.N);
                 if (lmb_cuda_w4a16_mma(y, xh, c.qw, c.qz, c.sc, M, c.N, c.K, c.G, 0)) failures++;
                 snprintf(what, sizeof what, "mma N=%d K=%d G=%d M=%d", c.N, c.K, c.G, M);
@@ -79,6 +79,7 @@ int main() {
         }
         /* larger M for the MMA tiles (M > 32: a second tile row, ragged) */
         int M = 45;
+        if (c.G % 32) continue; /* the tensor-core kernel takes groups of 32k */
         float *x = (float *)amalloc(4 * (size_t)M * c.K), *ref = (float *)amalloc(4 * (size_t)M * c.N);
         uint16_t *xh = (uint16_t *)amalloc(2 * (size_t)M * c.K), *y = (uint16_t *)amalloc(2 * (size_t)M * c.N);
         for (int i = 0; i < M * c.K; i++) xh[i] = lmb_f32_to_f16(frand()), x[i] = lmb_f16_to_f32(xh[i]);

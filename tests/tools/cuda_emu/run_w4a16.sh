@@ -15,7 +15,18 @@ for name, out in (("kernels/cuda/common.cuh", "kernels/cuda/common.cuh"), ("kern
     s = open(name).read()
     s = s.replace("#include <mma.h>", "")
     s = s.replace("((int)cudaGetLastError())", "0")
-    s = re.sub(r"(\w+(?:<[^<>;()]*>)?)<<<([^,>]+),\s*([^,>]+)(?:,[^>]*)?>>>\(", r"emu::launcher{dim3(\2), dim3(\3)}(\1)(", s)
+    def launch(m):  # kernel<<<grid, block, ...>>>( -> emu::launcher{dim3(grid), dim3(block)}(kernel)(
+        args, depth, cur = [], 0, ""
+        for ch in m.group(2):
+            depth += ch in "(<" and 1 or 0
+            depth -= ch in ")>" and 1 or 0
+            if ch == "," and depth == 0:
+                args.append(cur.strip()); cur = ""
+            else:
+                cur += ch
+        args.append(cur.strip())
+        return f"emu::launcher{{dim3({args[0]}), dim3({args[1]})}}({m.group(1)})("
+    s = re.sub(r"(\w+(?:<[^<>;()]*>)?)<<<(.*?)>>>\(", launch, s, flags=re.S)
     open(f"{t}/{out}", "w").write(s)
 PY
 CXX="g++ -std=c++20 -O1 -pthread -I$CUDA_HOME/include -Wno-attributes"
