@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend_awq_cuda.h"
 #include "backend_cuda_impl.h"
 
 #define GRAPH_HISTORY 65536 /* history tokens a graph step may carry */
@@ -50,6 +51,7 @@ static void *kv_ptr(cuda_backend *c, int layer, int v) {
 
 static int gemm(cuda_backend *c, const void *x, const void *w, void *y, int M, int N, int K, bool f32_out,
                 lmb_error *err) {
+    if (lmb_cuda_awq_owns(c, w)) return lmb_cuda_awq_gemm(c, x, w, y, M, N, K, err); /* AWQ: W4A16 kernels */
     return lmb_cuda_gemm(c, x, w, y, M, N, K, f32_out, err);
 }
 

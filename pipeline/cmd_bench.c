@@ -98,7 +98,7 @@ int lmb_cmd_bench(int argc, char **argv) {
     lmb_arg opts[32] = {
         {"--model", LMB_ARG_STRING, &model, "model folder"},
         {"--random-weights", LMB_ARG_STRING, &random_shape, "a model of this shape with random weights (CUDA)"},
-        {"--dtype", LMB_ARG_STRING, &dtype_s, "fp16 (default) or bf16, for --random-weights"},
+        {"--dtype", LMB_ARG_STRING, &dtype_s, "fp16 (default), bf16 or awq (W4A16, group 128), for --random-weights"},
         {"--num-prompts", LMB_ARG_INT, &num_prompts, "random prompts (default 1000)"},
         {"--input-len", LMB_ARG_INT, &input_len, "tokens per random prompt (default 512)"},
         {"--output-len", LMB_ARG_INT, &output_len, "tokens to generate per prompt (default 256)"},
@@ -136,7 +136,8 @@ int lmb_cmd_bench(int argc, char **argv) {
     }
     rc = LMB_EXIT_MODEL;
     double t_load = lmb_now();
-    if (random_shape ? lmb_model_random(random_shape, strcmp(dtype_s, "bf16") ? LMB_F16 : LMB_BF16, &m, &err)
+    if (random_shape ? lmb_model_random(random_shape, strcmp(dtype_s, "bf16") ? LMB_F16 : LMB_BF16, &m, &err) ||
+                           (strcmp(dtype_s, "awq") == 0 && lmb_model_random_awq(m, 128, &err))
                      : lmb_model_open(model, &m, &err)) {
         fprintf(stderr, "lmbatch bench: %s\n", err.msg);
         goto done;

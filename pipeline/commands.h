@@ -14,6 +14,10 @@ int lmb_cmd_ppl(int argc, char **argv);
 int lmb_cmd_tokenize(int argc, char **argv);
 int lmb_cmd_bench(int argc, char **argv);
 int lmb_cmd_score(int argc, char **argv);
+/* pipeline/cmd_quantize.c: `lmbatch quantize <method>`, dispatching to the methods below. */
+int lmb_cmd_quantize(int argc, char **argv);
+/* pipeline/cmd_quantize_awq.c: AWQ W4A16 weight quantization (argv[0] == "awq"). */
+int lmb_cmd_quantize_awq(int argc, char **argv);
 
 /* Exit codes beyond the first five. */
 enum { LMB_EXIT_IO = 5, LMB_EXIT_INCOMPLETE = 6 };

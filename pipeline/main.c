@@ -30,6 +30,7 @@ static const struct {
     {"tokenize", lmb_cmd_tokenize, "text -> token ids (or --decode ids -> text) with a model's tokenizer"},
     {"merge", lmb_cmd_merge, "join the shard outputs of a batch (--shard K/N), checking they are complete"},
     {"job", lmb_cmd_job, "run or check a job file (inputs, model, quantize stage, output; safe under cron)"},
+    {"quantize", lmb_cmd_quantize, "quantize a model folder: `quantize awq` (W4A16 weights)"},
 };
 
 static void usage(FILE *f) {
