@@ -4,7 +4,8 @@
  * then per layer RMSNorm -> q/k/v -> RoPE -> paged KV write -> causal GQA attention -> o_proj + residual ->
  * RMSNorm -> SiLU-gated MLP + residual; final norm and head only for the rows whose logits are needed.
  * The KV cache is fp32 here (kv_bits 16), or int8/int4 with per-token scales (kv_bits 8/4, quantized as it is
- * written, dequantized as attention reads it), laid out as in kernels.h (lmb_kv_pool).
+ * written, dequantized as attention reads it), laid out as in kernels.h (lmb_kv_pool).  AWQ linears are
+ * dequantized to fp32 at load, so the CPU backend is the reference for the W4A16 kernels.
  */
 #include <math.h>
 #include <omp.h>
@@ -64,10 +65,16 @@ static int to_f32(const lmb_tensor *t, float **out, size_t *bytes, lmb_error *er
 static int linear_load(const lmb_linear *l, cpu_linear *c, size_t *bytes, lmb_error *err) {
     c->in = l->in;
     c->out = l->out;
-    if (lmb_linear_quantized(l))
-        return lmb_fail(err, "AWQ-quantized linear %s: the CPU backend does not read quantized weights yet",
-                        l->qweight.name ? l->qweight.name : "?");
-    if (to_f32(&l->w, &c->w, bytes, err)) return -1;
+    if (lmb_linear_quantized(l)) { /* AWQ: dequantized once here (the W4A16 reference is dequant + fp32 GEMM) */
+        size_t n = (size_t)l->out * (size_t)l->in;
+        if (!(c->w = malloc(sizeof(float) * (n ? n : 1))))
+            return lmb_fail(err, "out of memory dequantizing %s (%zu values)", l->qweight.name, n);
+        lmb_cpu_awq_dequant(c->w, l->qweight.data, l->qzeros.data, l->scales.data, l->in, l->out,
+                            (int)(l->in / l->scales.shape[0]));
+        *bytes += sizeof(float) * n;
+    } else if (to_f32(&l->w, &c->w, bytes, err)) {
+        return -1;
+    }
     if (lmb_tensor_present(&l->bias) && to_f32(&l->bias, &c->b, bytes, err)) return -1;
     return 0;
 }

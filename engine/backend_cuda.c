@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "backend_awq_cuda.h"
 #include "backend_cuda_impl.h"
 #include "rope.h"
 
@@ -98,6 +99,8 @@ static void cuda_destroy(lmb_backend *b) {
     if (!c) return;
     lmb_cuda_prof_report(c);
     lmb_cuda_graphs_free(c);
+    lmb_cuda_gemm_free(c);
+    lmb_cuda_awq_free(c); /* AWQ: first, so the layer slots that point at its linears are cleared */
     if (c->layers) {
         for (int l = 0; l < c->cfg.n_layers; l++) {
             cuda_layer *L = &c->layers[l];
@@ -212,6 +215,10 @@ static int load_weights(cuda_backend *c, const lmb_model *model, lmb_error *err)
         const lmb_tensor *qkv[3] = {&s->q.w, &s->k.w, &s->v.w}, *gu[2] = {&s->gate.w, &s->up.w};
         ONE(L->attn_norm, &s->attn_norm, 1, 0.f, 1.f);
         ONE(L->ffn_norm, &s->ffn_norm, 1, 0.f, 1.f);
+        if (m->quant.awq) { /* AWQ: the linears and their biases come from backend_awq_cuda.c */
+            if (lmb_cuda_awq_load_layer(c, model, l, err)) goto done;
+            continue;
+        }
         if (upload_stacked(c, &sg, &L->wqkv, qkv, 3, H, rnd, a, 0.f, err)) goto done;
         if (m->qkv_bias) {
             const lmb_tensor *b[3] = {&s->q.bias, &s->k.bias, &s->v.bias};
@@ -273,7 +280,7 @@ int lmb_backend_cuda_create(const lmb_model *model, const lmb_engine_config *cfg
     if (cfg->device < 0 || cfg->device >= n_dev)
         return lmb_fail(err, "--device %d: this machine has %d CUDA device(s)", cfg->device, n_dev);
     const lmb_model_config *m = &model->cfg;
-    if (m->quant.awq) return lmb_fail(err, "AWQ checkpoints need the W4A16 kernels (not in this build)");
+    if (m->quant.awq && lmb_cuda_awq_check(model, err)) return -1; /* AWQ: backend_awq_cuda.c */
     if (m->head_dim % 2 || m->head_dim > 256)
         return lmb_fail(err, "head_dim %d is not supported by the CUDA kernels (even, at most 256)", m->head_dim);
     cuda_backend *c = calloc(1, sizeof *c);
@@ -282,7 +289,7 @@ int lmb_backend_cuda_create(const lmb_model *model, const lmb_engine_config *cfg
     c->base.model = model;
     c->cfg = *m;
     c->device = cfg->device;
-    c->dt = m->dtype == LMB_BF16 ? LMB_CUDA_BF16 : LMB_CUDA_F16;
+    c->dt = m->dtype == LMB_BF16 && !m->quant.awq ? LMB_CUDA_BF16 : LMB_CUDA_F16; /* AWQ: fp16, as its scales */
     c->esz = 2;
     c->kv_bits = cfg->kv_bits == 8 || cfg->kv_bits == 4 ? cfg->kv_bits : 16; /* KV quantization (issue 6) */
     c->base.kv_bits = c->kv_bits;
@@ -306,6 +313,8 @@ int lmb_backend_cuda_create(const lmb_model *model, const lmb_engine_config *cfg
     }
     size_t ws = 32u << 20;
     TRY(cudaMalloc(&c->blas_ws, ws));
+    c->blas_ws_bytes = ws;
+    if (lmb_cuda_gemm_init(c, err)) goto done;
     if (cublasSetStream(c->blas, c->stream) != CUBLAS_STATUS_SUCCESS ||
         cublasSetWorkspace(c->blas, c->blas_ws, ws) != CUBLAS_STATUS_SUCCESS ||
         cublasSetMathMode(c->blas, CUBLAS_DEFAULT_MATH) != CUBLAS_STATUS_SUCCESS) {

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend_awq_cuda.h"
 #include "backend_cuda_impl.h"
 
 #define GRAPH_HISTORY 65536 /* history tokens a graph step may carry */
@@ -50,16 +51,8 @@ static void *kv_ptr(cuda_backend *c, int layer, int v) {
 
 static int gemm(cuda_backend *c, const void *x, const void *w, void *y, int M, int N, int K, bool f32_out,
                 lmb_error *err) {
-    if (c->use_gemv && lmb_cuda_gemv_supported(M, N, K)) {
-        CUDA_CHECK(lmb_cuda_gemv(y, f32_out, x, w, M, N, K, c->dt, (lmb_stream)c->stream));
-        return 0;
-    }
-    const float one = 1.f, zero = 0.f;
-    cudaDataType t = c->dt == LMB_CUDA_BF16 ? CUDA_R_16BF : CUDA_R_16F;
-    /* row-major y[M,N] = x[M,K] w[N,K]^T  ==  column-major y^T = w^T(op T) x^T */
-    CUBLAS_CHECK(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, w, t, K, x, t, K, &zero, y,
-                              f32_out ? CUDA_R_32F : t, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-    return 0;
+    if (lmb_cuda_awq_owns(c, w)) return lmb_cuda_awq_gemm(c, x, w, y, M, N, K, err); /* AWQ: W4A16 kernels */
+    return lmb_cuda_gemm(c, x, w, y, M, N, K, f32_out, err);
 }
 
 /* Enqueues the forward described by p (metadata already on the device or copied by the caller's graph). */
@@ -264,8 +257,13 @@ int lmb_cuda_forward(lmb_backend *b, const lmb_batch *batch, float *logits, int3
                 break;
             }
     plan p;
+    bool hist_ok = true;
     if (pack(c, batch, &p, bucket >= 0 ? B : 0, err)) return -1;
-    if (bucket >= 0 && p.hist_used <= GRAPH_HISTORY) {
+    if (bucket >= 0 && p.hist_used <= GRAPH_HISTORY && !c->graphs[bucket] && !c->graph_warm[bucket]) {
+        c->graph_warm[bucket] = true; /* first step of this size runs eagerly: GEMM algorithms get chosen */
+        hist_ok = false;
+    }
+    if (bucket >= 0 && p.hist_used <= GRAPH_HISTORY && hist_ok) {
         if (!c->graphs[bucket] && capture(c, bucket, B, err)) return lmb_error_prefix(err, "CUDA graph for batch %d", B);
         CUDA_CHECK(cudaGraphLaunch(c->graphs[bucket], c->stream));
         CUDA_CHECK(cudaStreamSynchronize(c->stream));

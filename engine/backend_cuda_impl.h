@@ -10,6 +10,7 @@
 #ifndef LMB_BACKEND_CUDA_IMPL_H
 #define LMB_BACKEND_CUDA_IMPL_H
 
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -68,8 +69,12 @@ typedef struct cuda_backend {
     int32_t *sampled_h;
     /* decode graphs */
     cudaGraphExec_t graphs[LMB_CUDA_BUCKETS];
+    bool graph_warm[LMB_CUDA_BUCKETS]; /* one eager step of this size ran (GEMM algorithms chosen) */
+    struct cuda_gemm *gemm;            /* cuBLASLt plans per shape (backend_cuda_gemm.c) */
+    size_t blas_ws_bytes;
     size_t peak_bytes;
     struct cuda_prof *prof; /* LMB_PROFILE=1: per-operation timing (backend_cuda_prof.c) */
+    struct lmb_cuda_awq *awq; /* AWQ: W4A16 linears and their workspace (backend_awq_cuda.c); NULL otherwise */
 } cuda_backend;
 
 /* backend_cuda_prof.c: operation categories, marks before each, a step's close, the table at exit */
@@ -82,6 +87,12 @@ int lmb_cuda_prof_init(cuda_backend *c, lmb_error *err);
 void lmb_cuda_prof_mark(cuda_backend *c, int cat);
 void lmb_cuda_prof_step(cuda_backend *c, bool prefill, int tokens);
 void lmb_cuda_prof_report(cuda_backend *c);
+
+/* backend_cuda_gemm.c: y[M,N] = x[M,K] W[N,K]^T through GEMV, tuned cuBLASLt or cublasGemmEx */
+int lmb_cuda_gemm_init(cuda_backend *c, lmb_error *err);
+void lmb_cuda_gemm_free(cuda_backend *c);
+int lmb_cuda_gemm(cuda_backend *c, const void *x, const void *w, void *y, int M, int N, int K, bool f32_out,
+                  lmb_error *err);
 
 /* backend_cuda_forward.c */
 int lmb_cuda_forward(lmb_backend *b, const lmb_batch *batch, float *logits, int32_t *tokens, lmb_error *err);

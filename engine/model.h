@@ -112,6 +112,9 @@ void lmb_model_close(lmb_model *m);
  * "mistral-7b", "qwen2-7b", "tinyllama-1.1b"): tensor views carry shapes and dtype but no data, and a
  * backend that accepts random_weights fills them itself (the CUDA backend, for benchmarks). */
 int lmb_model_random(const char *shape, lmb_dtype dtype, lmb_model **out, lmb_error *err);
+/* Turns a lmb_model_random model into an AWQ W4A16 one (AutoAWQ GEMM layout, this group size; fp16
+ * elsewhere), still without data: the CUDA backend generates the packed weights (benchmarks). */
+int lmb_model_random_awq(lmb_model *m, int group, lmb_error *err);
 /* The names lmb_model_random knows, comma-separated. */
 const char *lmb_model_random_shapes(void);
 

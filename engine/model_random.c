@@ -84,3 +84,36 @@ int lmb_model_random(const char *name, lmb_dtype dtype, lmb_model **out, lmb_err
     *out = m;
     return 0;
 }
+
+/* Linear views in AutoAWQ's GEMM layout, no data (the CUDA backend generates the packed words). */
+static void awq_view(lmb_linear *l, int group) {
+    lmb_tensor bias = l->bias;
+    *l = (lmb_linear){.in = l->in, .out = l->out};
+    l->qweight = view(LMB_I32, l->in, l->out / 8);
+    l->qzeros = view(LMB_I32, l->in / group, l->out / 8);
+    l->scales = view(LMB_F16, l->in / group, l->out);
+    if (lmb_tensor_present(&bias) || bias.ndim) l->bias = view(LMB_F16, l->out, 0);
+}
+
+int lmb_model_random_awq(lmb_model *m, int group, lmb_error *err) {
+    lmb_model_config *c = &m->cfg;
+    if (!m->random_weights) return lmb_fail(err, "lmb_model_random_awq takes a model made by lmb_model_random");
+    if (group < 8 || c->hidden % group || c->ffn % group || (c->n_heads * c->head_dim) % group)
+        return lmb_fail(err, "%s: AWQ group size %d does not divide its widths", m->dir, group);
+    c->quant = (lmb_quant_config){.awq = true, .bits = 4, .group_size = group};
+    c->dtype = LMB_F16;
+    snprintf(m->dir + strlen(m->dir), sizeof m->dir - strlen(m->dir), " (AWQ W4A16, group %d)", group);
+    lmb_weights *w = &m->w;
+    w->embed.dtype = w->final_norm.dtype = LMB_F16;
+    w->embed.nbytes = (size_t)lmb_tensor_numel(&w->embed) * 2;
+    w->final_norm.nbytes = (size_t)lmb_tensor_numel(&w->final_norm) * 2;
+    if (!c->tied_embeddings) w->head.w = view(LMB_F16, c->vocab, c->hidden);
+    for (int l = 0; l < c->n_layers; l++) {
+        lmb_layer_weights *L = &w->layers[l];
+        L->attn_norm = view(LMB_F16, c->hidden, 0);
+        L->ffn_norm = view(LMB_F16, c->hidden, 0);
+        lmb_linear *ls[] = {&L->q, &L->k, &L->v, &L->o, &L->gate, &L->up, &L->down};
+        for (int i = 0; i < 7; i++) awq_view(ls[i], group);
+    }
+    return 0;
+}

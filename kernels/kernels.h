@@ -66,4 +66,23 @@ void lmb_cpu_attention(float *out, const float *q, const lmb_kv_pool *p, int lay
                        const int32_t *q_start, const int32_t *positions, const int32_t *block_tables,
                        int max_blocks, float scale, float *scratch, int max_ctx);
 
+/* AWQ W4A16, AutoAWQ's GEMM layout (what quantize/ writes and AutoAWQ checkpoints hold) for a linear of
+ * K inputs and N outputs, groups of `group` input channels:
+ *   qweight int32 [K, N/8]: word (k, c) holds the 4-bit codes of outputs 8c..8c+7 at input k, nibble i
+ *                           (bits 4i..4i+3) holding output 8c + LMB_AWQ_ORDER[i];
+ *   qzeros  int32 [K/group, N/8]: the zero points, packed the same way;
+ *   scales  fp16  [K/group, N].
+ * The weight is w[n, k] = (q[k, n] - z[k/group, n]) * scales[k/group, n]. */
+#define LMB_AWQ_ORDER {0, 2, 4, 6, 1, 3, 5, 7}         /* nibble i -> output column within the word */
+#define LMB_AWQ_REVERSE_ORDER {0, 4, 1, 5, 2, 6, 3, 7} /* output column within the word -> nibble */
+
+/* Dequantizes to the dense W [N, K] fp32 ([out, in], as HF stores linears).  The packed buffers may be
+ * unaligned (they can point into a mapped safetensors file).  N % 8 == 0 and K % group == 0. */
+void lmb_cpu_awq_dequant(float *W, const void *qweight, const void *qzeros, const void *scales, int K, int N,
+                         int group);
+
+/* The CPU reference of the W4A16 GEMM: y[M, N] = x[M, K] W^T with W dequantized as above, fp32. */
+void lmb_cpu_w4a16_matmul(float *y, const float *x, const void *qweight, const void *qzeros, const void *scales,
+                          int M, int N, int K, int group);
+
 #endif

@@ -118,6 +118,34 @@ typedef struct lmb_cuda_sample_params {
 int lmb_cuda_sample(int32_t *out, float *logits, const lmb_cuda_sample_params *params, const int32_t *history,
                     int n, int vocab, lmb_stream s);
 
+/* ---- AWQ W4A16 (kernels/cuda/w4a16.cu) ----------------------------------------------------------------
+ * y [M, N] fp16 = x [M, K] fp16 W^T, W in AutoAWQ's GEMM layout (kernels.h): qweight [K, N/8], qzeros
+ * [K/group, N/8] int32, scales [K/group, N] fp16; N % 8 == 0, K % group == 0.  fp32 accumulation. */
+#define LMB_W4A16_GEMV_MAX_M 8  /* rows the gemv path takes */
+#define LMB_W4A16_MAX_SPLITS 32 /* K splits of the gemv path */
+
+/* gemv (M <= 8): reads each packed weight once.  splits > 1 splits K over CTAs: partial sums go to ws
+ * (lmb_cuda_w4a16_gemv_workspace(max N) bytes) and the last CTA per column tile adds them in order, counted
+ * with tickets (lmb_cuda_w4a16_gemv_tickets(max N) ints, zeroed once at allocation; every launch leaves them
+ * zero).  lmb_cuda_w4a16_gemv_splits picks splits for a device with n_sm SMs. */
+int lmb_cuda_w4a16_gemv_splits(int M, int N, int K, int group, int n_sm);
+size_t lmb_cuda_w4a16_gemv_workspace(int max_n);
+size_t lmb_cuda_w4a16_gemv_tickets(int max_n);
+int lmb_cuda_w4a16_gemv(void *y, const void *x, const int32_t *qweight, const int32_t *qzeros, const void *scales,
+                        int M, int N, int K, int group, int splits, float *ws, int *tickets, lmb_stream s);
+
+/* Tensor-core GEMM (WMMA, any M): needs K % 32 == 0, group % 32 == 0 and x 16-byte aligned. */
+int lmb_cuda_w4a16_mma(void *y, const void *x, const int32_t *qweight, const int32_t *qzeros, const void *scales,
+                       int M, int N, int K, int group, lmb_stream s);
+
+/* Dequantizes output columns [n_begin, n_begin + n_count) to w, fp16 [K, n_count] row-major (so cuBLAS can
+ * take it as a column-major [n_count, K] matrix); n_begin, n_count multiples of 8, w 16-byte aligned. */
+int lmb_cuda_w4a16_dequant(void *w, const int32_t *qweight, const int32_t *qzeros, const void *scales, int N, int K,
+                           int group, int n_begin, int n_count, lmb_stream s);
+
+/* p[i] = random 32-bit words, deterministic in (seed, i): random AWQ weights for benchmarks. */
+int lmb_cuda_fill_bits(void *p, size_t n_words, unsigned long long seed, lmb_stream s);
+
 #ifdef __cplusplus
 }
 #endif

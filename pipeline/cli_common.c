@@ -1,6 +1,7 @@
 /* cli_common.c — see cli_common.h. */
 #include "cli_common.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "../engine/kv_memory.h"
@@ -122,5 +123,24 @@ int lmb_cli_sampling_defaults(const lmb_cli_sampling *s, lmb_item_defaults *d, u
         d->stop[d->n_stop++] = s->stop.items[i];
     }
     *seed = (uint64_t)s->seed;
+    return 0;
+}
+
+/* "0,1,3" -> devices; no repeats. */
+int lmb_parse_devices(const char *text, int *devices, int cap, int *n, lmb_error *err) {
+    *n = 0;
+    const char *p = text;
+    while (*p) {
+        char *end;
+        long d = strtol(p, &end, 10);
+        if (end == p || d < 0 || d > 1 << 20 || (*end && *end != ','))
+            return lmb_fail(err, "--devices expects a list of device numbers like 0,1,2, got \"%s\"", text);
+        for (int i = 0; i < *n; i++)
+            if (devices[i] == d) return lmb_fail(err, "--devices names device %ld twice", d);
+        if (*n == cap) return lmb_fail(err, "--devices: at most %d devices", cap);
+        devices[(*n)++] = (int)d;
+        p = *end ? end + 1 : end;
+    }
+    if (*n == 0) return lmb_fail(err, "--devices is empty");
     return 0;
 }

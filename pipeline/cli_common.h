@@ -34,4 +34,7 @@ int lmb_cli_sampling_opts(lmb_arg *opts, int n, lmb_cli_sampling *s);
 /* Validates and writes the run-wide defaults (seed goes to *seed). */
 int lmb_cli_sampling_defaults(const lmb_cli_sampling *s, lmb_item_defaults *d, uint64_t *seed, lmb_error *err);
 
+/* "0,1,3" (--devices) -> devices[0..*n); a device named twice fails. */
+int lmb_parse_devices(const char *text, int *devices, int cap, int *n, lmb_error *err);
+
 #endif

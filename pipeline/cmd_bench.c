@@ -76,6 +76,20 @@ done:
     return rc;
 }
 
+/* Submits reqs [0, n) as greedy requests with ids id0 + i; max_tokens capped at cap when cap > 0. */
+static int submit_all(lmb_engine *e, const bench_req *reqs, int n, uint64_t id0, int cap, bool ignore_eos,
+                      lmb_error *err) {
+    for (int i = 0; i < n; i++) {
+        lmb_request r = {.id = id0 + (uint64_t)i, .prompt = reqs[i].ids, .n_prompt = (size_t)reqs[i].n};
+        lmb_sampling_default(&r.sampling);
+        r.sampling.temperature = 0;
+        r.sampling.max_tokens = cap > 0 && reqs[i].max_tokens > cap ? cap : reqs[i].max_tokens;
+        r.sampling.ignore_eos = ignore_eos;
+        if (lmb_engine_submit(e, &r, err)) return -1;
+    }
+    return 0;
+}
+
 int lmb_cmd_bench(int argc, char **argv) {
     const char *model = NULL, *random_shape = NULL, *dataset = NULL, *dtype_s = "fp16";
     long num_prompts = 1000, input_len = 512, output_len = 256, seed = 0;
@@ -85,7 +99,7 @@ int lmb_cmd_bench(int argc, char **argv) {
     lmb_arg opts[32] = {
         {"--model", LMB_ARG_STRING, &model, "model folder"},
         {"--random-weights", LMB_ARG_STRING, &random_shape, "a model of this shape with random weights (CUDA)"},
-        {"--dtype", LMB_ARG_STRING, &dtype_s, "fp16 (default) or bf16, for --random-weights"},
+        {"--dtype", LMB_ARG_STRING, &dtype_s, "fp16 (default), bf16 or awq (W4A16, group 128), for --random-weights"},
         {"--num-prompts", LMB_ARG_INT, &num_prompts, "random prompts (default 1000)"},
         {"--input-len", LMB_ARG_INT, &input_len, "tokens per random prompt (default 512)"},
         {"--output-len", LMB_ARG_INT, &output_len, "tokens to generate per prompt (default 256)"},
@@ -123,7 +137,8 @@ int lmb_cmd_bench(int argc, char **argv) {
     }
     rc = LMB_EXIT_MODEL;
     double t_load = lmb_now();
-    if (random_shape ? lmb_model_random(random_shape, strcmp(dtype_s, "bf16") ? LMB_F16 : LMB_BF16, &m, &err)
+    if (random_shape ? lmb_model_random(random_shape, strcmp(dtype_s, "bf16") ? LMB_F16 : LMB_BF16, &m, &err) ||
+                           (strcmp(dtype_s, "awq") == 0 && lmb_model_random_awq(m, 128, &err))
                      : lmb_model_open(model, &m, &err)) {
         fprintf(stderr, "lmbatch bench: %s\n", err.msg);
         goto done;
@@ -158,50 +173,26 @@ int lmb_cmd_bench(int argc, char **argv) {
      * lazily), cuBLAS's first calls and the decode graphs of that batch size stay out of the figures. */
     if (!no_warmup) {
         int nw = nreq < cfg.max_seqs ? nreq : cfg.max_seqs;
-        for (int i = 0; i < nw; i++) {
-            lmb_request r = {.id = (1ULL << 40) + (uint64_t)i, .prompt = reqs[i].ids, .n_prompt = (size_t)reqs[i].n};
-            lmb_sampling_default(&r.sampling);
-            r.sampling.temperature = 0;
-            r.sampling.max_tokens = reqs[i].max_tokens < 8 ? reqs[i].max_tokens : 8;
-            r.sampling.ignore_eos = true;
-            if (lmb_engine_submit(e, &r, &err)) {
-                fprintf(stderr, "lmbatch bench: %s\n", err.msg);
-                goto done;
-            }
-        }
+        if (submit_all(e, reqs, nw, 1ULL << 40, 8, true, &err)) goto fail;
         while (lmb_engine_pending(e) > 0) {
             const lmb_event *ev;
             int ne;
-            if (lmb_engine_step(e, &ev, &ne, &err)) {
-                fprintf(stderr, "lmbatch bench: %s\n", err.msg);
-                goto done;
-            }
+            if (lmb_engine_step(e, &ev, &ne, &err)) goto fail;
         }
         lmb_engine_reset_stats(e);
     }
     long prompt_tokens = 0, output_tokens = 0;
     double t0 = lmb_now();
     for (int i = 0; i < nreq; i++) {
-        lmb_request r = {.id = (uint64_t)i, .prompt = reqs[i].ids, .n_prompt = (size_t)reqs[i].n};
-        lmb_sampling_default(&r.sampling);
-        r.sampling.temperature = 0;
-        r.sampling.max_tokens = reqs[i].max_tokens;
-        r.sampling.ignore_eos = ignore_eos;
         reqs[i].first_token = -1;
         prompt_tokens += reqs[i].n;
-        if (lmb_engine_submit(e, &r, &err)) {
-            fprintf(stderr, "lmbatch bench: %s\n", err.msg);
-            goto done;
-        }
     }
+    if (submit_all(e, reqs, nreq, 0, 0, ignore_eos, &err)) goto fail;
     int finished = 0, failed = 0;
     while (lmb_engine_pending(e) > 0) {
         const lmb_event *ev;
         int ne;
-        if (lmb_engine_step(e, &ev, &ne, &err)) {
-            fprintf(stderr, "lmbatch bench: %s\n", err.msg);
-            goto done;
-        }
+        if (lmb_engine_step(e, &ev, &ne, &err)) goto fail;
         double now = lmb_now() - t0;
         for (int k = 0; k < ne; k++) {
             bench_req *b = &reqs[ev[k].id];
@@ -250,6 +241,9 @@ int lmb_cmd_bench(int argc, char **argv) {
     }
     rc = failed ? LMB_EXIT_PARTIAL : LMB_EXIT_OK;
     (void)finished;
+    goto done;
+fail:
+    fprintf(stderr, "lmbatch bench: %s\n", err.msg);
 done:
     free(ttft);
     for (int i = 0; i < nreq; i++) free(reqs[i].ids);

@@ -104,22 +104,25 @@ static int bench(const lmb_tokenizer *t, const char *file, int flags, lmb_error 
         warm += now_s() - a;
         reps++;
     }
-    size_t lines = 0;
+    size_t lines = 0, line_tok = 0;
     double a = now_s();
     for (size_t i = 0; i < len;) {
         const char *nl = memchr(text + i, '\n', len - i);
         size_t e = nl ? (size_t)(nl - text) + 1 : len;
         ids.n = 0;
         if (lmb_tokenizer_encode(t, text + i, e - i, flags, &ids, err)) goto done;
+        line_tok += ids.n;
         lines++;
         i = e;
     }
     double per_line = now_s() - a;
-    double mb = (double)len / 1e6;
+    double mb = (double)len / 1e6, mtok = (double)ntok / 1e6;
     printf("file: %s (%zu bytes, %zu tokens, %.2f bytes/token)\n", file, len, ntok, ntok ? (double)len / (double)ntok : 0.0);
-    printf("whole text, first pass (cold cache): %.3f s  %.2f MB/s\n", cold, mb / cold);
-    printf("whole text, %d warm passes:          %.3f s each  %.2f MB/s\n", reps, warm / reps, mb * reps / warm);
-    printf("line by line (%zu lines):           %.3f s  %.2f MB/s\n", lines, per_line, mb / per_line);
+    printf("whole text, first pass (cold cache): %.3f s  %.2f MB/s  %.2f M tok/s\n", cold, mb / cold, mtok / cold);
+    printf("whole text, %d warm passes:          %.3f s each  %.2f MB/s  %.2f M tok/s\n", reps, warm / reps,
+           mb * reps / warm, mtok * reps / warm);
+    printf("line by line (%zu lines):           %.3f s  %.2f MB/s  %.2f M tok/s\n", lines, per_line, mb / per_line,
+           (double)line_tok / 1e6 / per_line);
     rc = 0;
 done:
     lmb_ids_free(&ids);

@@ -28,8 +28,9 @@ static const struct {
     {"version", cmd_version, "print the version"},
     {"inspect", lmb_cmd_inspect, "show a model folder's config, weight bytes and KV-cache cost"},
     {"tokenize", lmb_cmd_tokenize, "text -> token ids (or --decode ids -> text) with a model's tokenizer"},
-    /* temporary: becomes `quantize kv` in cmd_quantize.c's table when the quantize command is merged */
-    {"quantize-kv", lmb_cmd_quantize_kv, "offline KV-cache int8/int4 scales from calibration text (--kv-params)"},
+    {"merge", lmb_cmd_merge, "join the shard outputs of a batch (--shard K/N), checking they are complete"},
+    {"job", lmb_cmd_job, "run or check a job file (inputs, model, quantize stage, output; safe under cron)"},
+    {"quantize", lmb_cmd_quantize, "quantize a model folder: `quantize awq` (W4A16 weights), `quantize kv` (KV-cache scales)"},
 };
 
 static void usage(FILE *f) {

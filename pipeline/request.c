@@ -14,6 +14,7 @@ void lmb_item_free(lmb_item *it) {
     }
     free(it->messages);
     for (int i = 0; i < it->n_stop; i++) free(it->stop[i]);
+    free(it->model);
     memset(it, 0, sizeof *it);
 }
 
@@ -55,12 +56,14 @@ static int get_int(json_t *o, const char *key, long long lo, long long hi, long 
     return 0;
 }
 
-static int parse_sampling(json_t *o, lmb_item *it, lmb_error *err) {
+int lmb_item_parse_sampling(json_t *o, lmb_item *it, lmb_error *err) {
     lmb_sampling *s = &it->sampling;
     double d;
     long long i;
     bool f;
     if (get_int(o, "max_tokens", 1, 1 << 30, &i, &f, err)) return -1;
+    if (f) s->max_tokens = (int)i;
+    if (get_int(o, "max_completion_tokens", 1, 1 << 30, &i, &f, err)) return -1; /* OpenAI's newer name */
     if (f) s->max_tokens = (int)i;
     if (get_number(o, "temperature", 0, 100, false, &d, &f, err)) return -1;
     if (f) s->temperature = (float)d;
@@ -116,7 +119,42 @@ static int parse_sampling(json_t *o, lmb_item *it, lmb_error *err) {
     return 0;
 }
 
-static int parse_messages(json_t *v, lmb_item *it, lmb_error *err) {
+/* A message's content: a string, or an array of {"type": "text", "text": ...} parts joined together. */
+static char *content_text(json_t *c, size_t k, lmb_error *err) {
+    if (json_is_string(c)) {
+        char *s = dup_str(json_string_value(c));
+        if (!s) lmb_fail(err, "out of memory");
+        return s;
+    }
+    if (!json_is_array(c)) {
+        lmb_fail(err, "messages[%zu] must be an object with string \"role\" and \"content\"", k);
+        return NULL;
+    }
+    size_t total = 1;
+    for (size_t j = 0; j < json_array_size(c); j++) {
+        json_t *p = json_array_get(c, j), *type = json_object_get(p, "type"), *text = json_object_get(p, "text");
+        if (!json_is_string(type) || strcmp(json_string_value(type), "text") != 0 || !json_is_string(text)) {
+            lmb_fail(err, "messages[%zu].content[%zu] must be a {\"type\": \"text\", \"text\": ...} part (only text "
+                     "content is supported)", k, j);
+            return NULL;
+        }
+        total += json_string_length(text);
+    }
+    char *s = malloc(total), *w = s;
+    if (!s) {
+        lmb_fail(err, "out of memory");
+        return NULL;
+    }
+    for (size_t j = 0; j < json_array_size(c); j++) {
+        json_t *text = json_object_get(json_array_get(c, j), "text");
+        memcpy(w, json_string_value(text), json_string_length(text));
+        w += json_string_length(text);
+    }
+    *w = '\0';
+    return s;
+}
+
+int lmb_item_parse_messages(json_t *v, lmb_item *it, lmb_error *err) {
     if (!json_is_array(v) || json_array_size(v) == 0)
         return lmb_fail(err, "field \"messages\" must be a non-empty array of {\"role\", \"content\"} objects");
     size_t n = json_array_size(v);
@@ -125,65 +163,56 @@ static int parse_messages(json_t *v, lmb_item *it, lmb_error *err) {
     for (size_t k = 0; k < n; k++) {
         json_t *m = json_array_get(v, k);
         json_t *role = json_object_get(m, "role"), *content = json_object_get(m, "content");
-        if (!json_is_object(m) || !json_is_string(role) || !json_is_string(content))
+        if (!json_is_object(m) || !json_is_string(role) || !content)
             return lmb_fail(err, "messages[%zu] must be an object with string \"role\" and \"content\"", k);
+        char *text = content_text(content, k, err);
+        if (!text) return -1;
+        it->messages[k].content = text;
         it->messages[k].role = dup_str(json_string_value(role));
-        it->messages[k].content = dup_str(json_string_value(content));
         it->n_messages++;
-        if (!it->messages[k].role || !it->messages[k].content) return lmb_fail(err, "out of memory");
+        if (!it->messages[k].role) return lmb_fail(err, "out of memory");
     }
+    return 0;
+}
+
+int lmb_item_init(lmb_item *it, long line_no, const lmb_item_defaults *d, lmb_error *err) {
+    memset(it, 0, sizeof *it);
+    it->line = line_no;
+    it->sampling = d->sampling;
+    it->format = LMB_FMT_PLAIN;
+    it->n = 1;
+    for (int k = 0; k < d->n_stop; k++)
+        if (!(it->stop[it->n_stop++] = dup_str(d->stop[k]))) return lmb_fail(err, "out of memory");
     return 0;
 }
 
 int lmb_item_parse(const char *line, size_t len, long line_no, const lmb_item_defaults *d, lmb_item *it,
                    lmb_error *err) {
-    memset(it, 0, sizeof *it);
-    it->line = line_no;
-    it->sampling = d->sampling;
-    for (int k = 0; k < d->n_stop; k++)
-        if (!(it->stop[it->n_stop++] = dup_str(d->stop[k]))) return lmb_fail(err, "out of memory");
-    json_error_t je;
-    json_t *o = json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
-    if (!o) return lmb_fail(err, "not valid JSON (column %d: %s)", je.column, je.text);
-    int rc = -1;
-    if (!json_is_object(o)) {
-        lmb_fail(err, "a line must be a JSON object");
-        goto done;
-    }
-    json_t *id = json_object_get(o, "id");
-    if (!id || json_is_null(id)) {
-        it->id = json_integer(line_no);
-    } else if (json_is_string(id) || json_is_integer(id)) {
-        it->id = json_incref(id);
-    } else {
-        lmb_fail(err, "field \"id\" must be a string or an integer");
-        goto done;
-    }
-    json_t *prompt = json_object_get(o, "prompt"), *messages = json_object_get(o, "messages");
-    if (prompt && messages) {
-        lmb_fail(err, "a line has either \"prompt\" or \"messages\", not both");
-        goto done;
-    }
-    if (prompt) {
-        if (!json_is_string(prompt)) {
-            lmb_fail(err, "field \"prompt\" must be a string");
-            goto done;
-        }
-        if (!(it->prompt = dup_str(json_string_value(prompt)))) {
-            lmb_fail(err, "out of memory");
-            goto done;
-        }
-    } else if (messages) {
-        if (parse_messages(messages, it, err)) goto done;
-    } else {
-        lmb_fail(err, "a line needs \"prompt\" (a string) or \"messages\" (an array)");
-        goto done;
-    }
-    if (parse_sampling(o, it, err)) goto done;
-    rc = 0;
-done:
-    json_decref(o);
+    if (lmb_item_init(it, line_no, d, err)) return -1;
+    lmb_input_ident ident;
+    lmb_ident_input(line, len, LMB_FMT_PLAIN, NULL, line_no, false, &ident);
+    int rc = ident.root && ident.id ? lmb_item_parse_object(ident.root, ident.id, line_no, d, it, err)
+                                    : lmb_fail(err, "%s", ident.why);
+    lmb_input_ident_free(&ident);
     return rc;
+}
+
+int lmb_item_parse_object(json_t *o, json_t *id, long line_no, const lmb_item_defaults *d, lmb_item *it,
+                          lmb_error *err) {
+    lmb_item_free(it);
+    if (lmb_item_init(it, line_no, d, err)) return -1;
+    it->id = json_incref(id);
+    json_t *prompt = json_object_get(o, "prompt"), *messages = json_object_get(o, "messages");
+    if (prompt && messages) return lmb_fail(err, "a line has either \"prompt\" or \"messages\", not both");
+    if (prompt) {
+        if (!json_is_string(prompt)) return lmb_fail(err, "field \"prompt\" must be a string");
+        if (!(it->prompt = dup_str(json_string_value(prompt)))) return lmb_fail(err, "out of memory");
+    } else if (messages) {
+        if (lmb_item_parse_messages(messages, it, err)) return -1;
+    } else {
+        return lmb_fail(err, "a line needs \"prompt\" (a string) or \"messages\" (an array)");
+    }
+    return lmb_item_parse_sampling(o, it, err);
 }
 
 uint64_t lmb_item_id_hash(const lmb_item *it) {

@@ -154,8 +154,9 @@ int lmb_added_parse(json_t *list, lmb_tokenizer *t, const char *path, lmb_error 
         if (!json_is_object(o) || !json_is_integer(id) || !json_is_string(content))
             return lmb_fail(err, "%s: added_tokens[%zu]: expected {\"id\": integer, \"content\": string, ...}", path, i);
         json_int_t v = json_integer_value(id);
-        if (v < 0 || v > INT32_MAX - 1)
-            return lmb_fail(err, "%s: added_tokens[%zu].id: %lld is out of range", path, i, (long long)v);
+        if (v < 0 || v > LMB_TOK_MAX_ID)
+            return lmb_fail(err, "%s: added_tokens[%zu].id: %lld is out of range (0 to %d)", path, i, (long long)v,
+                            LMB_TOK_MAX_ID);
         lmb_added *a = &t->added[t->n_added++];
         a->len = json_string_length(content);
         if (!(a->content = malloc(a->len + 1))) return lmb_fail(err, "out of memory");

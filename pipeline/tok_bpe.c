@@ -130,7 +130,8 @@ static void cache_put(lmb_bpe_cache *c, const char *w, size_t n, uint64_t h, con
     /* ids are 4-byte aligned: the arena only ever grows by multiples of 4 */
     size_t koff = sh->keys.n, ioff = sh->ids.n;
     if (!present && lmb_buf_reserve(&sh->ids, n_ids * 4 + 4) == 0 && lmb_buf_append(&sh->keys, w, n) == 0) {
-        memcpy(sh->ids.p + ioff, ids, n_ids * 4);
+        /* a word of unknown characters without an unk token has no ids, and ids may then be NULL */
+        if (n_ids) memcpy(sh->ids.p + ioff, ids, n_ids * 4);
         sh->ids.n += n_ids * 4;
         sh->e[sh->n] = (cache_entry){h, (uint32_t)koff, (uint32_t)n, (uint32_t)ioff, (uint32_t)n_ids};
         sh->slots[j] = (uint32_t)++sh->n;
@@ -413,8 +414,11 @@ int lmb_bpe_parse(json_t *model, lmb_bpe *m, const char *path, lmb_error *err) {
     size_t key_len;
     json_t *val;
     json_object_keylen_foreach(vocab, key, key_len, val) {
-        if (!json_is_integer(val) || json_integer_value(val) < 0 || json_integer_value(val) >= INT32_MAX)
+        if (!json_is_integer(val) || json_integer_value(val) < 0)
             return lmb_fail(err, "%s: model.vocab[\"%s\"]: expected a non-negative integer id", path, key);
+        if (json_integer_value(val) > LMB_TOK_MAX_ID)
+            return lmb_fail(err, "%s: model.vocab[\"%s\"]: id %lld is too large (at most %d)", path, key,
+                            (long long)json_integer_value(val), LMB_TOK_MAX_ID);
         int32_t id = (int32_t)json_integer_value(val);
         if (lmb_strmap_put(&m->vocab, key, key_len, id)) return lmb_fail(err, "out of memory");
         if (id > m->max_id) m->max_id = id;

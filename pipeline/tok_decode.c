@@ -161,6 +161,17 @@ static int flush_bytes(toklist *out, lmb_buf *bytes) {
 
 /* Appends s with every occurrence of `what` replaced by `with` (and, if drop, removed). */
 static int replace_into(lmb_buf *b, const char *s, size_t n, const char *what, size_t wl, const char *with, size_t rl) {
+    if (wl == 0) { /* as Rust's str::replace with an empty pattern (BPEDecoder's suffix ""): `with` at every
+                    * character boundary, both ends included ("ab" -> " a b ") */
+        for (size_t i = 0; i < n;) {
+            size_t j = i;
+            uint32_t cp;
+            lmb_utf8_next(s, n, &j, &cp);
+            if (lmb_buf_append(b, with, rl) || lmb_buf_append(b, s + i, j - i)) return -1;
+            i = j;
+        }
+        return lmb_buf_append(b, with, rl);
+    }
     size_t done = 0;
     for (size_t i = 0; i + wl <= n;) {
         if (memcmp(s + i, what, wl) == 0) {

@@ -4,6 +4,12 @@
  * is the context, decoded again each step so that decoders that look at neighbours (Metaspace's leading
  * space, Strip, ByteFallback runs, split UTF-8 bytes) see the same tokens.  Text is cut by characters, not
  * bytes, so a chunk never starts or ends inside a UTF-8 sequence.
+ *
+ * The window is only sound when stripping at its start removes what it would remove anywhere: true for
+ * Metaspace and a one-character Strip (the text before the window is never empty where it matters), false
+ * for a Strip of two or more leading characters or of trailing ones, e.g. ids for "▁", "▁", "▁" after text
+ * with Strip(start=2): the window "  " strips to nothing where the full text keeps a space.  For those
+ * tokenizers (t->detok_from_start) the window always starts at the first id: quadratic, but exact.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -42,11 +48,14 @@ static int step(lmb_detok *d, const lmb_tokenizer *t, bool final, char **out, si
         text[tl - cut] = '\0';
         *out = text;
         *out_len = tl - cut;
-        d->prefix_offset = d->read_offset;
+        d->prefix_offset = t->detok_from_start ? 0 : d->read_offset;
         d->read_offset = d->ids.n;
         return 0;
     }
-    if (final) d->prefix_offset = d->read_offset = d->ids.n;
+    if (final) {
+        d->read_offset = d->ids.n;
+        d->prefix_offset = t->detok_from_start ? 0 : d->ids.n;
+    }
     text[0] = '\0';
     *out = text;
     return 0;

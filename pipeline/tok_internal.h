@@ -205,6 +205,10 @@ typedef struct lmb_decoder {
     size_t start, stop; /* STRIP */
 } lmb_decoder;
 
+/* Token ids index dense tables (id -> text, special flags), so a file with an absurd id would make the loader
+ * allocate gigabytes; real vocabularies stay far below this (the largest are ~260k). */
+#define LMB_TOK_MAX_ID 16777215
+
 /* ---- the tokenizer ---------------------------------------------------------------------------------- */
 
 struct lmb_tokenizer {
@@ -222,6 +226,7 @@ struct lmb_tokenizer {
     bool has_decoder;
     lmb_decoder *dec;
     size_t n_dec;
+    bool detok_from_start; /* lmb_detok decodes from the first id each step (see tok_detok.c) */
     /* id -> text, added tokens taking precedence over the model, as HF's decode does */
     const char **tok;
     uint32_t *tok_len;

@@ -150,7 +150,10 @@ int lmb_pretok_parse(json_t *j, lmb_pretok **steps, size_t *n, const char *where
         s.behavior = LMB_SPLIT_REMOVED;
     } else if (strcmp(ty, "CharDelimiterSplit") == 0) {
         json_t *d = json_object_get(j, "delimiter");
-        if (!json_is_string(d) || json_string_length(d) == 0)
+        size_t i = 0, dl = json_string_length(d);
+        uint32_t cp;
+        /* HF's delimiter is a Rust char: it refuses longer strings, and so do we */
+        if (!json_is_string(d) || dl == 0 || !lmb_utf8_next(json_string_value(d), dl, &i, &cp) || i != dl)
             return lmb_fail(err, "%s.delimiter: expected a one-character string", where);
         rc = literal(&s.pat, json_string_value(d), json_string_length(d), err);
         s.behavior = LMB_SPLIT_REMOVED;

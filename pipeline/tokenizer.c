@@ -80,8 +80,9 @@ static int template_special(json_t *specials, const char *name, idvec *into, con
         return lmb_fail(err, "%s.special_tokens: no entry \"%s\" with an \"ids\" array", where, name);
     for (size_t i = 0; i < json_array_size(ids); i++) {
         json_t *x = json_array_get(ids, i);
-        if (!json_is_integer(x) || json_integer_value(x) < 0 || json_integer_value(x) >= INT32_MAX)
-            return lmb_fail(err, "%s.special_tokens[\"%s\"].ids[%zu]: expected a non-negative integer", where, name, i);
+        if (!json_is_integer(x) || json_integer_value(x) < 0 || json_integer_value(x) > LMB_TOK_MAX_ID)
+            return lmb_fail(err, "%s.special_tokens[\"%s\"].ids[%zu]: expected an integer id from 0 to %d", where, name,
+                            i, LMB_TOK_MAX_ID);
         int32_t id = (int32_t)json_integer_value(x);
         if (idvec_append(into, &id, 1)) return lmb_fail(err, "out of memory");
     }
@@ -156,8 +157,11 @@ static int parse_post(json_t *j, idvec *pre, idvec *suf, const char *where, lmb_
     if (strcmp(ty, "TemplateProcessing") == 0) return parse_template(j, pre, suf, where, err);
     if (strcmp(ty, "BertProcessing") == 0 || strcmp(ty, "RobertaProcessing") == 0) {
         json_t *cls = json_array_get(json_object_get(j, "cls"), 1), *sep = json_array_get(json_object_get(j, "sep"), 1);
-        if (!json_is_integer(cls) || !json_is_integer(sep))
-            return lmb_fail(err, "%s: expected \"cls\" and \"sep\" as [token, id]", where);
+        if (!json_is_integer(cls) || !json_is_integer(sep) || json_integer_value(cls) < 0 ||
+            json_integer_value(sep) < 0 || json_integer_value(cls) > LMB_TOK_MAX_ID ||
+            json_integer_value(sep) > LMB_TOK_MAX_ID)
+            return lmb_fail(err, "%s: expected \"cls\" and \"sep\" as [token, id] with ids from 0 to %d", where,
+                            LMB_TOK_MAX_ID);
         int32_t c = (int32_t)json_integer_value(cls), s = (int32_t)json_integer_value(sep);
         if (idvec_append(pre, &c, 1) || idvec_append(suf, &s, 1)) return lmb_fail(err, "out of memory");
         return 0;
@@ -253,6 +257,11 @@ static int load_root(json_t *root, const char *path, lmb_tokenizer **out, lmb_er
     t->has_decoder = dec && !json_is_null(dec);
     snprintf(where, sizeof where, "%s: decoder", path);
     if (t->has_decoder && lmb_decoder_parse(dec, &t->dec, &t->n_dec, where, err)) goto fail;
+    /* A Strip decoder that removes more than one leading character, or trailing ones, makes the text of a
+     * window of ids depend on where the window starts; lmb_detok's sliding window would then lose text
+     * (Llama's Strip removes one leading space, which the window handles). */
+    for (size_t i = 0; i < t->n_dec; i++)
+        if (t->dec[i].kind == LMB_DEC_STRIP && (t->dec[i].start > 1 || t->dec[i].stop > 0)) t->detok_from_start = true;
     if (build_tables(t, path, err)) goto fail;
     *out = t;
     return 0;

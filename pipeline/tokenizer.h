@@ -9,7 +9,8 @@
  * NFKD, Lowercase, Strip; pre-tokenizers Sequence, Split, Metaspace, ByteLevel, Digits, Whitespace,
  * WhitespaceSplit, CharDelimiterSplit, Punctuation; post-processors TemplateProcessing, ByteLevel,
  * BertProcessing, RobertaProcessing, Sequence, null; decoders Sequence, ByteFallback, Metaspace, ByteLevel,
- * Fuse, Strip, Replace, BPEDecoder.  Anything else fails to load with a message naming the type.
+ * Fuse, Strip, Replace, BPEDecoder.  Anything else fails to load with a message naming the type, as do ids
+ * above 16,777,215 (the id tables are dense).
  *
  * Invalid UTF-8 input: HF tokenizers only ever sees valid Unicode strings, so there is no reference for
  * it.  lmb_tokenizer_encode replaces each invalid sequence with U+FFFD first, exactly as Python's
@@ -74,7 +75,13 @@ int lmb_tokenizer_config_add_bos(const lmb_tokenizer *t);
  * This is vLLM's / TGI's method: decode the window ids[prefix_offset..] and the context ids[prefix_offset..
  * read_offset]; when the window's text is longer and does not end in U+FFFD (an incomplete character),
  * emit the characters past the context and move the window.  Chunks are whole characters, so each is
- * valid UTF-8; for well-formed output their concatenation equals lmb_tokenizer_decode of all the ids. */
+ * valid UTF-8.  Their concatenation equals lmb_tokenizer_decode of all the ids whenever that decode is
+ * prefix-stable (the text of the first k ids, less a trailing U+FFFD, begins the text of all of them), as
+ * it is for well-formed output.  Where HF's own rules rewrite earlier text no stream can match, since text
+ * once emitted stays: ByteFallback turns a whole run of byte tokens into U+FFFDs once the run proves not
+ * to be UTF-8, and a BPEDecoder with an empty suffix spaces out every token but the last.  (Tokenizers with
+ * a Strip decoder of two or more leading, or any trailing, characters are decoded from the first id at
+ * each step, since their window's text depends on where the window starts.) */
 typedef struct lmb_detok {
     lmb_ids ids;
     size_t prefix_offset; /* start of the window decoded for context */

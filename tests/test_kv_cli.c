@@ -1,6 +1,6 @@
 /* test_kv_cli.c — the KV-cache options as a user meets them, through the binary ($LMB_BIN, set by `make test`):
  * `--kv` / `--kv-params` on bench (with the memory report at start), `inspect --kv` (the computed memory
- * report, text and JSON), `quantize-kv` (usage; on ../shared's pycoder-22M: calibrate, then `ppl --kv int8
+ * report, text and JSON), `quantize kv` (usage; on ../shared's pycoder-22M: calibrate, then `ppl --kv int8
  * --kv-params` within 1% of the fp32 cache), and bad values as usage errors.
  */
 #include <criterion/criterion.h>
@@ -89,7 +89,7 @@ Test(kv_cli, bad_kv_values_are_usage_errors) {
     cr_assert_eq(run(args, &out, &errs), 2);
     cr_assert(strstr(errs, "--kv must be fp16, int8, int4 or all"), "%s", errs);
     free(out), free(errs);
-    cr_assert_eq(run("quantize-kv --model x", &out, &errs), 2);
+    cr_assert_eq(run("quantize kv --model x", &out, &errs), 2);
     cr_assert(strstr(errs, "usage: lmbatch quantize kv"), "%s", errs);
     free(out), free(errs);
 }
@@ -140,7 +140,7 @@ Test(kv_cli, quantize_kv_then_ppl_with_offline_scales) {
     LMB_TEST_NEED_SHARED(text, "data/pycode.valid.txt.gz");
     char params[256], args[2048], *out, *errs;
     lmb_path_join(params, sizeof params, tmp, "kv.json", NULL);
-    snprintf(args, sizeof args, "quantize-kv --quiet --model '%s' --calib '%s' --samples 2 --seqlen 64 --out '%s'", model,
+    snprintf(args, sizeof args, "quantize kv --quiet --model '%s' --calib '%s' --samples 2 --seqlen 64 --out '%s'", model,
              text, params);
     cr_assert_eq(run(args, &out, &errs), 0, "%s", errs);
     free(out), free(errs);

@@ -37,6 +37,20 @@ check)
         echo "{\"test\": \"run tiny-qwen2 cpu vs cuda\", \"status\": \"$s\"}" >>"$R"
     fi
     ;;
+awq)
+    # W4A16 (AWQ layout, group 128, random weights) against fp16 on the same shapes
+    B="bench --random-weights llama2-7b --backend cuda --ignore-eos --json"
+    lmb $B --dtype awq --num-prompts 3 --input-len 128 --output-len 256 --max-seqs 1 | sed 's/^{/{"case": "W4A16 bs1 128->256", /' | tee -a "$R"
+    lmb $B --dtype awq --num-prompts 128 --input-len 128 --output-len 128 --max-seqs 128 | sed 's/^{/{"case": "W4A16 bs128 128->128", /' | tee -a "$R"
+    lmb $B --dtype awq --num-prompts 1000 --input-len 512 --output-len 256 --max-batch-tokens 8192 |
+        sed 's/^{/{"case": "W4A16 offline 1000x(512->256)", /' | tee -a "$R"
+    ;;
+ab)
+    # the versions side by side: cuBLAS default algorithms vs timed cuBLASLt ones, at bs128
+    B="bench --random-weights llama2-7b --backend cuda --ignore-eos --json"
+    LMB_NO_GEMM_TUNE=1 lmb $B --num-prompts 128 --input-len 128 --output-len 128 --max-seqs 128 |
+        sed 's/^{/{"case": "bs128 128->128, untimed cuBLASLt", /' | tee -a "$R"
+    ;;
 bench1)
     B="bench --random-weights llama2-7b --backend cuda --ignore-eos --json"
     lmb $B --num-prompts 3 --input-len 128 --output-len 256 --max-seqs 1 | sed 's/^{/{"case": "bs1 128->256", /' | tee -a "$R"
@@ -89,5 +103,5 @@ for line in open(sys.argv[1]):
             print(f"{'  noise floor: HF fp16 vs HF fp32':<40} top1 {r['hf16_vs_hf32_top1']*100:.2f}%  rel_err {r['hf16_vs_hf32_rel_err']:.2e}")
             print(f"{'  lmbatch fp16 vs HF fp32':<40} top1 {r['lmbatch_vs_hf32_top1']*100:.2f}%  rel_err {r['lmbatch_vs_hf32_rel_err']:.2e}")
     elif r.get("engine") == "hf": print(f"{r['case']:<40} {r['output_tok_per_s']:>9.1f} out tok/s  ({r['seconds']} s, peak {r['peak_gpu_gb']} GB)")
-    else: print(f"{r['case']:<40} {r['output_tok_per_s']:>9.1f} out tok/s  ttft p50 {r['ttft_p50_s']:.3f} s  peak {r['peak_gpu_bytes']/2**30:.1f} GiB  steps {r['steps']}  load {r['load_s']} s")
+    else: print(f"{r['case']:<40} {r['output_tok_per_s']:>9.1f} out tok/s  ttft p50 {r['ttft_p50_s']:.3f} s  weights {r['weight_bytes']/2**30:.2f} GiB  steps {r['steps']}  preempt {r['preemptions']}")
 PY

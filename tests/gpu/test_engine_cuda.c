@@ -76,17 +76,7 @@ static void make_requests(lmb_request *reqs, const prompt_set *p, int n, bool sa
     for (int i = 0; i < n; i++) {
         reqs[i].prompt = p->ids[i];
         reqs[i].n_prompt = (size_t)p->len[i];
-        lmb_sampling_default(&reqs[i].sampling);
-        reqs[i].sampling.max_tokens = max_tokens;
-        reqs[i].sampling.ignore_eos = true;
-        if (sampled) {
-            reqs[i].sampling.temperature = 0.9f;
-            reqs[i].sampling.top_p = 0.9f;
-            reqs[i].sampling.top_k = 50;
-            reqs[i].sampling.seed = 1000 + (uint64_t)i;
-        } else {
-            reqs[i].sampling.temperature = 0;
-        }
+        lmb_test_sampling(&reqs[i].sampling, sampled, max_tokens, i);
     }
 }
 

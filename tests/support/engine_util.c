@@ -59,3 +59,17 @@ void lmb_test_free_greedy(lmb_test_greedy *g, int n) {
     for (int i = 0; i < n; i++) free(g[i].prompt), free(g[i].greedy);
     free(g);
 }
+
+void lmb_test_sampling(lmb_sampling *s, bool sampled, int max_tokens, int i) {
+    lmb_sampling_default(s);
+    s->max_tokens = max_tokens;
+    s->ignore_eos = true;
+    if (sampled) {
+        s->temperature = 0.9f;
+        s->top_p = 0.9f;
+        s->top_k = 50;
+        s->seed = 1000 + (uint64_t)i;
+    } else {
+        s->temperature = 0;
+    }
+}

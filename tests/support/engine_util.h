@@ -18,6 +18,10 @@ typedef struct lmb_test_result {
  * Returns 0, or -1 with err set. */
 int lmb_test_run_all(lmb_engine *e, const lmb_request *reqs, int n, lmb_test_result *out, lmb_error *err);
 
+/* The sampling of test request i: greedy, or seeded sampling (temperature 0.9, top-p 0.9, top-k 50, seed
+ * 1000 + i); max_tokens new tokens, EOS ignored. */
+void lmb_test_sampling(lmb_sampling *s, bool sampled, int max_tokens, int i);
+
 /* Reads ../shared/reference/NAME.greedy.json's entries: prompt ids and greedy ids (heap arrays). */
 typedef struct lmb_test_greedy {
     int32_t *prompt, *greedy;

@@ -10,12 +10,15 @@ The C test assembles the tokenizer.json from those parts.  In a case, "ids_with_
 "decoded_skip_special" are left out when they equal "ids" and "decoded"; "decoded" is null where HF itself
 panics (see decode()).
 
+The output is the same on every run (see affixed_symbols) for a given tokenizers version and Python: the
+training corpus is the standard library's docstrings, which change between Python versions (3.11 here).
+
 Run from the repository root:  python3 tests/tools/make_variant_fixtures.py
 """
 import copy
 import inspect
 import json
-import random
+import platform
 
 import tokenizers
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
@@ -34,11 +37,28 @@ def english():
     ]
 
 
+def affixed_symbols(pre, prefix, suffix):
+    """The symbols "##c" / "c</w>" that BpeTrainer makes for the corpus, sorted.  The trainer numbers them
+    in the order it walks a Rust HashMap, which changes from run to run, and merges with equal counts are
+    ordered by those ids; declaring them up front (as special tokens of the trainer: they take the first ids,
+    in this order, and only the model is kept) makes the trained model the same on every run."""
+    out = set()
+    for line in english():
+        for word, _ in pre.pre_tokenize_str(line):
+            for i, c in enumerate(word):
+                s = (prefix if i > 0 and prefix else "") + c + (suffix if i == len(word) - 1 and suffix else "")
+                if s != c:
+                    out.add(s)
+    return sorted(out)
+
+
 def train_model(pre, vocab_size, special, **kw):
     bpe_kw = {k: kw.pop(k) for k in list(kw) if k in ("unk_token", "byte_fallback", "fuse_unk")}
     for k in ("continuing_subword_prefix", "end_of_word_suffix"):  # both the model and the trainer need these
         if k in kw:
             bpe_kw[k] = kw[k]
+    if "continuing_subword_prefix" in kw or "end_of_word_suffix" in kw:
+        special = special + affixed_symbols(pre, kw.get("continuing_subword_prefix"), kw.get("end_of_word_suffix"))
     tok = Tokenizer(models.BPE(**bpe_kw))
     tok.pre_tokenizer = pre
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special, show_progress=False, **kw)
@@ -169,6 +189,7 @@ VARIANTS = [
       dec=BL_DECODER, extra=[WORD_CHARS]),
     v("cs_prefix", "cs", pre={"type": "Whitespace"}, dec=None),
     v("ew_suffix", "ew", pre={"type": "Whitespace"}, dec={"type": "BPEDecoder", "suffix": "</w>"}),
+    v("bpe_decoder_empty_suffix", "ew", pre={"type": "Whitespace"}, dec={"type": "BPEDecoder", "suffix": ""}),
 ]
 
 TEXTS = [
@@ -191,7 +212,8 @@ def decode(tok, ids, skip):
 
 def main():
     mods = models_()
-    out = {"note": "made by tests/tools/make_variant_fixtures.py with HF tokenizers %s" % tokenizers.__version__,
+    out = {"note": "made by tests/tools/make_variant_fixtures.py with HF tokenizers %s, Python %s"
+           % (tokenizers.__version__, platform.python_version()),
            "models": mods, "variants": []}
     for var in VARIANTS:
         model = copy.deepcopy(mods[var["model"]])

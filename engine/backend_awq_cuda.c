@@ -1,0 +1,234 @@
+/* backend_awq_cuda.c — AWQ (W4A16) linears in the CUDA backend: upload in AutoAWQ's GEMM layout (fused
+ * q|k|v and gate|up concatenated along the outputs, as the dense weights are), random generation for
+ * benchmarks, and the per-M dispatch of kernels/cuda/w4a16.cu.  See backend_awq_cuda.h.
+ */
+#include "backend_awq_cuda.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct lmb_cuda_awq {
+    lmb_cuda_awq_linear *lin; /* 4 per layer, allocated once: the layer slots point into it */
+    int n_lin, cap;
+    float *ws;     /* gemv split partials */
+    int *tickets;  /* gemv split tickets (zero between launches) */
+    void *scratch; /* dequantized fp16 column chunks for cuBLAS */
+    size_t scratch_bytes;
+    int n_sm, mma_max_m;
+};
+
+/* A linear stored AWQ-style: bound qweight, or (random-weight models) a qweight view without data. */
+static bool is_awq(const lmb_linear *l) { return l->qweight.ndim == 2; }
+
+int lmb_cuda_awq_check(const lmb_model *m, lmb_error *err) {
+    if (m->cfg.quant.bits != 4) return lmb_fail(err, "AWQ with %d bits: the W4A16 kernels take 4", m->cfg.quant.bits);
+    if (is_awq(&m->w.head)) return lmb_fail(err, "%s: a quantized lm_head is not supported", m->dir);
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        const lmb_layer_weights *s = &m->w.layers[l];
+        if (is_awq(&s->q) != is_awq(&s->k) || is_awq(&s->q) != is_awq(&s->v) || is_awq(&s->gate) != is_awq(&s->up))
+            return lmb_fail(err, "%s: layer %d mixes quantized and dense q/k/v or gate/up, which the fused GEMMs "
+                                 "cannot run", m->dir, l);
+    }
+    return 0;
+}
+
+static int dev_alloc(void **p, size_t bytes, lmb_error *err) {
+    cudaError_t e = cudaMalloc(p, bytes ? bytes : 16);
+    if (e != cudaSuccess) {
+        *p = NULL;
+        return lmb_fail(err, "cannot allocate %.2f GiB on the GPU: %s", bytes / 1073741824.0, cudaGetErrorString(e));
+    }
+    return 0;
+}
+
+static unsigned long long next_seed(void) {
+    static unsigned long long seq = 1;
+    return 0xa3a5ULL * (seq++);
+}
+
+/* parts stacked by rows (1-D: concatenated) as fp16 on the device (dense linears and biases of AWQ models). */
+static int upload_f16(cuda_backend *c, const lmb_model *m, void **dev, const lmb_tensor *const *parts, int n,
+                      lmb_error *err) {
+    size_t total = 0;
+    for (int i = 0; i < n; i++) total += (size_t)lmb_tensor_numel(parts[i]);
+    if (dev_alloc(dev, total * 2, err)) return -1;
+    c->weight_bytes += total * 2;
+    if (m->random_weights) {
+        CUDA_CHECK(lmb_cuda_fill_uniform(*dev, total, 0.0346f, 0.f, next_seed(), LMB_CUDA_F16, (lmb_stream)c->stream));
+        return 0;
+    }
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+        const lmb_tensor *t = parts[i];
+        size_t cnt = (size_t)lmb_tensor_numel(t);
+        uint16_t *h = malloc(2 * (cnt ? cnt : 1));
+        float *f = malloc(sizeof(float) * (cnt ? cnt : 1));
+        if (!h || !f) {
+            free(h), free(f);
+            return lmb_fail(err, "out of memory converting %s", t->name);
+        }
+        lmb_to_f32(f, t->data, t->dtype, cnt);
+        for (size_t k = 0; k < cnt; k++) h[k] = lmb_f32_to_f16(f[k]);
+        cudaError_t e = cudaMemcpy((uint16_t *)*dev + off, h, 2 * cnt, cudaMemcpyHostToDevice);
+        free(h), free(f);
+        CUDA_CHECK(e);
+        off += cnt;
+    }
+    return 0;
+}
+
+/* One fused AWQ linear from parts sharing K (concatenated along N). */
+static int upload_awq(cuda_backend *c, const lmb_model *m, const lmb_linear *const *parts, int n, void **slot,
+                      lmb_error *err) {
+    struct lmb_cuda_awq *a = c->awq;
+    int K = parts[0]->in, G = m->cfg.quant.group_size, N = 0;
+    for (int i = 0; i < n; i++) N += parts[i]->out;
+    lmb_cuda_awq_linear *d = &a->lin[a->n_lin++];
+    d->N = N, d->K = K, d->group = G;
+    size_t N8 = (size_t)N / 8, ng = (size_t)K / G, bw = (size_t)K * N8 * 4, bz = ng * N8 * 4, bs = ng * N * 2;
+    if (dev_alloc((void **)&d->qweight, bw, err) || dev_alloc((void **)&d->qzeros, bz, err) ||
+        dev_alloc(&d->scales, bs, err))
+        return -1;
+    c->weight_bytes += bw + bz + bs;
+    *slot = d;
+    if (m->random_weights) { /* weights (q - 8) * s, s ~ 0.0043: std ~0.02 like the dense random models */
+        lmb_stream s = (lmb_stream)c->stream;
+        CUDA_CHECK(lmb_cuda_fill_bits(d->qweight, (size_t)K * N8, next_seed(), s));
+        CUDA_CHECK(cudaMemsetAsync(d->qzeros, 0x88, bz, c->stream));
+        CUDA_CHECK(lmb_cuda_fill_uniform(d->scales, ng * N, 0.001f, 0.0043f, next_seed(), LMB_CUDA_F16, s));
+        return 0;
+    }
+    size_t col = 0; /* output column where the part starts */
+    for (int i = 0; i < n; i++) {
+        const lmb_linear *p = parts[i];
+        size_t pw = (size_t)p->out / 8 * 4, ps = (size_t)p->out * 2;
+        CUDA_CHECK(cudaMemcpy2D((unsigned char *)d->qweight + col / 8 * 4, N8 * 4, p->qweight.data, pw, pw, (size_t)K,
+                                cudaMemcpyHostToDevice));
+        CUDA_CHECK(cudaMemcpy2D((unsigned char *)d->qzeros + col / 8 * 4, N8 * 4, p->qzeros.data, pw, pw, ng,
+                                cudaMemcpyHostToDevice));
+        CUDA_CHECK(cudaMemcpy2D((unsigned char *)d->scales + col * 2, (size_t)N * 2, p->scales.data, ps, ps, ng,
+                                cudaMemcpyHostToDevice));
+        col += (size_t)p->out;
+    }
+    return 0;
+}
+
+/* A (possibly fused) linear: AWQ when its parts are, else dense fp16 rows. */
+static int upload_linear(cuda_backend *c, const lmb_model *m, const lmb_linear *const *parts, int n, void **slot,
+                         lmb_error *err) {
+    if (is_awq(parts[0])) return upload_awq(c, m, parts, n, slot, err);
+    const lmb_tensor *w[3];
+    for (int i = 0; i < n; i++) w[i] = &parts[i]->w;
+    return upload_f16(c, m, slot, w, n, err);
+}
+
+static int upload_bias(cuda_backend *c, const lmb_model *m, const lmb_linear *const *parts, int n, void **slot,
+                       lmb_error *err) {
+    const lmb_tensor *b[3];
+    for (int i = 0; i < n; i++) b[i] = &parts[i]->bias;
+    return upload_f16(c, m, slot, b, n, err);
+}
+
+static int alloc_workspace(cuda_backend *c, lmb_error *err) {
+    struct lmb_cuda_awq *a = c->awq;
+    int max_n = 8, max_k = 1;
+    for (int i = 0; i < a->n_lin; i++) {
+        max_n = a->lin[i].N > max_n ? a->lin[i].N : max_n;
+        max_k = a->lin[i].K > max_k ? a->lin[i].K : max_k;
+    }
+    size_t nt = lmb_cuda_w4a16_gemv_tickets(max_n);
+    const char *mb = getenv("LMB_W4A16_SCRATCH_MB");
+    double scratch_mb = mb && atof(mb) > 0 ? atof(mb) : 24; /* an H100's L2 is 50 MB */
+    a->scratch_bytes = (size_t)(scratch_mb * 1048576.0);
+    size_t full = (size_t)max_k * max_n * 2, least = (size_t)max_k * 8 * 2;
+    if (a->scratch_bytes > full) a->scratch_bytes = full;
+    if (a->scratch_bytes < least) a->scratch_bytes = least;
+    if (dev_alloc((void **)&a->ws, lmb_cuda_w4a16_gemv_workspace(max_n), err) ||
+        dev_alloc((void **)&a->tickets, nt * sizeof(int), err) || dev_alloc(&a->scratch, a->scratch_bytes, err))
+        return -1;
+    CUDA_CHECK(cudaMemsetAsync(a->tickets, 0, nt * sizeof(int), c->stream));
+    return 0;
+}
+
+int lmb_cuda_awq_load_layer(cuda_backend *c, const lmb_model *m, int l, lmb_error *err) {
+    if (!c->awq) {
+        struct lmb_cuda_awq *a = calloc(1, sizeof *a);
+        if (!a || !(a->lin = calloc((size_t)m->cfg.n_layers * 4, sizeof *a->lin))) {
+            free(a);
+            return lmb_fail(err, "out of memory");
+        }
+        a->cap = m->cfg.n_layers * 4;
+        c->awq = a;
+        CUDA_CHECK(cudaDeviceGetAttribute(&a->n_sm, cudaDevAttrMultiProcessorCount, c->device));
+        const char *mm = getenv("LMB_W4A16_MMA_MAX_M");
+        a->mma_max_m = mm && atoi(mm) >= 0 ? atoi(mm) : 32;
+    }
+    const lmb_model_config *cf = &m->cfg;
+    const lmb_layer_weights *s = &m->w.layers[l];
+    cuda_layer *L = &c->layers[l];
+    const lmb_linear *qkv[3] = {&s->q, &s->k, &s->v}, *o[1] = {&s->o}, *gu[2] = {&s->gate, &s->up}, *d[1] = {&s->down};
+    if (upload_linear(c, m, qkv, 3, &L->wqkv, err) || upload_linear(c, m, o, 1, &L->wo, err) ||
+        upload_linear(c, m, gu, 2, &L->wgu, err) || upload_linear(c, m, d, 1, &L->wd, err) ||
+        (cf->qkv_bias && upload_bias(c, m, qkv, 3, &L->bqkv, err)) || (cf->o_bias && upload_bias(c, m, o, 1, &L->bo, err)) ||
+        (cf->mlp_bias && (upload_bias(c, m, gu, 2, &L->bgu, err) || upload_bias(c, m, d, 1, &L->bd, err))))
+        return lmb_error_prefix(err, "layer %d", l);
+    if (l == cf->n_layers - 1 && alloc_workspace(c, err)) return -1;
+    return 0;
+}
+
+bool lmb_cuda_awq_owns(const cuda_backend *c, const void *w) {
+    const struct lmb_cuda_awq *a = c->awq;
+    return a && (const lmb_cuda_awq_linear *)w >= a->lin && (const lmb_cuda_awq_linear *)w < a->lin + a->n_lin;
+}
+
+int lmb_cuda_awq_gemm(cuda_backend *c, const void *x, const void *w, void *y, int M, int N, int K, lmb_error *err) {
+    const struct lmb_cuda_awq *a = c->awq;
+    const lmb_cuda_awq_linear *d = w;
+    if (d->N != N || d->K != K)
+        return lmb_fail(err, "AWQ linear is [%d, %d] but the forward multiplies by [%d, %d]", d->N, d->K, N, K);
+    lmb_stream s = (lmb_stream)c->stream;
+    if (M <= LMB_W4A16_GEMV_MAX_M) {
+        int sp = lmb_cuda_w4a16_gemv_splits(M, N, K, d->group, a->n_sm);
+        CUDA_CHECK(lmb_cuda_w4a16_gemv(y, x, d->qweight, d->qzeros, d->scales, M, N, K, d->group, sp, a->ws, a->tickets,
+                                       s));
+        return 0;
+    }
+    if (M <= a->mma_max_m && K % 32 == 0 && d->group % 32 == 0) {
+        CUDA_CHECK(lmb_cuda_w4a16_mma(y, x, d->qweight, d->qzeros, d->scales, M, N, K, d->group, s));
+        return 0;
+    }
+    /* dequantize column chunks that stay in L2, multiply each with cuBLAS */
+    const float one = 1.f, zero = 0.f;
+    int chunk = (int)(a->scratch_bytes / ((size_t)K * 2)) & ~7;
+    if (chunk > N) chunk = N;
+    for (int n0 = 0; n0 < N; n0 += chunk) {
+        int nc = N - n0 < chunk ? N - n0 : chunk;
+        CUDA_CHECK(lmb_cuda_w4a16_dequant(a->scratch, d->qweight, d->qzeros, d->scales, N, K, d->group, n0, nc, s));
+        CUBLAS_CHECK(cublasGemmEx(c->blas, CUBLAS_OP_N, CUBLAS_OP_N, nc, M, K, &one, a->scratch, CUDA_R_16F, nc, x,
+                                  CUDA_R_16F, K, &zero, (unsigned char *)y + (size_t)n0 * 2, CUDA_R_16F, N,
+                                  CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    }
+    return 0;
+}
+
+void lmb_cuda_awq_free(cuda_backend *c) {
+    struct lmb_cuda_awq *a = c->awq;
+    if (!a) return;
+    for (int l = 0; c->layers && l < c->cfg.n_layers; l++) {
+        cuda_layer *L = &c->layers[l];
+        void **slots[] = {&L->wqkv, &L->wo, &L->wgu, &L->wd};
+        for (int i = 0; i < 4; i++)
+            if (lmb_cuda_awq_owns(c, *slots[i])) *slots[i] = NULL;
+    }
+    for (int i = 0; i < a->n_lin; i++) {
+        cudaFree(a->lin[i].qweight);
+        cudaFree(a->lin[i].qzeros);
+        cudaFree(a->lin[i].scales);
+    }
+    cudaFree(a->ws);
+    cudaFree(a->tickets);
+    cudaFree(a->scratch);
+    free(a->lin);
+    free(a);
+    c->awq = NULL;
+}

@@ -1,0 +1,78 @@
+/* cmd_quantize_awq.c — `lmbatch quantize awq --model DIR --calib FILE --out DIR [...]`, the flags of
+ * `lmdeploy lite auto_awq` (--calib-samples, --calib-seqlen, --w-bits, --w-group-size; --work-dir for
+ * --out), plus --method rtn (or --rtn) for the round-to-nearest baseline with the same packing. */
+#include <omp.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "args.h"
+#include "commands.h"
+#include "../quantize/quantize.h"
+
+int lmb_cmd_quantize_awq(int argc, char **argv) {
+    const char *model = NULL, *calib = NULL, *out = NULL, *method = "awq";
+    long samples = 128, seqlen = 2048, bits = 4, group = 128, threads = 0;
+    bool rtn = false, no_clip = false, dense = false, quiet = false, help = false;
+    lmb_arg opts[] = {
+        {"--model", LMB_ARG_STRING, &model, "model folder (Hugging Face layout, unquantized)"},
+        {"--calib", LMB_ARG_STRING, &calib, "calibration text: plain text or JSONL with \"text\"/\"prompt\" fields"},
+        {"--calib-samples", LMB_ARG_INT, &samples, "calibration sequences (default 128)"},
+        {"--calib-seqlen", LMB_ARG_INT, &seqlen, "tokens per calibration sequence (default 2048)"},
+        {"--w-bits", LMB_ARG_INT, &bits, "weight bits (4, the only value supported)"},
+        {"--group-size", LMB_ARG_INT, &group, "input channels per quantization group (default 128)"},
+        {"--w-group-size", LMB_ARG_INT, &group, "the same as --group-size (lmdeploy's spelling)"},
+        {"--out", LMB_ARG_STRING, &out, "output folder (created if missing)"},
+        {"--work-dir", LMB_ARG_STRING, &out, "the same as --out (lmdeploy's spelling)"},
+        {"--output", LMB_ARG_STRING, &out, "the same as --out (what job files pass)"},
+        {"--method", LMB_ARG_STRING, &method, "awq (default) or rtn (round to nearest: no calibration/search)"},
+        {"--rtn", LMB_ARG_FLAG, &rtn, "the same as --method rtn"},
+        {"--no-clip", LMB_ARG_FLAG, &no_clip, "skip the clipping search"},
+        {"--dense", LMB_ARG_FLAG, &dense, "debug: write the scaled model unquantized (F32), to check the folding"},
+        {"--threads", LMB_ARG_INT, &threads, "CPU threads (default: all)"},
+        {"--quiet", LMB_ARG_FLAG, &quiet, "no progress on stderr"},
+        {"--help", LMB_ARG_FLAG, &help, "show this help"},
+    };
+    const int n = (int)(sizeof opts / sizeof opts[0]);
+    const char *synopsis = "lmbatch quantize awq --model DIR --calib FILE --out DIR [--calib-samples 128 "
+                           "--calib-seqlen 2048] [--w-bits 4] [--group-size 128] [--method awq|rtn]";
+    lmb_arg_list pos;
+    lmb_error err;
+    int rc = LMB_EXIT_USAGE;
+    if (lmb_args_parse(argc, argv, opts, n, &pos, &err)) {
+        fprintf(stderr, "lmbatch quantize awq: %s\n", err.msg);
+        goto done;
+    }
+    if (rtn) method = "rtn";
+    bool is_rtn = strcmp(method, "rtn") == 0;
+    if (help || !model || !out || pos.n || (!is_rtn && strcmp(method, "awq") != 0) || (!is_rtn && !calib)) {
+        if (!help && !is_rtn && strcmp(method, "awq") != 0)
+            fprintf(stderr, "lmbatch quantize awq: --method must be awq or rtn, got \"%s\"\n", method);
+        else if (!help && model && out && !pos.n && !calib)
+            fprintf(stderr, "lmbatch quantize awq: AWQ needs --calib FILE (or use --method rtn)\n");
+        lmb_args_usage(synopsis, opts, n);
+        rc = help ? LMB_EXIT_OK : LMB_EXIT_USAGE;
+        goto done;
+    }
+    if (samples < 1 || samples > 1000000 || seqlen < 2 || seqlen > 1000000 || group < 1 || group > 65536 ||
+        threads < 0) {
+        fprintf(stderr, "lmbatch quantize awq: --calib-samples, --calib-seqlen, --group-size and --threads must be "
+                        "positive (and sane)\n");
+        goto done;
+    }
+    if (threads > 0) omp_set_num_threads((int)threads);
+    lmb_awq_options o;
+    lmb_awq_options_default(&o);
+    o.model_dir = model, o.out_dir = out, o.calib_path = calib;
+    o.calib_samples = (int)samples, o.calib_seqlen = (int)seqlen, o.w_bits = (int)bits, o.group_size = (int)group;
+    o.method = is_rtn ? LMB_QUANT_RTN : LMB_QUANT_AWQ;
+    o.clip = !no_clip, o.dense = dense, o.quiet = quiet;
+    if (lmb_quantize_awq(&o, NULL, &err)) {
+        fprintf(stderr, "lmbatch quantize awq: %s\n", err.msg);
+        rc = LMB_EXIT_MODEL;
+        goto done;
+    }
+    rc = LMB_EXIT_OK;
+done:
+    lmb_args_free(opts, n, &pos);
+    return rc;
+}

@@ -1,0 +1,300 @@
+/* test_w4a16_cuda.c — the W4A16 kernels (kernels/cuda/w4a16.cu) against the CPU reference (dequantize +
+ * fp32 GEMM, kernels/cpu/w4a16.c) on random packed weights, for Llama-2-7B's shapes (4096x4096, 11008x4096,
+ * 4096x11008, the fused 12288x4096) and small odd ones, M = 1..8 (gemv, with and without K splits), 5, 8,
+ * 64, 300 (tensor-core GEMM); the dequantizer bit for bit; and the CUDA backend on AWQ models: an
+ * AutoAWQ-layout fixture against the CPU backend through each of the three paths, and a random-weight
+ * AWQ Llama shape end to end.
+ *
+ * Timing harness: LMB_W4A16_TIMING=1 build/tests/gpu/test_w4a16_cuda --filter 'w4a16_cuda/timing' --jobs 1
+ * prints microseconds per call of each path next to cuBLAS fp16 on the same shape. */
+#include <cublas_v2.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "../../engine/engine.h"
+#include "../../kernels/kernels.h"
+#include "../support/fixtures.h"
+#include "gpu_util.h"
+
+typedef struct packed {
+    int N, K, G;
+    int32_t *qw, *qz;
+    uint16_t *sc;
+    void *d_qw, *d_qz, *d_sc;
+} packed;
+
+static packed make_packed(int N, int K, int G, uint64_t seed) {
+    packed p = {N, K, G};
+    lmb_test_rng rng;
+    lmb_test_rng_seed(&rng, seed);
+    size_t nw = (size_t)K * N / 8, nz = (size_t)K / G * N / 8, ns = (size_t)K / G * N;
+    p.qw = malloc(4 * nw), p.qz = malloc(4 * nz), p.sc = malloc(2 * ns);
+    for (size_t i = 0; i < nw; i++) p.qw[i] = (int32_t)lmb_test_rng_u64(&rng);
+    for (size_t i = 0; i < nz; i++) p.qz[i] = (int32_t)lmb_test_rng_u64(&rng);
+    for (size_t i = 0; i < ns; i++) p.sc[i] = lmb_f32_to_f16((float)(0.002 + 0.01 * lmb_test_rng_uniform(&rng)));
+    p.d_qw = gpu_upload(p.qw, 4 * nw), p.d_qz = gpu_upload(p.qz, 4 * nz), p.d_sc = gpu_upload(p.sc, 2 * ns);
+    return p;
+}
+
+static void free_packed(packed *p) {
+    free(p->qw), free(p->qz), free(p->sc);
+    cudaFree(p->d_qw), cudaFree(p->d_qz), cudaFree(p->d_sc);
+}
+
+static int n_sm(void) {
+    int n = 0;
+    cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, 0);
+    return n;
+}
+
+typedef enum { PATH_GEMV, PATH_MMA } path;
+
+/* Runs one path for x [M, K]; returns y [M, N] as floats (caller frees). */
+static float *run_path(path pth, const packed *p, const void *d_x, int M, int splits) {
+    void *d_y;
+    float *ws = NULL;
+    int *tickets = NULL;
+    GPU_OK(cudaMalloc(&d_y, 2 * (size_t)M * p->N));
+    GPU_OK(cudaMemset(d_y, 0xff, 2 * (size_t)M * p->N)); /* poison: NaN */
+    if (pth == PATH_GEMV) {
+        GPU_OK(cudaMalloc((void **)&ws, lmb_cuda_w4a16_gemv_workspace(p->N)));
+        GPU_OK(cudaMalloc((void **)&tickets, sizeof(int) * lmb_cuda_w4a16_gemv_tickets(p->N)));
+        GPU_OK(cudaMemset(tickets, 0, sizeof(int) * lmb_cuda_w4a16_gemv_tickets(p->N)));
+        GPU_OK(lmb_cuda_w4a16_gemv(d_y, d_x, p->d_qw, p->d_qz, p->d_sc, M, p->N, p->K, p->G, splits, ws, tickets, 0));
+    } else {
+        GPU_OK(lmb_cuda_w4a16_mma(d_y, d_x, p->d_qw, p->d_qz, p->d_sc, M, p->N, p->K, p->G, 0));
+    }
+    GPU_OK(cudaDeviceSynchronize());
+    float *y = gpu_download16(d_y, (size_t)M * p->N, LMB_CUDA_F16);
+    if (pth == PATH_GEMV && splits > 1) { /* the tickets are back to zero: a second launch gives the same bits */
+        GPU_OK(lmb_cuda_w4a16_gemv(d_y, d_x, p->d_qw, p->d_qz, p->d_sc, M, p->N, p->K, p->G, splits, ws, tickets, 0));
+        GPU_OK(cudaDeviceSynchronize());
+        float *y2 = gpu_download16(d_y, (size_t)M * p->N, LMB_CUDA_F16);
+        cr_assert_eq(memcmp(y, y2, sizeof(float) * M * p->N), 0, "gemv with %d splits is not repeatable", splits);
+        free(y2);
+    }
+    cudaFree(d_y), cudaFree(ws), cudaFree(tickets);
+    return y;
+}
+
+static void check_case(path pth, int M, int N, int K, int G) {
+    packed p = make_packed(N, K, G, (uint64_t)N * 31 + K);
+    float *x = gpu_rand((size_t)M * K, LMB_CUDA_F16, 1), *ref = malloc(sizeof(float) * (size_t)M * N);
+    void *d_x = gpu_upload16(x, (size_t)M * K, LMB_CUDA_F16);
+    lmb_cpu_w4a16_matmul(ref, x, p.qw, p.qz, p.sc, M, N, K, G);
+    int splits[2] = {1, lmb_cuda_w4a16_gemv_splits(M, N, K, G, n_sm())};
+    for (int i = 0; i < (pth == PATH_GEMV ? 2 : 1); i++) {
+        float *y = run_path(pth, &p, d_x, M, splits[i]);
+        double r = gpu_rel(y, ref, (size_t)M * N);
+        cr_assert_lt(r, 5e-3, "%s M=%d N=%d K=%d G=%d splits=%d: relative error %g", pth == PATH_GEMV ? "gemv" : "mma", M,
+                     N, K, G, splits[i], r);
+        free(y);
+    }
+    free(x), free(ref);
+    cudaFree(d_x);
+    free_packed(&p);
+}
+
+static const int shapes[][3] = {{4096, 4096, 128}, {11008, 4096, 128}, {4096, 11008, 128}, {12288, 4096, 128},
+                                {40, 64, 32},      {264, 192, 64},     {136, 96, 32}};
+#define N_SHAPES (sizeof shapes / sizeof shapes[0])
+
+Test(w4a16_cuda, gemv_matches_cpu_reference) {
+    gpu_require();
+    int Ms[] = {1, 2, 3, 4, 5, 8};
+    for (size_t s = 0; s < N_SHAPES; s++)
+        for (size_t m = 0; m < sizeof Ms / sizeof Ms[0]; m++) {
+            if (s < 4 && Ms[m] != 1 && Ms[m] != 5 && Ms[m] != 8) continue; /* the big shapes at the brief's M */
+            check_case(PATH_GEMV, Ms[m], shapes[s][0], shapes[s][1], shapes[s][2]);
+        }
+}
+
+Test(w4a16_cuda, mma_matches_cpu_reference) {
+    gpu_require();
+    int Ms[] = {1, 5, 8, 64, 300};
+    for (size_t s = 0; s < N_SHAPES; s++)
+        for (size_t m = 0; m < sizeof Ms / sizeof Ms[0]; m++) check_case(PATH_MMA, Ms[m], shapes[s][0], shapes[s][1], shapes[s][2]);
+}
+
+Test(w4a16_cuda, dequant_is_exact) {
+    gpu_require();
+    int N = 264, K = 192, G = 64, n0 = 72, nc = 120;
+    packed p = make_packed(N, K, G, 5);
+    float *W = malloc(sizeof(float) * N * K);
+    lmb_cpu_awq_dequant(W, p.qw, p.qz, p.sc, K, N, G);
+    void *d_w;
+    GPU_OK(cudaMalloc(&d_w, 2 * (size_t)K * nc));
+    GPU_OK(lmb_cuda_w4a16_dequant(d_w, p.d_qw, p.d_qz, p.d_sc, N, K, G, n0, nc, 0));
+    float *got = gpu_download16(d_w, (size_t)K * nc, LMB_CUDA_F16);
+    for (int k = 0; k < K; k++)
+        for (int n = 0; n < nc; n++) {
+            float want = lmb_f16_to_f32(lmb_f32_to_f16(W[(size_t)(n0 + n) * K + k]));
+            cr_assert_eq(got[(size_t)k * nc + n], want, "[k %d, n %d]", k, n0 + n);
+        }
+    cr_assert_neq(lmb_cuda_w4a16_dequant(d_w, p.d_qw, p.d_qz, p.d_sc, N, K, G, 4, 8, 0), 0, "n_begin %% 8 refused");
+    free(W), free(got);
+    cudaFree(d_w);
+    free_packed(&p);
+}
+
+/* ---- the backend ------------------------------------------------------------------------------------------ */
+
+static char tmp[64];
+
+static float *backend_logits(const char *dir, const char *backend, const int32_t *ids, int n, int *V) {
+    lmb_engine_config cfg;
+    lmb_engine_config_default(&cfg);
+    cfg.backend = backend;
+    cfg.quiet = true;
+    cfg.kv_cache_mb = 64;
+    lmb_engine *e;
+    lmb_error err;
+    cr_assert_eq(lmb_engine_open(&cfg, dir, &e, &err), 0, "%s: %s", backend, err.msg);
+    *V = lmb_engine_model_config(e)->vocab;
+    float *l = malloc(sizeof(float) * (size_t)n * *V);
+    cr_assert_eq(lmb_engine_logits(e, ids, n, 0, l, &err), 0, "%s", err.msg);
+    lmb_engine_close(e);
+    return l;
+}
+
+/* Prompts of 5 (gemv), 24 (mma) and 96 tokens (dequant + cuBLAS) through an AutoAWQ-layout fixture. */
+Test(w4a16_cuda, awq_model_matches_cpu_backend_on_every_path) {
+    gpu_require();
+    lmb_error err;
+    cr_assert_eq(lmb_test_tmpdir(tmp, sizeof tmp, &err), 0, "%s", err.msg);
+    for (int a = 0; a < 2; a++) {
+        lmb_test_model_spec s;
+        lmb_test_model_spec_default(&s, a ? LMB_ARCH_QWEN2 : LMB_ARCH_LLAMA);
+        s.awq_group = 32;
+        s.dtype = LMB_F16;
+        s.hidden = 128, s.heads = 4, s.kv_heads = 2, s.ffn = 256;
+        char dir[128];
+        snprintf(dir, sizeof dir, "%s/m%d", tmp, a);
+        mkdir(dir, 0755);
+        cr_assert_eq(lmb_test_make_model(dir, &s, &err), 0, "%s", err.msg);
+        int lens[3] = {5, 24, 96};
+        for (int i = 0; i < 3; i++) {
+            int32_t ids[96];
+            for (int t = 0; t < lens[i]; t++) ids[t] = (int32_t)((t * 37 + 11) % s.vocab);
+            int V;
+            float *cpu = backend_logits(dir, "cpu", ids, lens[i], &V), *gpu = backend_logits(dir, "cuda", ids, lens[i], &V);
+            double r = gpu_rel(gpu, cpu, (size_t)lens[i] * V);
+            cr_assert_lt(r, 2e-2, "%s, %d tokens: CUDA vs CPU logits relative error %g", lmb_arch_name(s.arch), lens[i], r);
+            free(cpu), free(gpu);
+        }
+    }
+    lmb_test_rmtree(tmp, NULL);
+}
+
+Test(w4a16_cuda, random_awq_llama_runs) {
+    gpu_require();
+    lmb_model *m;
+    lmb_error err;
+    cr_assert_eq(lmb_model_random("tinyllama-1.1b", LMB_F16, &m, &err), 0, "%s", err.msg);
+    cr_assert_eq(lmb_model_random_awq(m, 128, &err), 0, "%s", err.msg);
+    lmb_engine_config cfg;
+    lmb_engine_config_default(&cfg);
+    cfg.backend = "cuda";
+    cfg.quiet = true;
+    cfg.kv_cache_mb = 256;
+    lmb_engine *e;
+    cr_assert_eq(lmb_engine_open_model(&cfg, m, &e, &err), 0, "%s", err.msg);
+    int32_t ids[40];
+    for (int t = 0; t < 40; t++) ids[t] = 1 + t * 13;
+    float *l = malloc(sizeof(float) * 40 * m->cfg.vocab);
+    cr_assert_eq(lmb_engine_logits(e, ids, 40, 0, l, &err), 0, "%s", err.msg);
+    for (size_t i = 0; i < (size_t)40 * m->cfg.vocab; i++) cr_assert(isfinite(l[i]), "logit %zu is %g", i, l[i]);
+    lmb_engine_stats st;
+    lmb_engine_get_stats(e, &st);
+    /* 4-bit linears: about 0.52 bytes per linear parameter, plus fp16 embedding and head */
+    cr_assert_lt(st.weight_bytes, (size_t)800 << 20, "weights %zu bytes", st.weight_bytes);
+    free(l);
+    lmb_engine_close(e);
+    lmb_model_close(m);
+}
+
+/* ---- timing -------------------------------------------------------------------------------------------------- */
+
+static double time_us(cudaEvent_t a, cudaEvent_t b, int reps) {
+    float ms = 0;
+    cudaEventElapsedTime(&ms, a, b);
+    return 1000.0 * ms / reps;
+}
+
+Test(w4a16_cuda, timing) {
+    gpu_require();
+    if (!getenv("LMB_W4A16_TIMING")) cr_skip_test("set LMB_W4A16_TIMING=1 to time the W4A16 kernels");
+    cublasHandle_t h;
+    cr_assert_eq(cublasCreate(&h), CUBLAS_STATUS_SUCCESS);
+    cudaEvent_t e0, e1;
+    cudaEventCreate(&e0), cudaEventCreate(&e1);
+    int Ms[] = {1, 4, 8, 16, 32, 64, 256, 2048}, reps = 50, sm = n_sm();
+    fprintf(stderr, "%-12s %5s %10s %10s %10s %10s %12s\n", "N x K", "M", "gemv us", "mma us", "dq+blas us",
+            "fp16 us", "gemv GB/s");
+    for (size_t s = 0; s < 4; s++) {
+        int N = shapes[s][0], K = shapes[s][1], G = shapes[s][2];
+        packed p = make_packed(N, K, G, 1);
+        void *d_x, *d_y, *d_w16, *d_scratch;
+        float *ws;
+        int *tickets;
+        GPU_OK(cudaMalloc(&d_x, 2 * (size_t)2048 * K));
+        GPU_OK(cudaMalloc(&d_y, 2 * (size_t)2048 * N));
+        GPU_OK(cudaMalloc(&d_w16, 2 * (size_t)N * K));
+        GPU_OK(cudaMemset(d_x, 0, 2 * (size_t)2048 * K));
+        GPU_OK(cudaMemset(d_w16, 0, 2 * (size_t)N * K));
+        size_t chunk = ((size_t)24 << 20) / (2 * (size_t)K) & ~(size_t)7;
+        if (chunk > (size_t)N) chunk = (size_t)N;
+        GPU_OK(cudaMalloc(&d_scratch, 2 * chunk * K));
+        GPU_OK(cudaMalloc((void **)&ws, lmb_cuda_w4a16_gemv_workspace(N)));
+        GPU_OK(cudaMalloc((void **)&tickets, sizeof(int) * lmb_cuda_w4a16_gemv_tickets(N)));
+        GPU_OK(cudaMemset(tickets, 0, sizeof(int) * lmb_cuda_w4a16_gemv_tickets(N)));
+        const float one = 1, zero = 0;
+        for (size_t mi = 0; mi < sizeof Ms / sizeof Ms[0]; mi++) {
+            int M = Ms[mi];
+            double t_gemv = -1, t_mma, t_dq, t_fp16;
+            if (M <= 8) {
+                int sp = lmb_cuda_w4a16_gemv_splits(M, N, K, G, sm);
+                cudaEventRecord(e0, 0);
+                for (int r = 0; r < reps; r++)
+                    lmb_cuda_w4a16_gemv(d_y, d_x, p.d_qw, p.d_qz, p.d_sc, M, N, K, G, sp, ws, tickets, 0);
+                cudaEventRecord(e1, 0);
+                cudaEventSynchronize(e1);
+                t_gemv = time_us(e0, e1, reps);
+            }
+            cudaEventRecord(e0, 0);
+            for (int r = 0; r < reps; r++) lmb_cuda_w4a16_mma(d_y, d_x, p.d_qw, p.d_qz, p.d_sc, M, N, K, G, 0);
+            cudaEventRecord(e1, 0);
+            cudaEventSynchronize(e1);
+            t_mma = time_us(e0, e1, reps);
+            cudaEventRecord(e0, 0);
+            for (int r = 0; r < reps; r++)
+                for (size_t n0 = 0; n0 < (size_t)N; n0 += chunk) {
+                    int nc = (int)((size_t)N - n0 < chunk ? (size_t)N - n0 : chunk);
+                    lmb_cuda_w4a16_dequant(d_scratch, p.d_qw, p.d_qz, p.d_sc, N, K, G, (int)n0, nc, 0);
+                    cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, nc, M, K, &one, d_scratch, CUDA_R_16F, nc, d_x, CUDA_R_16F,
+                                 K, &zero, (char *)d_y + 2 * n0, CUDA_R_16F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+                }
+            cudaEventRecord(e1, 0);
+            cudaEventSynchronize(e1);
+            t_dq = time_us(e0, e1, reps);
+            cudaEventRecord(e0, 0);
+            for (int r = 0; r < reps; r++)
+                cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, d_w16, CUDA_R_16F, K, d_x, CUDA_R_16F, K, &zero,
+                             d_y, CUDA_R_16F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+            cudaEventRecord(e1, 0);
+            cudaEventSynchronize(e1);
+            t_fp16 = time_us(e0, e1, reps);
+            char shape[32];
+            snprintf(shape, sizeof shape, "%dx%d", N, K);
+            double bytes = (double)K * N / 2 + (double)K / G * N * 2.5;
+            fprintf(stderr, "%-12s %5d %10.1f %10.1f %10.1f %10.1f %12.0f\n", shape, M, t_gemv, t_mma, t_dq, t_fp16,
+                    t_gemv > 0 ? bytes / t_gemv / 1e3 : 0.0);
+        }
+        cudaFree(d_x), cudaFree(d_y), cudaFree(d_w16), cudaFree(d_scratch), cudaFree(ws), cudaFree(tickets);
+        free_packed(&p);
+    }
+    cudaEventDestroy(e0), cudaEventDestroy(e1);
+    cublasDestroy(h);
+}

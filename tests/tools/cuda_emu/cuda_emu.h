@@ -1,0 +1,127 @@
+// cuda_emu.h — just enough of CUDA to run a kernel file on the CPU: one std::thread per CUDA thread,
+// __syncthreads as a std::barrier per block, blocks one after another, __shared__ as function statics
+// (shared by the block's threads), WMMA fragments as whole 16x16 tiles (each thread of a warp computes the
+// full tile; the stores write identical values).  Slow and only as faithful as its assumptions; it checks
+// index arithmetic, layouts and barriers where no GPU is at hand.  Used by run_w4a16.sh.
+#pragma once
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <atomic>
+#include <barrier>
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <thread>
+#include <vector>
+
+namespace emu {
+struct idx3 {
+    unsigned x, y, z;
+};
+inline thread_local idx3 tIdx, bIdx;
+inline idx3 bDim, gDim;
+inline std::barrier<> *bar = nullptr;
+
+template <typename K, typename... A> void run(K kernel, dim3 grid, dim3 block, A... args) {
+    bDim = {block.x, block.y, block.z};
+    gDim = {grid.x, grid.y, grid.z};
+    int nt = (int)(block.x * block.y * block.z);
+    for (unsigned bz = 0; bz < grid.z; bz++)
+        for (unsigned by = 0; by < grid.y; by++)
+            for (unsigned bx = 0; bx < grid.x; bx++) {
+                std::barrier<> b(nt);
+                bar = &b;
+                std::vector<std::thread> ts;
+                for (int t = 0; t < nt; t++)
+                    ts.emplace_back([&, t] {
+                        tIdx = {(unsigned)(t % block.x), (unsigned)(t / block.x % block.y),
+                                (unsigned)(t / (block.x * block.y))};
+                        bIdx = {bx, by, bz};
+                        kernel(args...);
+                        bar->arrive_and_drop();
+                    });
+                for (auto &th : ts) th.join();
+            }
+}
+
+struct launcher {
+    dim3 grid, block;
+    template <typename K> auto operator()(K kernel) {
+        return [g = grid, b = block, kernel](auto... args) { run(kernel, g, b, args...); };
+    }
+};
+} // namespace emu
+
+#define EMU_LAUNCH(kernel, grid, block, ...) emu::launcher{dim3(grid), dim3(block)}(kernel)
+#undef __global__
+#define __global__
+#undef __device__
+#define __device__
+#undef __host__
+#define __host__
+#undef __forceinline__
+#define __forceinline__ inline
+#undef __shared__
+#define __shared__ static
+#undef __align__
+#define __align__(n) __attribute__((aligned(n)))
+#define __launch_bounds__(...)
+#define threadIdx emu::tIdx
+#define blockIdx emu::bIdx
+#define blockDim emu::bDim
+#define gridDim emu::gDim
+inline void __syncthreads() { emu::bar->arrive_and_wait(); }
+inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
+inline int atomicAdd(int *p, int v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
+inline float __uint_as_float(unsigned u) {
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+}
+template <typename T> inline T __ldg(const T *p) { return *p; }
+template <typename T> inline T __ldcg(const T *p) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
+inline float __ldcg(const float *p) {
+    float v;
+    __atomic_load(p, &v, __ATOMIC_SEQ_CST);
+    return v;
+}
+inline float __shfl_xor_sync(unsigned, float v, int) { return v; }
+inline float __expf(float x) { return std::exp(x); }
+inline int min(int a, int b) { return a < b ? a : b; }
+inline int max(int a, int b) { return a > b ? a : b; }
+
+namespace nvcuda::wmma {
+struct row_major {};
+struct col_major {};
+struct matrix_a {};
+struct matrix_b {};
+struct accumulator {};
+enum layout_t { mem_row_major, mem_col_major };
+template <typename Use, int M, int N, int K, typename T, typename L = void> struct fragment {
+    float v[16][16];
+};
+template <typename F> inline void fill_fragment(F &f, float x) {
+    for (auto &r : f.v)
+        for (auto &e : r) e = x;
+}
+template <typename F> inline void load_matrix_sync(F &f, const half *p, unsigned ldm) {
+    for (int i = 0; i < 16; i++)
+        for (int j = 0; j < 16; j++) f.v[i][j] = __half2float(p[(size_t)i * ldm + j]);
+}
+template <typename D, typename A, typename B> inline void mma_sync(D &d, const A &a, const B &b, const D &c) {
+    float r[16][16];
+    for (int i = 0; i < 16; i++)
+        for (int j = 0; j < 16; j++) {
+            float s = c.v[i][j];
+            for (int k = 0; k < 16; k++) s += a.v[i][k] * b.v[k][j];
+            r[i][j] = s;
+        }
+    std::memcpy(d.v, r, sizeof r);
+}
+template <typename F> inline void store_matrix_sync(float *p, const F &f, unsigned ldm, layout_t) {
+    for (int i = 0; i < 16; i++)
+        for (int j = 0; j < 16; j++) p[(size_t)i * ldm + j] = f.v[i][j];
+}
+} // namespace nvcuda::wmma
