@@ -139,6 +139,21 @@ static int load_quantize(lmb_job *job, json_t *q, lmb_error *err) {
     if (!jq->awq && !jq->kv) return lmb_fail(err, "%s: field \"quantize\" needs \"awq\" and/or \"kv\"", f);
     if (!(jq->output = resolve(job->dir, out, err))) return -1;
     if (calib && !(jq->calibration = resolve(job->dir, calib, err))) return -1;
+    if (jq->kv) {
+        /* The run uses what the kv stage made: its params file, at the width the stage names (8 by default). */
+        json_t *b = json_object_get(jq->kv, "bits");
+        if (b && !(json_is_integer(b) && (json_integer_value(b) == 8 || json_integer_value(b) == 4)))
+            return lmb_fail(err, "%s: field \"quantize.kv.bits\" must be 8 or 4", f);
+        bool engine_kv = json_object_get(json_object_get(job->root, "engine"), "kv") != NULL; /* else the default */
+        if (engine_kv && strcmp(job->engine.kv, b && json_integer_value(b) == 4 ? "int4" : "int8"))
+            return lmb_fail(err, "%s: field \"engine.kv\" (\"%s\") disagrees with the quantize.kv stage's bits", f,
+                            job->engine.kv);
+        job->engine.kv = b && json_integer_value(b) == 4 ? "int4" : "int8";
+        size_t cap = strlen(jq->output) + 32;
+        if (!(jq->kv_params = malloc(cap))) return lmb_fail(err, "out of memory");
+        snprintf(jq->kv_params, cap, "%s/kv_params.json", jq->output);
+        job->engine.kv_params = jq->kv_params;
+    }
     return 0;
 }
 
@@ -171,11 +186,12 @@ static int load_defaults(lmb_job *job, json_t *d, lmb_error *err) {
 static int load_engine(lmb_job *job, json_t *e, lmb_error *err) {
     const char *f = job->file, *w = "engine.";
     static const char *const known[] = {"backend", "max_batch_tokens", "max_seqs", "block_size", "kv_cache_mb",
-                                        "cache_fraction", "threads", "device", "devices", NULL};
+                                        "cache_fraction", "threads", "device", "devices", "kv", NULL};
     if (!json_is_object(e)) return lmb_fail(err, "%s: field \"engine\" must be an object", f);
     if (check_keys(e, w, known, f, err)) return -1;
     lmb_cli_engine *c = &job->engine;
-    if (get_string(e, "backend", w, f, &c->backend, err) || get_long(e, "max_batch_tokens", w, f, &c->max_batch_tokens, err) ||
+    if (get_string(e, "backend", w, f, &c->backend, err) || get_string(e, "kv", w, f, &c->kv, err) ||
+        get_long(e, "max_batch_tokens", w, f, &c->max_batch_tokens, err) ||
         get_long(e, "max_seqs", w, f, &c->max_seqs, err) || get_long(e, "block_size", w, f, &c->block_size, err) ||
         get_double(e, "kv_cache_mb", w, f, &c->kv_cache_mb, err) ||
         get_double(e, "cache_fraction", w, f, &c->cache_fraction, err) || get_long(e, "threads", w, f, &c->threads, err) ||
@@ -269,9 +285,9 @@ int lmb_job_load(const char *path, lmb_job *job, lmb_error *err) {
         return lmb_fail(err, "%s: field \"inputs\" is required: a file, pattern or archive, or an array of them", f);
     }
     json_t *q = json_object_get(r, "quantize"), *d = json_object_get(r, "defaults"), *e = json_object_get(r, "engine");
-    if (q && !json_is_null(q) && load_quantize(job, q, err)) return -1;
     if (d && !json_is_null(d) && load_defaults(job, d, err)) return -1;
     if (e && !json_is_null(e) && load_engine(job, e, err)) return -1;
+    if (q && !json_is_null(q) && load_quantize(job, q, err)) return -1; /* after engine: a kv stage sets engine.kv */
     if (job->engine.device && job->n_devices) return lmb_fail(err, "%s: give engine.device or engine.devices, not both", f);
     /* the shared validators, with the job's spelling of where */
     lmb_engine_config ec;
@@ -313,6 +329,7 @@ void lmb_job_free(lmb_job *job) {
     if (job->quantize) {
         free(job->quantize->output);
         free(job->quantize->calibration);
+        free(job->quantize->kv_params);
         free(job->quantize);
     }
     for (int i = 0; i < job->n_inputs; i++) free(job->inputs[i]);
@@ -395,7 +412,7 @@ int lmb_job_run_options(const lmb_job *job, lmb_run_options *o, lmb_error *err) 
     if (lmb_cli_engine_config(&job->engine, &o->engine, err) ||
         lmb_cli_sampling_defaults(&job->sampling, &o->defaults, &o->seed, err))
         return -1;
-    o->model_dir = job->quantize ? job->quantize->output : job->model;
+    o->model_dir = job->quantize && job->quantize->awq ? job->quantize->output : job->model;
     o->chat_template = job->chat_template;
     o->progress_interval = job->progress_interval;
     o->quiet = job->engine.quiet;

@@ -21,6 +21,7 @@ typedef struct lmb_job_quantize {
     char *calibration; /* calibration input, or NULL */
     bool hash;         /* "check": "hash" (SHA-256) rather than "mtime" (size + mtime) */
     json_t *awq, *kv;  /* parameters of each stage (borrowed from the job), NULL when the stage is absent */
+    char *kv_params;   /* kv stage: output/kv_params.json, which the run reads (--kv int8|int4 --kv-params) */
 } lmb_job_quantize;
 
 typedef struct lmb_job {

@@ -124,6 +124,13 @@ Test(job, bad_job_files_name_the_field) {
          "{\"x\": [1]}}}",
          "quantize.awq.x"},
         {"{\"model\": \"m\", \"inputs\": \"x\", \"output\": \"o.jsonl\", \"engine\": {\"devices\": [0, 0]}}", "twice"},
+        {"{\"model\": \"m\", \"inputs\": \"x\", \"output\": \"o.jsonl\", \"quantize\": {\"output\": \"q\", \"kv\": "
+         "{\"bits\": 5}}}",
+         "quantize.kv.bits"},
+        {"{\"model\": \"m\", \"inputs\": \"x\", \"output\": \"o.jsonl\", \"engine\": {\"kv\": \"int8\"}, \"quantize\": "
+         "{\"output\": \"q\", \"kv\": {\"bits\": 4}}}",
+         "engine.kv"},
+        {"{\"model\": \"m\", \"inputs\": \"x\", \"output\": \"o.jsonl\", \"engine\": {\"kv\": \"int2\"}}", "kv"},
         {"{\"model\": \"m\", \"model\": \"n\", \"inputs\": \"x\", \"output\": \"o.jsonl\"}", "not valid JSON"},
         {"[1]", "JSON object"},
     };
@@ -149,6 +156,34 @@ Test(job, bad_job_files_name_the_field) {
     cr_assert_eq(lmb_job_load(p("j.json"), &job, &err), 0);
     cr_assert_eq(lmb_job_check_files(&job, &err), -1);
     cr_assert(strstr(err.msg, "matches no file"), "%s", err.msg);
+    lmb_job_free(&job);
+}
+
+Test(job, a_kv_stage_sets_the_runs_kv_cache) {
+    lmb_job job;
+    lmb_error err;
+    lmb_run_options o;
+    write_job("j.json", "{\"model\": \"model\", \"inputs\": \"in.jsonl\", \"output\": \"o.jsonl\", "
+                        "\"quantize\": {\"output\": \"q\", \"kv\": {\"bits\": 4}}}");
+    cr_assert_eq(lmb_job_load(p("j.json"), &job, &err), 0, "%s", err.msg);
+    cr_assert_eq(lmb_job_run_options(&job, &o, &err), 0, "%s", err.msg);
+    cr_assert_eq(o.engine.kv_bits, 4);
+    cr_assert_str_eq(o.engine.kv_params, p("q/kv_params.json"));
+    cr_assert_str_eq(o.model_dir, p("model"), "a kv-only stage runs the original model");
+    lmb_job_free(&job);
+    write_job("j.json", "{\"model\": \"model\", \"inputs\": \"in.jsonl\", \"output\": \"o.jsonl\", "
+                        "\"quantize\": {\"output\": \"q\", \"awq\": {}, \"kv\": {}}}");
+    cr_assert_eq(lmb_job_load(p("j.json"), &job, &err), 0, "%s", err.msg);
+    cr_assert_eq(lmb_job_run_options(&job, &o, &err), 0, "%s", err.msg);
+    cr_assert_eq(o.engine.kv_bits, 8, "int8 by default");
+    cr_assert_str_eq(o.model_dir, p("q"), "after awq the run takes the quantized model");
+    lmb_job_free(&job);
+    write_job("j.json", "{\"model\": \"model\", \"inputs\": \"in.jsonl\", \"output\": \"o.jsonl\", "
+                        "\"engine\": {\"kv\": \"int8\"}}");
+    cr_assert_eq(lmb_job_load(p("j.json"), &job, &err), 0, "%s", err.msg);
+    cr_assert_eq(lmb_job_run_options(&job, &o, &err), 0, "%s", err.msg);
+    cr_assert_eq(o.engine.kv_bits, 8);
+    cr_assert_null(o.engine.kv_params, "per-token scales");
     lmb_job_free(&job);
 }
 
