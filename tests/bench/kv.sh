@@ -33,10 +33,12 @@ check)
     ;;
 memory)
     # the engine's own report at start (cudaMemGetInfo after weights and activations; default --cache-fraction 0.9)
-    for kv in fp16 int8 int4; do
-        $B --random-weights llama2-7b --kv $kv --num-prompts 1 --input-len 16 --output-len 4 --no-warmup 2>"$LOG.mem" |
-            sed "s/^{/{\"case\": \"memory $kv\", /" >>"$R"
-        grep "^lmbatch:" "$LOG.mem" | sed "s/^/[$kv] /"
+    # (seed 003's table: fp16 / KV8 / W4A16 / W4A16+KV8, and int4 KV)
+    for c in fp16:fp16 fp16:int8 fp16:int4 awq:fp16 awq:int8 awq:int4; do
+        w=${c%:*} kv=${c#*:}
+        $B --random-weights llama2-7b --dtype $w --kv $kv --num-prompts 1 --input-len 16 --output-len 4 --no-warmup \
+            2>"$LOG.mem" | sed "s/^{/{\"case\": \"memory W-$w KV-$kv\", /" >>"$R"
+        grep "^lmbatch:" "$LOG.mem" | sed "s/^/[W-$w KV-$kv] /"
     done
     ;;
 speed)
@@ -67,7 +69,7 @@ for line in open(sys.argv[1]):
     if "test" in r: print(f"{r['test']:<40} {r['status']}"); continue
     c = r["case"]
     if c.startswith("memory"):
-        print(f"{c:<14} weights {r['weight_bytes']/2**30:6.2f} GiB  KV {r['kv_bytes_per_token']:>7} B/token  "
+        print(f"{c:<22} weights {r['weight_bytes']/2**30:6.2f} GiB  KV {r['kv_bytes_per_token']:>7} B/token  "
               f"capacity {r['kv_tokens']:>7} tokens = {r['kv_tokens']//4096:>3} x 4096  peak {r['peak_gpu_bytes']/2**30:.1f} GiB")
     elif c.startswith("decode"):
         ms = (r["seconds"] - r["ttft_p99_s"]) / 127 * 1e3
