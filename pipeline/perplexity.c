@@ -1,4 +1,5 @@
-/* perplexity.c — see perplexity.h.  NLLs are accumulated in double from each row's log-sum-exp. */
+/* perplexity.c — see perplexity.h.  NLLs are accumulated in double from each row's log-sum-exp; the rows of a
+ * window are computed in parallel (OpenMP) and summed in order, so the result does not depend on threads. */
 #include "perplexity.h"
 
 #include <math.h>
@@ -35,7 +36,12 @@ int lmb_perplexity(lmb_engine *e, const int32_t *ids, long n, int ctx, int strid
         if (b + ctx >= n) break;
     }
     float *logits = malloc(sizeof(float) * (size_t)ctx * (size_t)vocab);
-    if (!logits) return lmb_fail(err, "out of memory for %d x %d logits", ctx, vocab);
+    double *nll = malloc(sizeof(double) * (size_t)ctx);
+    if (!logits || !nll) {
+        free(logits);
+        free(nll);
+        return lmb_fail(err, "out of memory for %d x %d logits", ctx, vocab);
+    }
     long prev_end = 0;
     int w = 0;
     for (long begin = 0;; begin += stride, w++) {
@@ -45,10 +51,13 @@ int lmb_perplexity(lmb_engine *e, const int32_t *ids, long n, int ctx, int strid
         int first = (int)(t0 - 1 - begin);
         if (lmb_engine_logits(e, ids + begin, (int)(end - begin), first, logits, err)) {
             free(logits);
+            free(nll);
             return lmb_error_prefix(err, "window %d (tokens %ld..%ld)", w, begin, end);
         }
+#pragma omp parallel for schedule(static)
+        for (long t = t0; t < end; t++) nll[t - t0] = row_nll(logits + (size_t)(t - 1 - begin - first) * vocab, vocab, ids[t]);
         for (long t = t0; t < end; t++) {
-            out->nll_sum += row_nll(logits + (size_t)(t - 1 - begin - first) * vocab, vocab, ids[t]);
+            out->nll_sum += nll[t - t0];
             out->scored++;
         }
         prev_end = end;
@@ -56,6 +65,7 @@ int lmb_perplexity(lmb_engine *e, const int32_t *ids, long n, int ctx, int strid
         if (end == n) break;
     }
     free(logits);
+    free(nll);
     out->windows = w + 1;
     out->ppl = exp(out->nll_sum / out->scored);
     return 0;

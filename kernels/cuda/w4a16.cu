@@ -13,10 +13,11 @@
 //            (fp16 in, fp32 accumulate) on 4 warps of 32x32.
 //   dequant  large M (prefill).  Dequantizes a column chunk of W to fp16 [K, Nc] (kept small enough to stay in
 //            L2) for cuBLAS; the caller loops over chunks.
-// Version history: v1 — gemv with K interleaved over 4 warps and a per-weight dequantize FMA.  v2 (this) —
+// Version history: v1 — gemv with K interleaved over 4 warps and a per-weight dequantize FMA.  v2 —
 // gemv over 16-row chunks, 8 warps, the one-FMA group-sum form for M <= 2; mma and dequant unchanged:
 // correctness first (WMMA rather than mma.sync/ldmatrix, no cp.async pipelining).  Checked on the CPU by
-// tests/tools/cuda_emu; timings to be filled in from the H100 (docs/PERF.md).
+// tests/tools/cuda_emu.  v3 (this) — a chunk's 16 rows unrolled, so all its loads are in flight at once (v2
+// kept 4: with one chunk per warp, four round trips to HBM per GEMV); H100 figures in docs/PERF.md.
 #include <mma.h>
 
 #include "common.cuh"
@@ -81,8 +82,7 @@ __global__ void __launch_bounds__(32 * GEMV_WARPS)
 #pragma unroll
                     for (int j = 0; j < C; j++) a[m][j] = 0.f;
                 }
-#pragma unroll 4
-                for (int k = k0; k < k0 + chunk; k++) {
+                auto row = [&](int k) {
                     uint32_t w[VEC];
                     const uint32_t *src = qw + (size_t)k * N8 + c0;
                     if constexpr (VEC == 4) {
@@ -107,6 +107,13 @@ __global__ void __launch_bounds__(32 * GEMV_WARPS)
                         LMB_NIB(0) LMB_NIB(1) LMB_NIB(2) LMB_NIB(3) LMB_NIB(4) LMB_NIB(5) LMB_NIB(6) LMB_NIB(7)
 #undef LMB_NIB
                     }
+                };
+                if (chunk == CHUNK) { // whole chunk unrolled: its CHUNK loads are in flight at once
+#pragma unroll
+                    for (int kk = 0; kk < CHUNK; kk++) row(k0 + kk);
+                } else {
+#pragma unroll 4
+                    for (int k = k0; k < k0 + chunk; k++) row(k);
                 }
 #pragma unroll
                 for (int v = 0; v < VEC; v++) { // once per chunk: scales and zero points from L1/L2
@@ -133,8 +140,7 @@ __global__ void __launch_bounds__(32 * GEMV_WARPS)
                         }
                     }
                 }
-#pragma unroll 4
-                for (int k = k0; k < k0 + chunk; k++) {
+                auto row = [&](int k) {
                     uint32_t w[VEC];
                     const uint32_t *src = qw + (size_t)k * N8 + c0;
                     if constexpr (VEC == 2) {
@@ -156,6 +162,13 @@ __global__ void __launch_bounds__(32 * GEMV_WARPS)
 #pragma unroll
                             for (int m = 0; m < M; m++) tot[m][j] = fmaf(xv[m], wv, tot[m][j]);
                         }
+                };
+                if (chunk == CHUNK) {
+#pragma unroll
+                    for (int kk = 0; kk < CHUNK; kk++) row(k0 + kk);
+                } else {
+#pragma unroll 4
+                    for (int k = k0; k < k0 + chunk; k++) row(k);
                 }
             }
         }

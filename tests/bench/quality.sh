@@ -6,7 +6,7 @@
 #     sh tests/bench/quality.sh ppl          the table (BACKEND=cuda by default; BACKEND=cpu works, slowly)
 #
 # Calibration (AWQ and the offline KV scales): the last 400,000 characters of pycode.valid.txt.gz, which the
-# evaluation (its first 400,000) never reads; CALIB_SAMPLES x CALIB_SEQLEN tokens (default 32 x 512).
+# evaluation (its first 400,000) never reads; CALIB_SAMPLES x CALIB_SEQLEN tokens (default 16 x 512).
 # On the GPU machine $LMB_TEST_SHARED is .devcarry/shared; JSON lines go to $OUT/quality.jsonl.
 set -u
 S=${LMB_TEST_SHARED:-../shared}
@@ -14,12 +14,16 @@ M=$S/models/pycoder-22M
 T=$S/data/pycode.valid.txt.gz
 Q=${Q:-/tmp/lmb-quality}
 BACKEND=${BACKEND:-cuda}
-N=${CALIB_SAMPLES:-32}
+N=${CALIB_SAMPLES:-16}
 L=${CALIB_SEQLEN:-512}
 TH=${THREADS:-0}
 LMB=${LMB:-build/lmbatch}
 R=${OUT:-/tmp}/quality.jsonl
 mkdir -p "$Q"
+if [ -f .devicekit/on-device.sh ]; then # the GPU machine: the kit's libraries the image lacks
+    sh .devicekit/on-device.sh true 2>/dev/null
+    export LD_LIBRARY_PATH=/tmp/kitlib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+fi
 
 for m in ${*:-quantize ppl}; do case $m in
 quantize)

@@ -6,7 +6,7 @@ CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
 T=$(mktemp -d /tmp/lmb-emu-XXXXXX)
 trap 'rm -rf "$T"' EXIT
 mkdir -p "$T/kernels/cuda"
-cp kernels/kernels_cuda.h kernels/kernels.h "$T/kernels/"
+cp kernels/kernels_cuda.h kernels/kernels.h kernels/kv_quant.h "$T/kernels/"
 # kernel launches become emu::launcher calls; launch results are always 0; WMMA comes from the shim
 python3 - "$T" <<'PY'
 import re, sys
