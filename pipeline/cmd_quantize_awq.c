@@ -12,7 +12,7 @@
 int lmb_cmd_quantize_awq(int argc, char **argv) {
     const char *model = NULL, *calib = NULL, *out = NULL, *method = "awq";
     long samples = 128, seqlen = 2048, bits = 4, group = 128, threads = 0;
-    bool rtn = false, no_clip = false, dense = false, quiet = false, help = false;
+    bool rtn = false, no_clip = false, duo = false, dense = false, quiet = false, help = false;
     lmb_arg opts[] = {
         {"--model", LMB_ARG_STRING, &model, "model folder (Hugging Face layout, unquantized)"},
         {"--calib", LMB_ARG_STRING, &calib, "calibration text: plain text or JSONL with \"text\"/\"prompt\" fields"},
@@ -27,6 +27,7 @@ int lmb_cmd_quantize_awq(int argc, char **argv) {
         {"--method", LMB_ARG_STRING, &method, "awq (default) or rtn (round to nearest: no calibration/search)"},
         {"--rtn", LMB_ARG_FLAG, &rtn, "the same as --method rtn"},
         {"--no-clip", LMB_ARG_FLAG, &no_clip, "skip the clipping search"},
+        {"--duo-scaling", LMB_ARG_FLAG, &duo, "AutoAWQ's duo scaling: s = x_mean^a / w_mean^(1-a) (default: x_mean^a)"},
         {"--dense", LMB_ARG_FLAG, &dense, "debug: write the scaled model unquantized (F32), to check the folding"},
         {"--threads", LMB_ARG_INT, &threads, "CPU threads (default: all)"},
         {"--quiet", LMB_ARG_FLAG, &quiet, "no progress on stderr"},
@@ -65,7 +66,7 @@ int lmb_cmd_quantize_awq(int argc, char **argv) {
     o.model_dir = model, o.out_dir = out, o.calib_path = calib;
     o.calib_samples = (int)samples, o.calib_seqlen = (int)seqlen, o.w_bits = (int)bits, o.group_size = (int)group;
     o.method = is_rtn ? LMB_QUANT_RTN : LMB_QUANT_AWQ;
-    o.clip = !no_clip, o.dense = dense, o.quiet = quiet;
+    o.clip = !no_clip, o.duo = duo, o.dense = dense, o.quiet = quiet;
     if (lmb_quantize_awq(&o, NULL, &err)) {
         fprintf(stderr, "lmbatch quantize awq: %s\n", err.msg);
         rc = LMB_EXIT_MODEL;

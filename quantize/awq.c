@@ -97,7 +97,7 @@ static int awq_layer(lmb_calib_fwd *f, lmb_qlayer *L, const lmb_awq_options *o, 
                      lmb_error *err) {
     float *scales[LMB_AWQ_GROUPS] = {0};
     lmb_calib_fwd_layer(f, L);
-    int rc = lmb_awq_search(f, L, o->group_size, o->alpha, scales, st, err);
+    int rc = lmb_awq_search(f, L, o->group_size, o->alpha, o->duo, scales, st, err);
     if (!rc) rc = lmb_awq_fold(f, L, scales, err);
     if (!rc && o->clip && !o->dense) rc = lmb_awq_clip(f, L, o->group_size, err);
     if (!rc && !o->dense) rc = lmb_awq_measure(f, L, o->group_size, st, err);

@@ -62,9 +62,10 @@ void lmb_calib_mlp_block(lmb_calib_fwd *f, const lmb_qlayer *L, const float *xn,
 /* Searches each group's scale on the unmodified layer (as AutoAWQ does, every group against the fp layer):
  * scales[g] gets a malloc'ed vector over the group's input channels, or NULL when the group is not scaled.
  * alpha < 0 searches α in {0, 1/20, ..., 19/20}; otherwise uses that α (tests; st.mse_rtn is still
- * measured). */
-int lmb_awq_search(lmb_calib_fwd *f, const lmb_qlayer *L, int group_size, double alpha, float *scales[LMB_AWQ_GROUPS],
-                   lmb_awq_group_stats st[LMB_AWQ_GROUPS], lmb_error *err);
+ * measured).  duo: AutoAWQ's duo scaling, s = x_mean^α / (w_mean^(1-α) + 1e-4) with w_mean the mean over the
+ * group's weight rows of |w| / max|w| of its quantization group. */
+int lmb_awq_search(lmb_calib_fwd *f, const lmb_qlayer *L, int group_size, double alpha, bool duo,
+                   float *scales[LMB_AWQ_GROUPS], lmb_awq_group_stats st[LMB_AWQ_GROUPS], lmb_error *err);
 /* Folds the scales: 1/s into the preceding norm (q/k/v, gate/up) or linear (v for o, up for down), s into
  * the group's input columns; the captured inputs are divided by s so they stay the inputs of the layer. */
 int lmb_awq_fold(lmb_calib_fwd *f, lmb_qlayer *L, float *const scales[LMB_AWQ_GROUPS], lmb_error *err);

@@ -53,8 +53,8 @@ static double mse(const float *a, const float *b, size_t n) {
     return s / (double)(n ? n : 1);
 }
 
-/* x_mean over the N rows, per channel (the o group tied across the heads of each KV head). */
-static void channel_mean(const lmb_calib_fwd *f, const group_def *gd, int g, float *xm) {
+/* x_mean over the N rows, per channel. */
+static void channel_mean(const lmb_calib_fwd *f, const group_def *gd, float *xm) {
     int in = gd->in, N = f->N;
 #pragma omp parallel for schedule(static)
     for (int c = 0; c < in; c++) {
@@ -62,21 +62,52 @@ static void channel_mean(const lmb_calib_fwd *f, const group_def *gd, int g, flo
         for (int t = 0; t < N; t++) s += fabs((double)gd->x[(size_t)t * in + c]);
         xm[c] = (float)(s / N);
     }
+}
+
+/* The o group under GQA: v's rows serve several query heads, so a per-channel statistic is averaged over the
+ * query heads of each KV head (then s folds into v exactly). */
+static void tie_o_heads(const lmb_calib_fwd *f, int g, float *v) {
     const lmb_model_config *cf = &f->cfg;
     int rep = cf->n_heads / cf->n_kv_heads, hd = cf->head_dim;
     if (g != LMB_AWQ_O || rep == 1) return;
     for (int kv = 0; kv < cf->n_kv_heads; kv++)
         for (int d = 0; d < hd; d++) {
             double s = 0;
-            for (int r = 0; r < rep; r++) s += xm[(kv * rep + r) * hd + d];
-            for (int r = 0; r < rep; r++) xm[(kv * rep + r) * hd + d] = (float)(s / rep);
+            for (int r = 0; r < rep; r++) s += v[(kv * rep + r) * hd + d];
+            for (int r = 0; r < rep; r++) v[(kv * rep + r) * hd + d] = (float)(s / rep);
         }
 }
 
-static void scales_for(const float *xm, int in, double alpha, float *s) {
+/* Duo scaling's w_mean: per input channel, the mean over the group's weight rows of |w| / max|w| of the
+ * quantization group (group_size consecutive inputs of a row) the weight falls in. */
+static void weight_mean(const group_def *gd, int group_size, float *wm) {
+    int in = gd->in;
+    double *acc = calloc((size_t)in, sizeof(double));
+    long rows = 0;
+    if (!acc) {
+        for (int c = 0; c < in; c++) wm[c] = 1.f;
+        return;
+    }
+    for (int i = 0; i < gd->n_lin; i++) {
+        const lmb_qlinear *l = gd->lin[i];
+        for (int r = 0; r < l->out; r++, rows++) {
+            const float *w = l->w + (size_t)r * in;
+            for (int g0 = 0; g0 < in; g0 += group_size) {
+                float mx = 0;
+                for (int c = g0; c < g0 + group_size && c < in; c++) mx = fabsf(w[c]) > mx ? fabsf(w[c]) : mx;
+                for (int c = g0; c < g0 + group_size && c < in; c++) acc[c] += mx > 0 ? fabsf(w[c]) / mx : 0;
+            }
+        }
+    }
+    for (int c = 0; c < in; c++) wm[c] = (float)(acc[c] / (double)(rows ? rows : 1));
+    free(acc);
+}
+
+static void scales_for(const float *xm, const float *wm, int in, double alpha, float *s) {
     float mx = 0, mn = INFINITY;
     for (int c = 0; c < in; c++) {
         float v = powf(xm[c], (float)alpha);
+        if (wm) v /= powf(wm[c], (float)(1 - alpha)) + 1e-4f;
         s[c] = v > 1e-4f ? v : 1e-4f; /* also maps NaN to 1e-4 */
         mx = s[c] > mx ? s[c] : mx;
         mn = s[c] < mn ? s[c] : mn;
@@ -96,21 +127,28 @@ static void scaled_fake_quant(float *dst, const lmb_qlinear *src, const float *s
     for (size_t i = 0; i < n; i++) dst[i] /= s[i % (size_t)src->in];
 }
 
-static int search_group(lmb_calib_fwd *f, const lmb_qlayer *L, int g, int group_size, double alpha, float **scale_out,
+static int search_group(lmb_calib_fwd *f, const lmb_qlayer *L, int g, int group_size, double alpha, bool duo,
+                        float **scale_out,
                         lmb_awq_group_stats *st, lmb_error *err) {
     lmb_qlayer view = *L;
     group_def gd = group_of(f, &view, g);
     size_t n_out = (size_t)f->N * gd.out_dim;
     float *xm = malloc(sizeof(float) * gd.in), *s = malloc(sizeof(float) * gd.in), *best = malloc(sizeof(float) * gd.in);
+    float *wm = duo ? malloc(sizeof(float) * gd.in) : NULL;
     float *ref = malloc(sizeof(float) * n_out), *cur = malloc(sizeof(float) * n_out), *tmp[3] = {0};
-    bool ok = xm && s && best && ref && cur;
+    bool ok = xm && s && best && ref && cur && (wm || !duo);
     for (int i = 0; i < gd.n_lin && ok; i++) ok = (tmp[i] = malloc(sizeof(float) * gd.lin[i]->out * gd.in)) != NULL;
     if (!ok) {
-        free(xm), free(s), free(best), free(ref), free(cur);
+        free(xm), free(s), free(best), free(ref), free(cur), free(wm);
         for (int i = 0; i < 3; i++) free(tmp[i]);
         return lmb_fail(err, "out of memory in the AWQ search");
     }
-    channel_mean(f, &gd, g, xm);
+    channel_mean(f, &gd, xm);
+    tie_o_heads(f, g, xm);
+    if (wm) {
+        weight_mean(&gd, group_size, wm);
+        tie_o_heads(f, g, wm);
+    }
     run_block(f, L, g, ref);
     const float *orig[3];
     for (int i = 0; i < gd.n_lin; i++) orig[i] = gd.lin[i]->w;
@@ -119,7 +157,7 @@ static int search_group(lmb_calib_fwd *f, const lmb_qlayer *L, int g, int group_
     int n_alpha = alpha < 0 ? N_GRID : 2;
     for (int r = 0; r < n_alpha; r++) {
         double a = alpha < 0 ? (double)r / N_GRID : r == 0 ? 0.0 : alpha;
-        scales_for(xm, gd.in, a, s);
+        scales_for(xm, a == 0 ? NULL : wm, gd.in, a, s); /* α = 0 stays plain RTN */
         for (int i = 0; i < gd.n_lin; i++) {
             lmb_qlinear src = *gd.lin[i];
             src.w = (float *)orig[i];
@@ -136,17 +174,18 @@ static int search_group(lmb_calib_fwd *f, const lmb_qlayer *L, int g, int group_
         }
     }
     *scale_out = best;
-    free(xm), free(s), free(ref), free(cur);
+    free(xm), free(s), free(ref), free(cur), free(wm);
     for (int i = 0; i < 3; i++) free(tmp[i]);
     return 0;
 }
 
-int lmb_awq_search(lmb_calib_fwd *f, const lmb_qlayer *L, int group_size, double alpha, float *scales[LMB_AWQ_GROUPS],
+int lmb_awq_search(lmb_calib_fwd *f, const lmb_qlayer *L, int group_size, double alpha, bool duo,
+                   float *scales[LMB_AWQ_GROUPS],
                    lmb_awq_group_stats st[LMB_AWQ_GROUPS], lmb_error *err) {
     memset(st, 0, sizeof(lmb_awq_group_stats) * LMB_AWQ_GROUPS);
     for (int g = 0; g < LMB_AWQ_GROUPS; g++) scales[g] = NULL;
     for (int g = 0; g < LMB_AWQ_GROUPS; g++)
-        if (search_group(f, L, g, group_size, alpha, &scales[g], &st[g], err)) {
+        if (search_group(f, L, g, group_size, alpha, duo, &scales[g], &st[g], err)) {
             for (int k = 0; k < g; k++) free(scales[k]), scales[k] = NULL;
             return -1;
         }

@@ -42,6 +42,7 @@ typedef struct lmb_awq_options {
     int group_size;         /* 128 */
     lmb_quant_method method;
     bool clip;    /* the clipping search (default true) */
+    bool duo;     /* AutoAWQ's duo scaling: s = x_mean^a / w_mean^(1-a) (default false: x_mean^a, as LMDeploy) */
     double alpha; /* < 0 (default): search α; else use this α for every group (tests) */
     bool dense;   /* write the scaled (folded) model unquantized in F32, without clipping: checks the folding */
     bool quiet;   /* no progress on stderr */

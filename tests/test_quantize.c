@@ -97,7 +97,7 @@ static const int32_t probe[12] = {1, 17, 200, 33, 5, 99, 140, 250, 7, 64, 128, 3
 
 /* ---- folding ------------------------------------------------------------------------------------------ */
 
-static void check_folding(lmb_arch arch, int heads, int kv_heads, bool bias) {
+static void check_folding(lmb_arch arch, int heads, int kv_heads, bool bias, bool duo) {
     lmb_test_model_spec s;
     lmb_test_model_spec_default(&s, arch);
     s.heads = heads, s.kv_heads = kv_heads, s.attn_bias = bias;
@@ -108,6 +108,7 @@ static void check_folding(lmb_arch arch, int heads, int kv_heads, bool bias) {
     o.group_size = 32;
     o.alpha = 0.5;
     o.dense = true;
+    o.duo = duo;
     lmb_awq_report rep;
     lmb_error err;
     cr_assert_eq(quantize("fp", "folded", &o, &cs, &rep, &err), 0, "%s", err.msg);
@@ -134,10 +135,39 @@ static void check_folding(lmb_arch arch, int heads, int kv_heads, bool bias) {
     lmb_calib_free(&cs);
 }
 
-Test(quantize, folding_keeps_llama_gqa_equivalent) { check_folding(LMB_ARCH_LLAMA, 4, 2, false); }
-Test(quantize, folding_keeps_llama_mha_with_biases_equivalent) { check_folding(LMB_ARCH_LLAMA, 4, 4, true); }
-Test(quantize, folding_keeps_qwen2_equivalent) { check_folding(LMB_ARCH_QWEN2, 4, 2, false); }
-Test(quantize, folding_keeps_internlm2_equivalent) { check_folding(LMB_ARCH_INTERNLM2, 4, 2, true); }
+Test(quantize, folding_keeps_llama_gqa_equivalent) { check_folding(LMB_ARCH_LLAMA, 4, 2, false, false); }
+Test(quantize, folding_keeps_llama_mha_with_biases_equivalent) { check_folding(LMB_ARCH_LLAMA, 4, 4, true, false); }
+Test(quantize, folding_keeps_qwen2_equivalent) { check_folding(LMB_ARCH_QWEN2, 4, 2, false, false); }
+Test(quantize, folding_keeps_internlm2_equivalent) { check_folding(LMB_ARCH_INTERNLM2, 4, 2, true, false); }
+Test(quantize, folding_keeps_llama_equivalent_with_duo_scaling) { check_folding(LMB_ARCH_LLAMA, 4, 2, false, true); }
+
+static void add_outliers(const char *name);
+
+/* Duo scaling (AutoAWQ's s = x^a / w^(1-a)) searches from plain RTN too, so it never ends above RTN. */
+Test(quantize, duo_scaling_search_never_worse_than_rtn) {
+    lmb_test_model_spec s;
+    lmb_test_model_spec_default(&s, LMB_ARCH_LLAMA);
+    make_model("fp", &s);
+    add_outliers("fp");
+    lmb_calib_set cs = calib(4, 32, s.vocab, 9);
+    lmb_awq_options o;
+    lmb_awq_options_default(&o);
+    o.group_size = 32;
+    o.duo = true;
+    lmb_awq_report rep;
+    lmb_error err;
+    cr_assert_eq(quantize("fp", "awq-duo", &o, &cs, &rep, &err), 0, "%s", err.msg);
+    int improved = 0;
+    for (int l = 0; l < rep.n_layers; l++)
+        for (int g = 0; g < LMB_AWQ_GROUPS; g++) {
+            const lmb_awq_group_stats *st = &rep.layers[l][g];
+            cr_assert_leq(st->mse_best, st->mse_rtn, "layer %d group %d", l, g);
+            improved += st->mse_best < st->mse_rtn;
+        }
+    cr_assert_gt(improved, 0, "the duo search never moved off RTN");
+    lmb_awq_report_free(&rep);
+    lmb_calib_free(&cs);
+}
 
 /* ---- the AWQ output ---------------------------------------------------------------------------------- */
 

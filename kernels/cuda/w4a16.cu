@@ -17,7 +17,8 @@
 // gemv over 16-row chunks, 8 warps, the one-FMA group-sum form for M <= 2; mma and dequant unchanged:
 // correctness first (WMMA rather than mma.sync/ldmatrix, no cp.async pipelining).  Checked on the CPU by
 // tests/tools/cuda_emu.  v3 (this) — a chunk's 16 rows unrolled, so all its loads are in flight at once (v2
-// kept 4: with one chunk per warp, four round trips to HBM per GEMV); H100 figures in docs/PERF.md.
+// kept 4: with one chunk per warp, four round trips to HBM per GEMV), and the split sums read four outputs
+// per thread with eight loads in flight; H100 figures in docs/PERF.md.
 #include <mma.h>
 
 #include "common.cuh"
@@ -205,14 +206,22 @@ __global__ void __launch_bounds__(32 * GEMV_WARPS)
     if (tid == 0) last = atomicAdd(&tickets[blockIdx.x], 1) == splits - 1;
     __syncthreads();
     if (!last) return;
+    // four outputs per thread (16-byte loads, N % 8 == 0), 8 splits' loads in flight: the serial tail of v2 (one
+    // output per thread, one load at a time) cost more than the weight reads of a small GEMV
     const size_t base = 8 * (size_t)blockIdx.x * 32 * VEC;
-    for (int o = tid; o < M * 32 * C; o += 32 * GEMV_WARPS) {
+    for (int o = 4 * tid; o < M * 32 * C; o += 4 * 32 * GEMV_WARPS) {
         int m = o / (32 * C);
         size_t n = base + o % (32 * C);
         if (n >= (size_t)N) continue;
-        float sum = 0.f;
-        for (int sp = 0; sp < splits; sp++) sum += __ldcg(&ws[((size_t)sp * M + m) * N + n]);
-        y[(size_t)m * N + n] = __float2half_rn(sum);
+        float4 sum = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll 8
+        for (int sp = 0; sp < splits; sp++) {
+            float4 v = __ldcg(reinterpret_cast<const float4 *>(&ws[((size_t)sp * M + m) * N + n]));
+            sum.x += v.x, sum.y += v.y, sum.z += v.z, sum.w += v.w;
+        }
+        half *yo = y + (size_t)m * N + n;
+        yo[0] = __float2half_rn(sum.x), yo[1] = __float2half_rn(sum.y);
+        yo[2] = __float2half_rn(sum.z), yo[3] = __float2half_rn(sum.w);
     }
     if (tid == 0) tickets[blockIdx.x] = 0; // ready for the next launch (and graph replays)
 }

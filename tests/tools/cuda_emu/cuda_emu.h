@@ -87,6 +87,12 @@ inline float __ldcg(const float *p) {
     __atomic_load(p, &v, __ATOMIC_SEQ_CST);
     return v;
 }
+inline float4 __ldcg(const float4 *p) {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    float4 v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+}
 inline float __shfl_xor_sync(unsigned, float v, int) { return v; }
 inline float __expf(float x) { return std::exp(x); }
 inline int min(int a, int b) { return a < b ? a : b; }
