@@ -16,10 +16,12 @@
 // Version history: v1 — gemv with K interleaved over 4 warps and a per-weight dequantize FMA.  v2 —
 // gemv over 16-row chunks, 8 warps, the one-FMA group-sum form for M <= 2; mma and dequant unchanged:
 // correctness first (WMMA rather than mma.sync/ldmatrix, no cp.async pipelining).  Checked on the CPU by
-// tests/tools/cuda_emu.  v3 (this) — a chunk's 16 rows unrolled, so all its loads are in flight at once (v2
-// kept 4: with one chunk per warp, four round trips to HBM per GEMV), and the split sums read four outputs
-// per thread with eight loads in flight; H100 figures in docs/PERF.md.
+// tests/tools/cuda_emu.  v3 — a chunk's 16 rows unrolled, so all its loads are in flight at once (v2 kept 4:
+// with one chunk per warp, four round trips to HBM per GEMV): bs1 197 -> 210 tok/s on the H100.  v4 (this) —
+// the split sums read four outputs per thread with eight loads in flight (emulator-checked; H100: pending).
+// Figures in docs/PERF.md.
 #include <mma.h>
+#include <stdlib.h>
 
 #include "common.cuh"
 
@@ -355,7 +357,12 @@ __global__ void fill_bits_kernel(uint32_t *p, size_t n, unsigned long long seed)
 
 extern "C" int lmb_cuda_w4a16_gemv_splits(int M, int N, int K, int group, int n_sm) {
     int v = gemv_vec(M), tiles = (N / 8 / v + 31) / 32;
-    int want = (2 * n_sm + tiles - 1) / tiles;                       // about two CTAs per SM
+    static int per_sm = -1; // LMB_W4A16_GEMV_CTAS: CTAs per SM to aim for (default 2), to compare on the GPU
+    if (per_sm < 0) {
+        const char *e = getenv("LMB_W4A16_GEMV_CTAS");
+        per_sm = e && atoi(e) > 0 && atoi(e) <= 16 ? atoi(e) : 2;
+    }
+    int want = (per_sm * n_sm + tiles - 1) / tiles;
     int most = K / (group % CHUNK == 0 ? CHUNK : group) / GEMV_WARPS; // a work item per warp at least
     int s = want < most ? want : most;
     s = s < LMB_W4A16_MAX_SPLITS ? s : LMB_W4A16_MAX_SPLITS;
