@@ -32,15 +32,6 @@ int lmb_cuda_awq_check(const lmb_model *m, lmb_error *err) {
     return 0;
 }
 
-static int dev_alloc(void **p, size_t bytes, lmb_error *err) {
-    cudaError_t e = cudaMalloc(p, bytes ? bytes : 16);
-    if (e != cudaSuccess) {
-        *p = NULL;
-        return lmb_fail(err, "cannot allocate %.2f GiB on the GPU: %s", bytes / 1073741824.0, cudaGetErrorString(e));
-    }
-    return 0;
-}
-
 static unsigned long long next_seed(void) {
     static unsigned long long seq = 1;
     return 0xa3a5ULL * (seq++);
@@ -51,7 +42,7 @@ static int upload_f16(cuda_backend *c, const lmb_model *m, void **dev, const lmb
                       lmb_error *err) {
     size_t total = 0;
     for (int i = 0; i < n; i++) total += (size_t)lmb_tensor_numel(parts[i]);
-    if (dev_alloc(dev, total * 2, err)) return -1;
+    if (lmb_cuda_dev_alloc(dev, total * 2, err)) return -1;
     c->weight_bytes += total * 2;
     if (m->random_weights) {
         CUDA_CHECK(lmb_cuda_fill_uniform(*dev, total, 0.0346f, 0.f, next_seed(), LMB_CUDA_F16, (lmb_stream)c->stream));
@@ -86,8 +77,8 @@ static int upload_awq(cuda_backend *c, const lmb_model *m, const lmb_linear *con
     lmb_cuda_awq_linear *d = &a->lin[a->n_lin++];
     d->N = N, d->K = K, d->group = G;
     size_t N8 = (size_t)N / 8, ng = (size_t)K / G, bw = (size_t)K * N8 * 4, bz = ng * N8 * 4, bs = ng * N * 2;
-    if (dev_alloc((void **)&d->qweight, bw, err) || dev_alloc((void **)&d->qzeros, bz, err) ||
-        dev_alloc(&d->scales, bs, err))
+    if (lmb_cuda_dev_alloc((void **)&d->qweight, bw, err) || lmb_cuda_dev_alloc((void **)&d->qzeros, bz, err) ||
+        lmb_cuda_dev_alloc(&d->scales, bs, err))
         return -1;
     c->weight_bytes += bw + bz + bs;
     *slot = d;
@@ -143,8 +134,9 @@ static int alloc_workspace(cuda_backend *c, lmb_error *err) {
     size_t full = (size_t)max_k * max_n * 2, least = (size_t)max_k * 8 * 2;
     if (a->scratch_bytes > full) a->scratch_bytes = full;
     if (a->scratch_bytes < least) a->scratch_bytes = least;
-    if (dev_alloc((void **)&a->ws, lmb_cuda_w4a16_gemv_workspace(max_n), err) ||
-        dev_alloc((void **)&a->tickets, nt * sizeof(int), err) || dev_alloc(&a->scratch, a->scratch_bytes, err))
+    if (lmb_cuda_dev_alloc((void **)&a->ws, lmb_cuda_w4a16_gemv_workspace(max_n), err) ||
+        lmb_cuda_dev_alloc((void **)&a->tickets, nt * sizeof(int), err) ||
+        lmb_cuda_dev_alloc(&a->scratch, a->scratch_bytes, err))
         return -1;
     CUDA_CHECK(cudaMemsetAsync(a->tickets, 0, nt * sizeof(int), c->stream));
     return 0;

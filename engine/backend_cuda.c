@@ -62,7 +62,7 @@ static int upload(cuda_backend *c, stager *sg, void *dev, const lmb_tensor *t, l
     return 0;
 }
 
-static int dev_alloc(void **p, size_t bytes, lmb_error *err) {
+int lmb_cuda_dev_alloc(void **p, size_t bytes, lmb_error *err) {
     cudaError_t e = cudaMalloc(p, bytes ? bytes : 16);
     if (e != cudaSuccess) {
         *p = NULL;
@@ -84,7 +84,7 @@ static int upload_stacked(cuda_backend *c, stager *sg, void **dev, const lmb_ten
                           size_t cols, bool random, float a, float offset, lmb_error *err) {
     size_t rows = 0;
     for (int i = 0; i < n_parts; i++) rows += (size_t)(parts[i]->ndim == 2 ? parts[i]->shape[0] : parts[i]->shape[0]);
-    if (dev_alloc(dev, rows * cols * c->esz, err)) return -1;
+    if (lmb_cuda_dev_alloc(dev, rows * cols * c->esz, err)) return -1;
     if (random) return fill_random(c, *dev, rows * cols, a, offset, err);
     size_t off = 0;
     for (int i = 0; i < n_parts; i++) {
@@ -143,7 +143,7 @@ static int cuda_kv_budget(lmb_backend *b, const lmb_engine_config *cfg, size_t *
 static int cuda_kv_alloc(lmb_backend *b, int n_blocks, int block_size, lmb_error *err) {
     cuda_backend *c = (cuda_backend *)b;
     size_t bytes = cuda_kv_block_bytes(b, block_size) * (size_t)n_blocks;
-    if (dev_alloc(&c->kv, bytes, err)) return -1;
+    if (lmb_cuda_dev_alloc(&c->kv, bytes, err)) return -1;
     CUDA_CHECK(cudaMemsetAsync(c->kv, 0, bytes, c->stream)); /* padded graph rows read block 0: keep it finite */
     c->n_blocks = n_blocks;
     c->block_size = block_size;
@@ -158,10 +158,10 @@ static int cuda_kv_alloc(lmb_backend *b, int n_blocks, int block_size, lmb_error
     if (c->small_rows > c->cap_r) c->small_rows = c->cap_r;
     size_t ws = lmb_cuda_attention_workspace(c->cap_r, c->cfg.n_heads, c->cfg.head_dim, ctx, c->split_len),
            ws_small = lmb_cuda_attention_workspace(c->small_rows, c->cfg.n_heads, c->cfg.head_dim, ctx, c->split_small);
-    if (dev_alloc(&c->attn_ws, ws > ws_small ? ws : ws_small, err)) return -1;
+    if (lmb_cuda_dev_alloc(&c->attn_ws, ws > ws_small ? ws : ws_small, err)) return -1;
     lmb_cuda_meta_layout(c);
     CUDA_CHECK(cudaMallocHost((void **)&c->meta_h, c->ml.end));
-    if (dev_alloc((void **)&c->meta_d, c->ml.end, err)) return -1;
+    if (lmb_cuda_dev_alloc((void **)&c->meta_d, c->ml.end, err)) return -1;
     CUDA_CHECK(cudaStreamSynchronize(c->stream));
     size_t free_b, total;
     CUDA_CHECK(cudaMemGetInfo(&free_b, &total));
@@ -257,12 +257,13 @@ static int alloc_activations(cuda_backend *c, const lmb_engine_config *cfg, lmb_
     c->cap_r = (int)R;
     c->qkv_dim = (m->n_heads + 2 * m->n_kv_heads) * m->head_dim;
     size_t att = (size_t)m->n_heads * m->head_dim, e = c->esz;
-    if (dev_alloc((void **)&c->resid, T * m->hidden * sizeof(float), err) ||
-        dev_alloc(&c->xn, T * m->hidden * e, err) || dev_alloc(&c->qkv, T * c->qkv_dim * e, err) ||
-        dev_alloc(&c->attn, T * att * e, err) || dev_alloc(&c->gu, T * 2 * m->ffn * e, err) ||
-        dev_alloc(&c->act, T * m->ffn * e, err) || dev_alloc(&c->y, T * m->hidden * e, err) ||
-        dev_alloc(&c->xh, R * m->hidden * e, err) || dev_alloc((void **)&c->logits, R * m->vocab * sizeof(float), err) ||
-        dev_alloc((void **)&c->sampled, R * sizeof(int32_t), err))
+    if (lmb_cuda_dev_alloc((void **)&c->resid, T * m->hidden * sizeof(float), err) ||
+        lmb_cuda_dev_alloc(&c->xn, T * m->hidden * e, err) || lmb_cuda_dev_alloc(&c->qkv, T * c->qkv_dim * e, err) ||
+        lmb_cuda_dev_alloc(&c->attn, T * att * e, err) || lmb_cuda_dev_alloc(&c->gu, T * 2 * m->ffn * e, err) ||
+        lmb_cuda_dev_alloc(&c->act, T * m->ffn * e, err) || lmb_cuda_dev_alloc(&c->y, T * m->hidden * e, err) ||
+        lmb_cuda_dev_alloc(&c->xh, R * m->hidden * e, err) ||
+        lmb_cuda_dev_alloc((void **)&c->logits, R * m->vocab * sizeof(float), err) ||
+        lmb_cuda_dev_alloc((void **)&c->sampled, R * sizeof(int32_t), err))
         return -1;
     CUDA_CHECK(cudaMallocHost((void **)&c->sampled_h, R * sizeof(int32_t)));
     c->cap_hist = 1 << 20;

@@ -42,6 +42,32 @@ __device__ __forceinline__ float nib(uint32_t w, int i) {
 constexpr int GEMV_WARPS = 8; // warps of a CTA, splitting its K range
 constexpr int CHUNK = 16;     // rows per work item (inside one group)
 
+// VEC consecutive packed words of a row, as one 16- or 8-byte load where VEC allows.
+template <int VEC> __device__ __forceinline__ void load_words(const uint32_t *src, uint32_t *w) {
+    if constexpr (VEC == 4) {
+        uint4 t = __ldg(reinterpret_cast<const uint4 *>(src));
+        w[0] = t.x, w[1] = t.y, w[2] = t.z, w[3] = t.w;
+    } else if constexpr (VEC == 2) {
+        uint2 t = __ldg(reinterpret_cast<const uint2 *>(src));
+        w[0] = t.x, w[1] = t.y;
+    } else {
+#pragma unroll
+        for (int v = 0; v < VEC; v++) w[v] = __ldg(src + v);
+    }
+}
+
+// row(k) for the rows of a chunk: fully unrolled when the chunk is CHUNK long, so all its loads are in flight
+// at once (a chunk is usually a warp's whole share of K).
+template <typename F> __device__ __forceinline__ void chunk_rows(int k0, int chunk, F &row) {
+    if (chunk == CHUNK) {
+#pragma unroll
+        for (int kk = 0; kk < CHUNK; kk++) row(k0 + kk);
+    } else {
+#pragma unroll 4
+        for (int k = k0; k < k0 + chunk; k++) row(k);
+    }
+}
+
 // 1 + q/16 as a float, q = nibble i of w (moved to mantissa bits 19..22): two integer ops, no conversion.
 template <int I> __device__ __forceinline__ float one_plus_q16(uint32_t w) {
     uint32_t t = 4 * I <= 19 ? w << (19 - 4 * I) : w >> (4 * I - 19);
@@ -87,16 +113,7 @@ __global__ void __launch_bounds__(32 * GEMV_WARPS)
                 }
                 auto row = [&](int k) {
                     uint32_t w[VEC];
-                    const uint32_t *src = qw + (size_t)k * N8 + c0;
-                    if constexpr (VEC == 4) {
-                        uint4 t = __ldg(reinterpret_cast<const uint4 *>(src));
-                        w[0] = t.x, w[1] = t.y, w[2] = t.z, w[3] = t.w;
-                    } else if constexpr (VEC == 2) {
-                        uint2 t = __ldg(reinterpret_cast<const uint2 *>(src));
-                        w[0] = t.x, w[1] = t.y;
-                    } else {
-                        w[0] = __ldg(src);
-                    }
+                    load_words<VEC>(qw + (size_t)k * N8 + c0, w);
                     float xv[M];
 #pragma unroll
                     for (int m = 0; m < M; m++) sx[m] += (xv[m] = __half2float(x[(size_t)m * K + k]));
@@ -111,13 +128,7 @@ __global__ void __launch_bounds__(32 * GEMV_WARPS)
 #undef LMB_NIB
                     }
                 };
-                if (chunk == CHUNK) { // whole chunk unrolled: its CHUNK loads are in flight at once
-#pragma unroll
-                    for (int kk = 0; kk < CHUNK; kk++) row(k0 + kk);
-                } else {
-#pragma unroll 4
-                    for (int k = k0; k < k0 + chunk; k++) row(k);
-                }
+                chunk_rows(k0, chunk, row);
 #pragma unroll
                 for (int v = 0; v < VEC; v++) { // once per chunk: scales and zero points from L1/L2
                     uint32_t z = qz[(size_t)g * N8 + c0 + v];
@@ -145,14 +156,7 @@ __global__ void __launch_bounds__(32 * GEMV_WARPS)
                 }
                 auto row = [&](int k) {
                     uint32_t w[VEC];
-                    const uint32_t *src = qw + (size_t)k * N8 + c0;
-                    if constexpr (VEC == 2) {
-                        uint2 t = __ldg(reinterpret_cast<const uint2 *>(src));
-                        w[0] = t.x, w[1] = t.y;
-                    } else {
-#pragma unroll
-                        for (int v = 0; v < VEC; v++) w[v] = __ldg(src + v);
-                    }
+                    load_words<VEC>(qw + (size_t)k * N8 + c0, w);
                     float xv[M];
 #pragma unroll
                     for (int m = 0; m < M; m++) xv[m] = __half2float(x[(size_t)m * K + k]);
@@ -166,13 +170,7 @@ __global__ void __launch_bounds__(32 * GEMV_WARPS)
                             for (int m = 0; m < M; m++) tot[m][j] = fmaf(xv[m], wv, tot[m][j]);
                         }
                 };
-                if (chunk == CHUNK) {
-#pragma unroll
-                    for (int kk = 0; kk < CHUNK; kk++) row(k0 + kk);
-                } else {
-#pragma unroll 4
-                    for (int k = k0; k < k0 + chunk; k++) row(k);
-                }
+                chunk_rows(k0, chunk, row);
             }
         }
     }
