@@ -12,9 +12,14 @@
 #include "../../engine/tensor.h"
 #include "../../kernels/kernels_cuda.h"
 
-static inline void gpu_require(void) {
+static inline bool gpu_present(void) {
     int n = 0;
-    if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) cr_skip_test("no CUDA device: GPU test skipped");
+    return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+}
+
+/* Skips the calling test (cr_skip_test does not return) when there is no CUDA device. */
+static inline void gpu_require(void) {
+    if (!gpu_present()) cr_skip_test("no CUDA device: GPU test skipped");
 }
 
 #define GPU_OK(call)                                                                                            \

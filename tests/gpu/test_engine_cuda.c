@@ -19,19 +19,7 @@
 #include "../../engine/engine.h"
 #include "../support/engine_util.h"
 #include "../support/fixtures.h"
-
-static bool have_gpu(void) {
-    int n = 0;
-    return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
-}
-
-#define NEED_GPU()                                                                                                     \
-    do {                                                                                                               \
-        if (!have_gpu()) {                                                                                             \
-            cr_skip_test("no CUDA device: GPU test skipped");                                                          \
-            return;                                                                                                    \
-        }                                                                                                              \
-    } while (0)
+#include "gpu_util.h"
 
 static lmb_engine_config cfg_for(const char *backend) {
     lmb_engine_config c;
@@ -158,7 +146,7 @@ static void compare_backends(const char *dir, double tol, const char *greedy_ref
 }
 
 static void fixture(lmb_arch arch, lmb_dtype dt, bool attn_bias, bool tied) {
-    NEED_GPU();
+    gpu_require();
     char dir[64];
     lmb_error err;
     lmb_test_model_spec s;
@@ -181,7 +169,7 @@ Test(engine_cuda, internlm2_f16) { fixture(LMB_ARCH_INTERNLM2, LMB_F16, true, fa
 Test(engine_cuda, mistral_f16) { fixture(LMB_ARCH_MISTRAL, LMB_F16, false, false); }
 
 static void shared_model(const char *name) {
-    NEED_GPU();
+    gpu_require();
     char dir[512], ref[512], rel[256];
     snprintf(rel, sizeof rel, "models/%s", name);
     LMB_TEST_NEED_SHARED(dir, rel);
@@ -202,7 +190,7 @@ Test(engine_cuda, shared_tiny_internlm2) { shared_model("tiny-internlm2"); }
 static char inv_dir[64];
 
 static void make_inv_model(void) {
-    if (!have_gpu()) return;
+    if (!gpu_present()) return;
     lmb_error err;
     lmb_test_model_spec s;
     lmb_test_model_spec_default(&s, LMB_ARCH_LLAMA);
@@ -229,7 +217,7 @@ static void run_set(int max_batch_tokens, double kv_mb, const lmb_request *reqs,
 }
 
 static void invariance(bool sampled) {
-    NEED_GPU();
+    gpu_require();
     static prompt_set p;
     make_prompts(&p, 512, 99, 150);
     lmb_request reqs[N_PROMPTS];
@@ -248,7 +236,7 @@ Test(engine_cuda, batch_invariance_greedy, .init = make_inv_model, .fini = drop_
 Test(engine_cuda, batch_invariance_seeded, .init = make_inv_model, .fini = drop_inv_model) { invariance(true); }
 
 Test(engine_cuda, preemption_keeps_the_tokens, .init = make_inv_model, .fini = drop_inv_model) {
-    NEED_GPU();
+    gpu_require();
     static prompt_set p;
     make_prompts(&p, 512, 5, 150);
     lmb_request reqs[N_PROMPTS];

@@ -17,24 +17,12 @@
 #include "../../quantize/kv_calibrate.h"
 #include "../support/engine_util.h"
 #include "../support/fixtures.h"
-
-static bool have_gpu(void) {
-    int n = 0;
-    return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
-}
-
-#define NEED_GPU()                                                                                                     \
-    do {                                                                                                               \
-        if (!have_gpu()) {                                                                                             \
-            cr_skip_test("no CUDA device: GPU test skipped");                                                          \
-            return;                                                                                                    \
-        }                                                                                                              \
-    } while (0)
+#include "gpu_util.h"
 
 static char dir[64];
 
 static void make_model(void) {
-    if (!have_gpu()) return;
+    if (!gpu_present()) return;
     lmb_error err;
     lmb_test_model_spec s;
     lmb_test_model_spec_default(&s, LMB_ARCH_LLAMA);
@@ -125,17 +113,17 @@ static void compare_logits(const char *model, int bits, const float *fixed) {
 }
 
 Test(kv_engine_cuda, int8_matches_cpu) {
-    NEED_GPU();
+    gpu_require();
     compare_logits(dir, 8, NULL);
 }
 
 Test(kv_engine_cuda, int4_matches_cpu) {
-    NEED_GPU();
+    gpu_require();
     compare_logits(dir, 4, NULL);
 }
 
 Test(kv_engine_cuda, int8_offline_scales_match_cpu) {
-    NEED_GPU();
+    gpu_require();
     lmb_model *m;
     lmb_error err;
     cr_assert_eq(lmb_model_open(dir, &m, &err), 0, "%s", err.msg);
@@ -155,14 +143,14 @@ Test(kv_engine_cuda, int8_offline_scales_match_cpu) {
 }
 
 Test(kv_engine_cuda, shared_stories260K_int8) { /* head_dim 8: the smallest lane layout */
-    NEED_GPU();
+    gpu_require();
     char model[512];
     LMB_TEST_NEED_SHARED(model, "models/stories260K");
     compare_logits(model, 8, NULL);
 }
 
 Test(kv_engine_cuda, int8_batch_invariance_and_preemption) {
-    NEED_GPU();
+    gpu_require();
     enum { NP = 12 };
     static int32_t p[NP][150];
     lmb_request reqs[NP];
