@@ -45,11 +45,7 @@ static void teardown(void) {
 TestSuite(job, .init = setup, .fini = teardown, .timeout = 300);
 
 static const char *p(const char *name) {
-    static char buf[64][256];
-    static int k;
-    char *b = buf[k++ % 64];
-    snprintf(b, 256, "%s/%s", tmp, name);
-    return b;
+    return lmb_test_join(tmp, name);
 }
 
 static void write_job(const char *name, const char *json) {

@@ -39,11 +39,7 @@ TestSuite(merge, .init = setup, .fini = teardown, .timeout = 120);
     } while (0)
 
 static const char *p(const char *name) {
-    static char buf[64][256];
-    static int k;
-    char *b = buf[k++ % 64];
-    snprintf(b, 256, "%s/%s", tmp, name);
-    return b;
+    return lmb_test_join(tmp, name);
 }
 
 static int run_shard(const char *out, const char *shard, const char *const *env) {

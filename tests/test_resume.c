@@ -25,11 +25,7 @@ static void teardown(void) { lmb_test_rmtree(tmp, NULL); }
 TestSuite(resume, .init = setup, .fini = teardown);
 
 static const char *p(const char *name) {
-    static char buf[64][256];
-    static int k;
-    char *b = buf[k++ % 64];
-    snprintf(b, 256, "%s/%s", tmp, name);
-    return b;
+    return lmb_test_join(tmp, name);
 }
 
 static const char *L1 = "{\"id\":\"a\",\"text\":\"x\",\"finish_reason\":\"stop\",\"usage\":{\"prompt_tokens\":2,\"completion_tokens\":3}}\n";

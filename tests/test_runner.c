@@ -50,11 +50,7 @@ static void options(lmb_run_options *o, const char *input, const char *output) {
 }
 
 static char *path_in(const char *name) {
-    static char buf[64][256];
-    static int k;
-    char *b = buf[k++ % 64];
-    snprintf(b, 256, "%s/%s", tmp, name);
-    return b;
+    return lmb_test_join(tmp, name);
 }
 
 static void write_text(const char *name, const char *text) {

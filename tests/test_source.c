@@ -26,11 +26,7 @@ static void teardown(void) { lmb_test_rmtree(tmp, NULL); }
 TestSuite(source, .init = setup, .fini = teardown);
 
 static const char *p(const char *name) {
-    static char buf[64][256];
-    static int k;
-    char *b = buf[k++ % 64];
-    snprintf(b, 256, "%s/%s", tmp, name);
-    return b;
+    return lmb_test_join(tmp, name);
 }
 
 /* All lines of the inputs as "origin|number|stream|text\n". */

@@ -62,3 +62,11 @@ bool lmb_test_shared_path(char *buf, size_t cap, const char *rel) {
     snprintf(buf, cap, "%s/%s", root, rel);
     return lmb_file_exists(buf);
 }
+
+char *lmb_test_join(const char *dir, const char *name) {
+    static char buf[64][256];
+    static int k;
+    char *b = buf[k++ % 64];
+    snprintf(b, sizeof buf[0], "%s/%s", dir, name);
+    return b;
+}

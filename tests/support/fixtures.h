@@ -56,6 +56,8 @@ int lmb_test_make_model(const char *dir, const lmb_test_model_spec *spec, lmb_er
 int lmb_test_tmpdir(char *buf, size_t cap, lmb_error *err);
 /* rm -r path (no-op when absent). */
 int lmb_test_rmtree(const char *path, lmb_error *err);
+/* DIR/NAME in one of 64 static buffers used in turn, so a call may take several such paths at once. */
+char *lmb_test_join(const char *dir, const char *name);
 /* Writes DIR/NAME with the given bytes (not atomic; for crafted files).  path_out (may be NULL) gets the path. */
 int lmb_test_write_file(const char *dir, const char *name, const void *data, size_t n, char *path_out, size_t cap);
 
