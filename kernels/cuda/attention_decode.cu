@@ -15,11 +15,17 @@
 // lane layout accumulates P·V in registers, reduced across key slots by shuffles and across warps in shared
 // memory.  decode_generic (other head dims): one thread per key for QK, threads over dims for PV.
 //
-// Quantized caches (BITS 8 / 4, kernels/kv_quant.h): the same kernels with each lane's 8 dims loaded as 8 or 4
-// bytes plus the row's {fp16 scale, zero} (4 bytes, the same address for the LPK lanes of a row: one broadcast
-// transaction).  The codes become exact floats by a byte permute into 2^23's mantissa; a row's dot is
-// scale * (q . u) + zero * sum(q) and P.V adds (p * scale) * u, plus p * zero once per row.  Rows
-// are addressed in bytes through the tile size, so BITS 16 runs the same instructions as before.
+// Quantized caches (BITS 8 / 4, kernels/kv_quant.h): the same kernels with each lane's dims loaded as bytes
+// plus the row's {fp16 scale, zero} (4 bytes, the same address for the LPK lanes of a row: one broadcast
+// transaction).  A lane's codes u become the exact floats 1024 + u (fp16 under a byte permute or a mask, one
+// conversion each); a row's dot is scale * (q . (1024 + u)) + (zero - 1024 * scale) * sum(q), and P.V adds
+// (p * scale) * (1024 + u) plus p * (zero - 1024 * scale) once per row.  Rows are addressed in bytes through
+// the tile size, so BITS 16 runs the same instructions as before.
+// Versions of the quantized path: v2 — 8 elements per lane, codes as 2^23 + u minus 2^23 (two operations per
+// element); at 4 heads per CTA int8 cost more instructions per byte than fp16 and was issue-bound (int8 27.2 ms
+// per step against fp16's 24.1).  v3 (this) — 16 elements per lane for head dims 64/128/256 (one 16-byte int8
+// load, a shuffle level fewer per row) and the 1024 + u codes (LMB_ATTN_EPL=8 runs v2's lane layout,
+// LMB_ATTN_U=4 twice the rows in flight).
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,38 +45,20 @@ struct Args {
     int param_off;     // quantized: offset of the {scale, zero} pairs in a tile
 };
 
-// 8 consecutive elements of a row, as one lane loads them, and their conversion to fp32.
-template <typename T, int BITS> struct Kv8;
-template <typename T> struct Kv8<T, 16> {
-    using Raw = uint4;
-    static __device__ __forceinline__ void get(const Raw &r, float2, float *x) {
-        const T *e = reinterpret_cast<const T *>(&r);
-#pragma unroll
-        for (int i = 0; i < 8; i++) x[i] = to_f(e[i]);
-    }
+// The raw bytes one lane loads of a row (8 or 16 elements of BITS bits), as one 4-, 8- or 16-byte load.
+template <int BYTES> struct RawOf;
+template <> struct RawOf<16> {
+    using T = uint4;
+    static __device__ __forceinline__ T zero() { return make_uint4(0, 0, 0, 0); }
 };
-template <typename T> struct Kv8<T, 8> {
-    using Raw = uint2;
-    static __device__ __forceinline__ void get(const Raw &r, float2 sz, float *x) {
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            x[i] = (float)((r.x >> (8 * i)) & 255u) * sz.x + sz.y;
-            x[4 + i] = (float)((r.y >> (8 * i)) & 255u) * sz.x + sz.y;
-        }
-    }
+template <> struct RawOf<8> {
+    using T = uint2;
+    static __device__ __forceinline__ T zero() { return make_uint2(0, 0); }
 };
-template <typename T> struct Kv8<T, 4> {
-    using Raw = uint32_t;
-    static __device__ __forceinline__ void get(const Raw &r, float2 sz, float *x) {
-#pragma unroll
-        for (int i = 0; i < 8; i++) x[i] = (float)((r >> (4 * i)) & 15u) * sz.x + sz.y;
-    }
+template <> struct RawOf<4> {
+    using T = uint32_t;
+    static __device__ __forceinline__ T zero() { return 0u; }
 };
-
-template <int BITS> struct RawZero;
-template <> struct RawZero<16> { static __device__ __forceinline__ uint4 v() { return make_uint4(0, 0, 0, 0); } };
-template <> struct RawZero<8> { static __device__ __forceinline__ uint2 v() { return make_uint2(0, 0); } };
-template <> struct RawZero<4> { static __device__ __forceinline__ uint32_t v() { return 0u; } };
 
 // The {scale, zero} of row `off` of a quantized tile (unused for BITS 16).
 template <int BITS> __device__ __forceinline__ float2 row_params(const uint8_t *tile, int param_off, int off) {
@@ -151,42 +139,60 @@ __global__ void __launch_bounds__(128) decode_generic(T *out, const T *qkv, cons
     }
 }
 
-// Codes of a lane's 8 elements as exact floats, without int->float conversions (a byte permute into the
-// mantissa of 2^23, minus 2^23); for BITS 16, the elements themselves.  The element is u * scale + zero.
-template <typename T, int BITS> struct Codes;
-template <typename T> struct Codes<T, 16> {
+// A lane's EPL elements as floats: for BITS 16 the elements themselves; for quantized rows 1024 + u (u the
+// code), exact: a byte permute (int8) or a mask (int4) puts two codes under the fp16 exponent of 1024, and one
+// conversion per element makes floats of them (v2 built 2^23 + u floats and subtracted 2^23: two operations
+// per element).  The row's element is then (1024 + u) * scale + (zero - 1024 * scale).
+template <int W> __device__ __forceinline__ const uint32_t *words(const typename RawOf<W>::T &r) {
+    return reinterpret_cast<const uint32_t *>(&r);
+}
+__device__ __forceinline__ float2 h2f(uint32_t v) { return __half22float2(*reinterpret_cast<const __half2 *>(&v)); }
+// {scale, zero - 1024 * scale}: the row's parameters for codes read as 1024 + u.
+template <int BITS> __device__ __forceinline__ float2 code_params(const uint8_t *tile, int param_off, int off) {
+    const float2 sz = row_params<BITS>(tile, param_off, off);
+    return make_float2(sz.x, fmaf(-1024.f, sz.x, sz.y));
+}
+template <typename T, int BITS, int EPL> struct Codes;
+template <typename T, int EPL> struct Codes<T, 16, EPL> {
     static __device__ __forceinline__ void get(const uint4 &r, float *x) {
         const T *e = reinterpret_cast<const T *>(&r);
 #pragma unroll
         for (int i = 0; i < 8; i++) x[i] = to_f(e[i]);
     }
 };
-__device__ __forceinline__ float byte_code(uint32_t w, int i) {
-    return __uint_as_float(__byte_perm(w, 0x4B000000u, 0x7540u + i)) - 8388608.f;
-}
-template <typename T> struct Codes<T, 8> {
-    static __device__ __forceinline__ void get(const uint2 &r, float *x) {
+template <typename T, int EPL> struct Codes<T, 8, EPL> { // element 4i + b in byte b of word i
+    static __device__ __forceinline__ void get(const typename RawOf<EPL>::T &r, float *x) {
 #pragma unroll
-        for (int i = 0; i < 4; i++) x[i] = byte_code(r.x, i), x[4 + i] = byte_code(r.y, i);
+        for (int i = 0; i < EPL / 4; i++) {
+            const uint32_t w = words<EPL>(r)[i];
+            const float2 a = h2f(__byte_perm(w, 0x64646464u, 0x4140u)), b = h2f(__byte_perm(w, 0x64646464u, 0x4342u));
+            x[4 * i] = a.x, x[4 * i + 1] = a.y, x[4 * i + 2] = b.x, x[4 * i + 3] = b.y;
+        }
     }
 };
-template <typename T> struct Codes<T, 4> { // element 2b in the low nibble of byte b
-    static __device__ __forceinline__ void get(uint32_t r, float *x) {
-        const uint32_t lo = r & 0x0F0F0F0Fu, hi = (r >> 4) & 0x0F0F0F0Fu;
+template <typename T, int EPL> struct Codes<T, 4, EPL> { // element 8i + e in bits 4e..4e+3 of word i
+    static __device__ __forceinline__ void get(const typename RawOf<EPL / 2>::T &r, float *x) {
 #pragma unroll
-        for (int b = 0; b < 4; b++) x[2 * b] = byte_code(lo, b), x[2 * b + 1] = byte_code(hi, b);
+        for (int i = 0; i < EPL / 8; i++) {
+            const uint32_t w = words<EPL / 2>(r)[i];
+#pragma unroll
+            for (int p = 0; p < 4; p++) { // elements p and p + 4
+                const float2 a = h2f(((w >> (4 * p)) & 0x000F000Fu) | 0x64006400u);
+                x[8 * i + p] = a.x, x[8 * i + p + 4] = a.y;
+            }
+        }
     }
 };
 
 // G query heads of one KV head per CTA (GQA): each K/V row is loaded and converted once and used G times.
 // With the codes u, a quantized row's dot is scale * (q . u) + zero * sum(q), and P.V accumulates
 // (p * scale) * u plus p * zero once per row, so the inner loops are one FMA per element and head.
-template <typename T, int LPK, int BITS, int G>
+// U rows per lane in flight (measured with 8 elements per lane: scaling U up for the smaller int8/int4 rows made
+// both slower).
+template <typename T, int LPK, int BITS, int G, int EPL, int U>
 __global__ void __launch_bounds__(128) decode_kernel(T *out, const T *qkv, const uint8_t *kc, const uint8_t *vc, Args a) {
-    // U rows per lane in flight (measured: scaling U up for the smaller int8/int4 rows made both slower)
-    constexpr int HD = LPK * 8, KPW = 32 / LPK, STEP = 4 * KPW, U = G >= 4 ? 2 : 4;
-    using L8 = Kv8<T, BITS>;
-    using Raw = typename L8::Raw;
+    constexpr int HD = LPK * EPL, KPW = 32 / LPK, STEP = 4 * KPW, LB = EPL * BITS / 8;
+    using Raw = typename RawOf<LB>::T;
     extern __shared__ float smem[];
     const int r = blockIdx.x, h0 = blockIdx.y * G, sp = blockIdx.z, tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
     const int t = a.rows ? a.rows[r] : r;
@@ -203,21 +209,30 @@ __global__ void __launch_bounds__(128) decode_kernel(T *out, const T *qkv, const
     float *sc = smem, *ored = smem + G * a.split_len; // sc[g * split_len + j]; ored[(w * G + g) * HD + d]
     __shared__ float red[32];
 
-    float q[G][8], qsum[G];
+    float q[G][EPL], qsum[G];
 #pragma unroll
     for (int g = 0; g < G; g++) {
-        uint4 raw =
-            *reinterpret_cast<const uint4 *>(qkv + (size_t)t * (a.nh + 2 * a.nkv) * HD + (size_t)(h0 + g) * HD + sl * 8);
-        const T *e = reinterpret_cast<const T *>(&raw);
         qsum[g] = 0.f;
 #pragma unroll
-        for (int i = 0; i < 8; i++) qsum[g] += (q[g][i] = to_f(e[i]) * a.scale);
+        for (int c = 0; c < EPL / 8; c++) {
+            uint4 raw = *reinterpret_cast<const uint4 *>(qkv + (size_t)t * (a.nh + 2 * a.nkv) * HD + (size_t)(h0 + g) * HD +
+                                                         sl * EPL + c * 8);
+            const T *e = reinterpret_cast<const T *>(&raw);
+#pragma unroll
+            for (int i = 0; i < 8; i++) qsum[g] += (q[g][c * 8 + i] = to_f(e[i]) * a.scale);
+        }
     }
-    // this lane's 8 dims of row 0 of the head's tile in block 0 (BITS bytes per lane: 8 elements of BITS bits)
+    // this lane's EPL dims of row 0 of the head's tile in block 0 (LB bytes per lane)
     const uint8_t *kt = kc + (BITS == 16 ? (size_t)kvh * a.bs * HD * BITS / 8 : (size_t)kvh * a.tile_bytes);
     const uint8_t *vt = vc + (BITS == 16 ? (size_t)kvh * a.bs * HD * BITS / 8 : (size_t)kvh * a.tile_bytes);
-    const uint8_t *kl = kt + sl * BITS, *vl = vt + sl * BITS;
+    const uint8_t *kl = kt + sl * LB, *vl = vt + sl * LB;
 
+    // SCATTER (G > 1 query heads, at least G lanes per row): a row's dots are reduced across its lanes as a
+    // reduce-scatter, fewer shuffles than G butterflies; lane sl ends with head hs's dot
+    constexpr bool SCATTER = G > 1 && LPK >= G;
+    int hs = 0;
+#pragma unroll
+    for (int half = G / 2, o = LPK / 2; half >= 1 && SCATTER; half /= 2, o /= 2) hs += sl & o ? half : 0;
     float lmax[G];
 #pragma unroll
     for (int g = 0; g < G; g++) lmax[g] = -INFINITY;
@@ -227,34 +242,63 @@ __global__ void __launch_bounds__(128) decode_kernel(T *out, const T *qkv, const
 #pragma unroll
         for (int u = 0; u < U; u++) {
             int j = jb + ks + u * STEP;
-            raw[u] = RawZero<BITS>::v();
+            raw[u] = RawOf<LB>::zero();
             sz[u] = make_float2(1.f, 0.f);
             if (j < n) {
                 int pos = j0 + j;
                 const size_t blk = (size_t)bt[pos / bs] * blk_stride;
                 raw[u] = *reinterpret_cast<const Raw *>(kl + blk + (size_t)(pos % bs) * rb);
-                if (BITS != 16) sz[u] = row_params<BITS>(kt + blk, po, pos % bs);
+                if (BITS != 16) sz[u] = code_params<BITS>(kt + blk, po, pos % bs);
             }
         }
 #pragma unroll
         for (int u = 0; u < U; u++) {
-            float x[8];
-            Codes<T, BITS>::get(raw[u], x);
+            float x[EPL];
+            Codes<T, BITS, EPL>::get(raw[u], x);
             const int j = jb + ks + u * STEP;
+            float dot[G];
 #pragma unroll
             for (int g = 0; g < G; g++) {
-                float dot = 0.f;
+                dot[g] = 0.f;
 #pragma unroll
-                for (int i = 0; i < 8; i++) dot = fmaf(q[g][i], x[i], dot);
-                if (BITS != 16) dot = fmaf(sz[u].x, dot, sz[u].y * qsum[g]);
+                for (int i = 0; i < EPL; i++) dot[g] = fmaf(q[g][i], x[i], dot[g]);
+                if (BITS != 16) dot[g] = fmaf(sz[u].x, dot[g], sz[u].y * qsum[g]);
+            }
+            if constexpr (SCATTER) {
+                // reduce-scatter over the row's lanes: each level halves the heads a lane holds (it sends one half
+                // of its partial sums to its partner and adds the other half's), then plain levels finish head hs
 #pragma unroll
-                for (int o = LPK / 2; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+                for (int half = G / 2, o = LPK / 2; half >= 1; half /= 2, o /= 2) {
+                    const bool hi = sl & o;
+#pragma unroll
+                    for (int i = 0; i < half; i++) {
+                        const float send = hi ? dot[i] : dot[i + half], keep = hi ? dot[i + half] : dot[i];
+                        dot[i] = keep + __shfl_xor_sync(0xffffffffu, send, o);
+                    }
+                }
+#pragma unroll
+                for (int o = LPK / (2 * G); o > 0; o >>= 1) dot[0] += __shfl_xor_sync(0xffffffffu, dot[0], o);
                 if (j < n) {
-                    if (sl == 0) sc[g * a.split_len + j] = dot;
-                    lmax[g] = fmaxf(lmax[g], dot);
+                    if ((sl & (LPK / G - 1)) == 0) sc[hs * a.split_len + j] = dot[0];
+                    lmax[0] = fmaxf(lmax[0], dot[0]);
+                }
+            } else {
+#pragma unroll
+                for (int g = 0; g < G; g++) {
+#pragma unroll
+                    for (int o = LPK / 2; o > 0; o >>= 1) dot[g] += __shfl_xor_sync(0xffffffffu, dot[g], o);
+                    if (j < n) {
+                        if (sl == 0) sc[g * a.split_len + j] = dot[g];
+                        lmax[g] = fmaxf(lmax[g], dot[g]);
+                    }
                 }
             }
         }
+    }
+    if constexpr (SCATTER) { // this lane's maximum is head hs's
+        const float mine = lmax[0];
+#pragma unroll
+        for (int g = 0; g < G; g++) lmax[g] = g == hs ? mine : -INFINITY;
     }
     float m[G], l[G];
 #pragma unroll
@@ -270,12 +314,12 @@ __global__ void __launch_bounds__(128) decode_kernel(T *out, const T *qkv, const
         l[g] = block_sum(lsum, red); // its barriers also publish sc[]
     }
 
-    float acc[G][8], zacc[G];
+    float acc[G][EPL], zacc[G];
 #pragma unroll
     for (int g = 0; g < G; g++) {
         zacc[g] = 0.f;
 #pragma unroll
-        for (int i = 0; i < 8; i++) acc[g][i] = 0.f;
+        for (int i = 0; i < EPL; i++) acc[g][i] = 0.f;
     }
     for (int jb = w * KPW; jb < n; jb += STEP * U) {
         Raw raw[U];
@@ -284,41 +328,41 @@ __global__ void __launch_bounds__(128) decode_kernel(T *out, const T *qkv, const
 #pragma unroll
         for (int u = 0; u < U; u++) {
             int j = jb + ks + u * STEP;
-            raw[u] = RawZero<BITS>::v();
+            raw[u] = RawOf<LB>::zero();
             sz[u] = make_float2(0.f, 0.f); // rows past n add nothing
             jj[u] = -1;
             if (j < n) {
                 int pos = j0 + j;
                 const size_t blk = (size_t)bt[pos / bs] * blk_stride;
                 raw[u] = *reinterpret_cast<const Raw *>(vl + blk + (size_t)(pos % bs) * rb);
-                sz[u] = BITS != 16 ? row_params<BITS>(vt + blk, po, pos % bs) : make_float2(1.f, 0.f);
+                sz[u] = BITS != 16 ? code_params<BITS>(vt + blk, po, pos % bs) : make_float2(1.f, 0.f);
                 jj[u] = j;
             }
         }
 #pragma unroll
         for (int u = 0; u < U; u++) {
-            float x[8];
-            Codes<T, BITS>::get(raw[u], x);
+            float x[EPL];
+            Codes<T, BITS, EPL>::get(raw[u], x);
 #pragma unroll
             for (int g = 0; g < G; g++) {
                 const float p = jj[u] >= 0 ? sc[g * a.split_len + jj[u]] : 0.f, ps = p * sz[u].x;
                 if (BITS != 16) zacc[g] = fmaf(p, sz[u].y, zacc[g]);
 #pragma unroll
-                for (int i = 0; i < 8; i++) acc[g][i] = fmaf(ps, x[i], acc[g][i]);
+                for (int i = 0; i < EPL; i++) acc[g][i] = fmaf(ps, x[i], acc[g][i]);
             }
         }
     }
 #pragma unroll
     for (int g = 0; g < G; g++) {
 #pragma unroll
-        for (int i = 0; i < 8; i++) acc[g][i] += zacc[g];
+        for (int i = 0; i < EPL; i++) acc[g][i] += zacc[g];
 #pragma unroll
         for (int o = LPK; o < 32; o <<= 1)
 #pragma unroll
-            for (int i = 0; i < 8; i++) acc[g][i] += __shfl_xor_sync(0xffffffffu, acc[g][i], o);
+            for (int i = 0; i < EPL; i++) acc[g][i] += __shfl_xor_sync(0xffffffffu, acc[g][i], o);
         if (ks == 0)
 #pragma unroll
-            for (int i = 0; i < 8; i++) ored[(w * G + g) * HD + sl * 8 + i] = acc[g][i];
+            for (int i = 0; i < EPL; i++) ored[(w * G + g) * HD + sl * EPL + i] = acc[g][i];
     }
     __syncthreads();
 #pragma unroll
@@ -379,37 +423,75 @@ static int gqa_heads(int nh, int nkv) {
     return g;
 }
 
-template <typename E, int LPK, int BITS, int G>
+template <typename E, int LPK, int BITS, int G, int EPL, int U = G >= 4 ? 2 : 4>
 static void launch_g(dim3 grid, size_t sh, lmb_stream s, void *out, const void *qkv, const void *kc, const void *vc,
                      const Args &a) {
     grid.y /= G;
     if (sh > 48 * 1024)
-        cudaFuncSetAttribute(decode_kernel<E, LPK, BITS, G>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sh);
-    decode_kernel<E, LPK, BITS, G><<<grid, 128, sh, s>>>((E *)out, (const E *)qkv, (const uint8_t *)kc,
-                                                        (const uint8_t *)vc, a);
+        cudaFuncSetAttribute(decode_kernel<E, LPK, BITS, G, EPL, U>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             (int)sh);
+    decode_kernel<E, LPK, BITS, G, EPL, U><<<grid, 128, sh, s>>>((E *)out, (const E *)qkv, (const uint8_t *)kc,
+                                                                (const uint8_t *)vc, a);
 }
 
-template <typename E, int LPK, int BITS>
+// LMB_ATTN_U=4: 4 rows per lane in flight instead of 2 for quantized caches at 16 elements per lane and 4 heads
+// per CTA (to compare on the GPU machine).
+static bool getenv_u4(void) {
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("LMB_ATTN_U");
+        v = e && atoi(e) == 4;
+    }
+    return v;
+}
+
+template <typename E, int LPK, int BITS, int EPL>
 static void launch_fast(dim3 grid, size_t sh, lmb_stream s, void *out, const void *qkv, const void *kc, const void *vc,
                         const Args &a) {
     const int g = gqa_heads(a.nh, a.nkv);
-    const size_t sh_g = sizeof(float) * ((size_t)g * a.split_len + 4 * (size_t)g * LPK * 8);
-    if (g == 4 && sh_g <= 200 * 1024) launch_g<E, LPK, BITS, 4>(grid, sh_g, s, out, qkv, kc, vc, a);
-    else if (g >= 2 && 2 * sh <= 200 * 1024) launch_g<E, LPK, BITS, 2>(grid, 2 * sh, s, out, qkv, kc, vc, a);
-    else launch_g<E, LPK, BITS, 1>(grid, sh, s, out, qkv, kc, vc, a);
+    const size_t sh_g = sizeof(float) * ((size_t)g * a.split_len + 4 * (size_t)g * LPK * EPL);
+    if constexpr (EPL == 16)
+        if (g == 4 && sh_g <= 200 * 1024 && getenv_u4()) return launch_g<E, LPK, BITS, 4, EPL, 4>(grid, sh_g, s, out, qkv, kc, vc, a);
+    if (g == 4 && sh_g <= 200 * 1024) launch_g<E, LPK, BITS, 4, EPL>(grid, sh_g, s, out, qkv, kc, vc, a);
+    else if (g >= 2 && 2 * sh <= 200 * 1024) launch_g<E, LPK, BITS, 2, EPL>(grid, 2 * sh, s, out, qkv, kc, vc, a);
+    else launch_g<E, LPK, BITS, 1, EPL>(grid, sh, s, out, qkv, kc, vc, a);
 }
 
+// 8 elements per lane: LPK = hd / 8 lanes per row.
 template <typename E, int BITS>
 static void launch_lpk(int lpk, dim3 grid, size_t sh, lmb_stream s, void *out, const void *qkv, const void *kc,
                        const void *vc, const Args &a) {
     switch (lpk) {
-    case 1: launch_fast<E, 1, BITS>(grid, sh, s, out, qkv, kc, vc, a); break;
-    case 2: launch_fast<E, 2, BITS>(grid, sh, s, out, qkv, kc, vc, a); break;
-    case 4: launch_fast<E, 4, BITS>(grid, sh, s, out, qkv, kc, vc, a); break;
-    case 8: launch_fast<E, 8, BITS>(grid, sh, s, out, qkv, kc, vc, a); break;
-    case 16: launch_fast<E, 16, BITS>(grid, sh, s, out, qkv, kc, vc, a); break;
-    default: launch_fast<E, 32, BITS>(grid, sh, s, out, qkv, kc, vc, a); break;
+    case 1: launch_fast<E, 1, BITS, 8>(grid, sh, s, out, qkv, kc, vc, a); break;
+    case 2: launch_fast<E, 2, BITS, 8>(grid, sh, s, out, qkv, kc, vc, a); break;
+    case 4: launch_fast<E, 4, BITS, 8>(grid, sh, s, out, qkv, kc, vc, a); break;
+    case 8: launch_fast<E, 8, BITS, 8>(grid, sh, s, out, qkv, kc, vc, a); break;
+    case 16: launch_fast<E, 16, BITS, 8>(grid, sh, s, out, qkv, kc, vc, a); break;
+    default: launch_fast<E, 32, BITS, 8>(grid, sh, s, out, qkv, kc, vc, a); break;
     }
+}
+
+// 16 elements per lane (quantized caches, hd 64, 128 or 256): a lane loads 16 (int8) or 8 (int4) bytes, and a
+// row's dot needs one shuffle level fewer.  v2 used 8 per lane for every width: with 4 query heads per CTA
+// its int8 rows cost more instructions per byte than fp16's and the kernel was issue-bound (docs/PERF.md).
+template <typename E, int BITS>
+static void launch_lpk16(int hd, dim3 grid, size_t sh, lmb_stream s, void *out, const void *qkv, const void *kc,
+                         const void *vc, const Args &a) {
+    switch (hd) {
+    case 64: launch_fast<E, 4, BITS, 16>(grid, sh, s, out, qkv, kc, vc, a); break;
+    case 128: launch_fast<E, 8, BITS, 16>(grid, sh, s, out, qkv, kc, vc, a); break;
+    default: launch_fast<E, 16, BITS, 16>(grid, sh, s, out, qkv, kc, vc, a); break;
+    }
+}
+
+// LMB_ATTN_EPL=8: quantized caches with 8 elements per lane, as v2 (to compare versions on the GPU machine).
+static bool getenv_epl8(void) {
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("LMB_ATTN_EPL");
+        v = e && atoi(e) == 8;
+    }
+    return v;
 }
 
 template <typename E, bool VEC, int BITS>
@@ -443,9 +525,12 @@ extern "C" int lmb_cuda_attention_decode_kvq(void *out, const void *qkv, const v
     const bool fast = hd % 8 == 0 && hd >= 8 && 32 % lpk == 0 && !getenv_generic();
     size_t sh = sizeof(float) * ((fast ? 4 * (size_t)hd : 256) + split_len);
     bool vec = hd % 8 == 0;
+    const bool epl16 = kv_bits != 16 && (hd == 64 || hd == 128 || hd == 256) && !getenv_epl8();
     LMB_DISPATCH(dt, E, {
         if (fast) {
             if (kv_bits == 16) launch_lpk<E, 16>(lpk, grid, sh, s, out, qkv, k_cache, v_cache, a);
+            else if (epl16 && kv_bits == 8) launch_lpk16<E, 8>(hd, grid, sh, s, out, qkv, k_cache, v_cache, a);
+            else if (epl16) launch_lpk16<E, 4>(hd, grid, sh, s, out, qkv, k_cache, v_cache, a);
             else if (kv_bits == 8) launch_lpk<E, 8>(lpk, grid, sh, s, out, qkv, k_cache, v_cache, a);
             else launch_lpk<E, 4>(lpk, grid, sh, s, out, qkv, k_cache, v_cache, a);
         } else if (kv_bits == 16) {

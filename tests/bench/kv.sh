@@ -44,11 +44,14 @@ memory)
 speed)
     # with graphs: throughput, and decode ms/step estimated as (seconds - ttft_p99) / (output_len - 1);
     # then (unless KV_PROFILE=0) LMB_PROFILE=1 (graphs off): the decode-only steps and their attention time
-    for kv in fp16 int8; do
-        $B $S --kv $kv | sed "s/^{/{\"case\": \"decode bs64 ctx4096 llama3-8b $kv\", /" | tee -a "$R"
+    # KV_CASES: KV[:VAR=VALUE] words, e.g. "fp16 int8 int8:LMB_ATTN_EPL=8" (an environment variable for the run)
+    for c in ${KV_CASES:-fp16 int8}; do
+        kv=${c%%:*} v=
+        [ "$kv" = "$c" ] || v=${c#*:}
+        env $v $B $S --kv $kv | sed "s/^{/{\"case\": \"decode bs64 ctx4096 llama3-8b $c\", /" | tee -a "$R"
         [ "${KV_PROFILE:-1}" = 1 ] || continue
-        LMB_PROFILE=1 $B $S --kv $kv 2>&1 >/dev/null | grep -A 16 "decode-only" | grep -E "decode-only|attn|rope" |
-            sed "s/^/[$kv] /" | tee -a "$LOG"
+        env $v LMB_PROFILE=1 $B $S --kv $kv 2>&1 >/dev/null | grep -A 16 "decode-only" | grep -E "decode-only|attn|rope" |
+            sed "s/^/[$c] /" | tee -a "$LOG"
     done
     ;;
 offline)
