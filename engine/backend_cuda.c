@@ -152,6 +152,8 @@ static int cuda_kv_alloc(lmb_backend *b, int n_blocks, int block_size, lmb_error
     c->max_blocks = (ctx + block_size - 1) / block_size;
     /* split-K workspace for decode attention: rows up to cap_r, contexts up to ctx */
     c->split_len = 256;
+    const char *sl = getenv("LMB_ATTN_SPLIT"); /* to compare split lengths on the GPU machine */
+    if (sl && atoi(sl) >= 64 && atoi(sl) <= 4096) c->split_len = atoi(sl);
     c->split_small = 64;
     c->small_rows = 1024 / c->cfg.n_heads > 1 ? 1024 / c->cfg.n_heads : 1;
     if (c->batch_invariant) c->small_rows = 0; /* one split length for every batch size */

@@ -5,7 +5,8 @@
 // Grid (row, head group, split): a CTA (4 warps) attends one query row of G query heads sharing a KV head
 // (GQA; G = 4, 2 or 1 dividing nh/nkv, LMB_ATTN_GQA=1 for one head per CTA) to keys
 // [split*L, min(ctx, (split+1)*L)) of its sequence: each K/V row is read and converted once for the G heads
-// (H100, Llama-3-8B shape, 64 rows x ctx 4096: decode step 35.9 -> 24.1 ms fp16 KV, 44.5 -> 27.2 ms int8).  A row whose context fits one split writes its output directly; longer rows write (max, sum,
+// (H100, Llama-3-8B shape, 64 rows x ctx 4096: decode step 35.9 -> 24.1 ms fp16 KV, 44.5 -> 27.2 ms int8).
+// A row whose context fits one split writes its output directly; longer rows write (max, sum,
 // unnormalised out) partials that merge_kernel combines (flash-decoding).  CTAs past a row's context exit at
 // once, so the grid can be sized for the largest context (CUDA graphs).
 //
@@ -23,9 +24,10 @@
 // the tile size, so BITS 16 runs the same instructions as before.
 // Versions of the quantized path: v2 — 8 elements per lane, codes as 2^23 + u minus 2^23 (two operations per
 // element); at 4 heads per CTA int8 cost more instructions per byte than fp16 and was issue-bound (int8 27.2 ms
-// per step against fp16's 24.1).  v3 (this) — 16 elements per lane for head dims 64/128/256 (one 16-byte int8
-// load, a shuffle level fewer per row) and the 1024 + u codes (LMB_ATTN_EPL=8 runs v2's lane layout,
-// LMB_ATTN_U=4 twice the rows in flight).
+// per step against fp16's 24.1).  v3 (reverted) — more rows in flight: slower.  v4 (this) — 16 elements per
+// lane for head dims 64/128/256 (one 16-byte int8 load, a shuffle level fewer per row), the 1024 + u codes, and
+// the heads' dots reduce-scattered across a row's lanes (all widths): int8 22.2 ms per step, fp16 23.3.
+// LMB_ATTN_EPL=8 runs v2's lane layout, LMB_ATTN_U=4 twice the rows in flight (both slower: 24.8, 25.2 ms).
 #include <stdlib.h>
 #include <string.h>
 
