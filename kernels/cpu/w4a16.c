@@ -53,23 +53,35 @@ void lmb_cpu_w4a16_matmul(float *y, const float *x, const void *qweight, const v
     free(W);
 }
 
+/* The 8x8 nibble matrix b (row i = word i, column s = nibble s) transposed in place: swap the off-diagonal
+ * blocks of 4x4 nibbles (16-bit halves of words i, i+4), then of 2x2 (bytes), then of 1x1. */
+static inline void transpose_nibbles(uint32_t b[8]) {
+    uint32_t t;
+    for (int i = 0; i < 4; i++) t = ((b[i] >> 16) ^ b[i + 4]) & 0x0000FFFFu, b[i] ^= t << 16, b[i + 4] ^= t;
+    for (int i = 0; i < 8; i += (i & 1) ? 3 : 1) /* pairs (0,2) (1,3) (4,6) (5,7) */
+        t = ((b[i] >> 8) ^ b[i + 2]) & 0x00FF00FFu, b[i] ^= t << 8, b[i + 2] ^= t;
+    for (int i = 0; i < 8; i += 2) t = ((b[i] >> 4) ^ b[i + 1]) & 0x0F0F0F0Fu, b[i] ^= t << 4, b[i + 1] ^= t;
+}
+
 int lmb_w4_rows_from_awq(uint32_t *qw_rows, uint32_t *zeros_rows, uint16_t *scales_rows, const void *qweight,
                          const void *qzeros, const void *scales, int K, int N, int group) {
     static const int order[8] = LMB_AWQ_ORDER, rev[8] = LMB_AWQ_REVERSE_ORDER;
     if (N <= 0 || K <= 0 || N % 8 || K % 8 || group <= 0 || K % group) return -1;
     const int N8 = N / 8, KW = K / 8, ng = K / group, ZW = (ng + 7) / 8;
-    /* codes: an 8x8 nibble transpose per (8 inputs, 8 outputs) block; AWQ rows 8j..8j+7 read contiguously */
+    /* codes: an 8x8 nibble transpose per block of 8 inputs x 8 outputs.  b[i] = AWQ word of input 8j + order[i];
+     * transposed, b[s] holds nibble s of every original b[i] at nibble i: the codes of the output at AWQ nibble
+     * s (output 8c + o for rev[o] == s), already in the rows' nibble order.  Tiles of 16 words x 512 rows keep
+     * the written cache lines in cache. */
 #pragma omp parallel for schedule(static) if ((long)K * N > (1L << 16))
-    for (int j = 0; j < KW; j++)
-        for (int c = 0; c < N8; c++) {
-            uint32_t a[8]; /* a[t]: AWQ word of input 8j + t */
-            for (int t = 0; t < 8; t++) a[t] = load_u32(qweight, (size_t)(8 * j + t) * N8 + c);
-            for (int o = 0; o < 8; o++) { /* output 8c + o sits at nibble rev[o] of the AWQ words */
-                uint32_t w = 0;
-                for (int i = 0; i < 8; i++) w |= ((a[order[i]] >> (4 * rev[o])) & 15u) << (4 * i);
-                qw_rows[(size_t)(8 * c + o) * KW + j] = w;
-            }
-        }
+    for (int j0 = 0; j0 < KW; j0 += 16)
+        for (int c0 = 0; c0 < N8; c0 += 64)
+            for (int j = j0; j < j0 + 16 && j < KW; j++)
+                for (int c = c0; c < c0 + 64 && c < N8; c++) {
+                    uint32_t b[8];
+                    for (int i = 0; i < 8; i++) b[i] = load_u32(qweight, (size_t)(8 * j + order[i]) * N8 + c);
+                    transpose_nibbles(b);
+                    for (int o = 0; o < 8; o++) qw_rows[(size_t)(8 * c + o) * KW + j] = b[rev[o]];
+                }
     for (int n = 0; n < N; n++) {
         uint32_t *zr = zeros_rows + (size_t)n * ZW;
         for (int w = 0; w < ZW; w++) zr[w] = 0;
