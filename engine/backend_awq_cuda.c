@@ -1,20 +1,21 @@
-/* backend_awq_cuda.c — AWQ (W4A16) linears in the CUDA backend: upload in AutoAWQ's GEMM layout (fused
- * q|k|v and gate|up concatenated along the outputs, as the dense weights are), random generation for
- * benchmarks, and the per-M dispatch of kernels/cuda/w4a16.cu.  See backend_awq_cuda.h.
+/* backend_awq_cuda.c — AWQ (W4A16) linears in the CUDA backend: upload of AutoAWQ's GEMM layout repacked into
+ * the kernels' W4 rows layout (kernels.h; fused q|k|v and gate|up stacked along the outputs, as the dense
+ * weights are), random generation for benchmarks, and the per-M dispatch of kernels/cuda/w4a16.cu.  See
+ * backend_awq_cuda.h.
  */
 #include "backend_awq_cuda.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+#include "../kernels/kernels.h"
+
 struct lmb_cuda_awq {
     lmb_cuda_awq_linear *lin; /* 4 per layer, allocated once: the layer slots point into it */
     int n_lin, cap;
-    float *ws;     /* gemv split partials */
-    int *tickets;  /* gemv split tickets (zero between launches) */
-    void *scratch; /* dequantized fp16 column chunks for cuBLAS */
+    void *scratch; /* dequantized fp16 row chunks for cuBLAS */
     size_t scratch_bytes;
-    int n_sm, mma_max_m;
+    int mma_max_m;
 };
 
 /* A linear stored AWQ-style: bound qweight, or (random-weight models) a qweight view without data. */
@@ -68,38 +69,55 @@ static int upload_f16(cuda_backend *c, const lmb_model *m, void **dev, const lmb
     return 0;
 }
 
-/* One fused AWQ linear from parts sharing K (concatenated along N). */
+static const char *name_of(const lmb_linear *p) { return p->qweight.name ? p->qweight.name : "an AWQ linear"; }
+
+/* One fused AWQ linear from parts sharing K (concatenated along N), repacked at load into W4 rows: part i's
+ * rows follow part i-1's in each of the three buffers. */
 static int upload_awq(cuda_backend *c, const lmb_model *m, const lmb_linear *const *parts, int n, void **slot,
                       lmb_error *err) {
     struct lmb_cuda_awq *a = c->awq;
     int K = parts[0]->in, G = m->cfg.quant.group_size, N = 0;
     for (int i = 0; i < n; i++) N += parts[i]->out;
+    if (G <= 0 || K % 8 || G % 8 || K % G)
+        return lmb_fail(err, "AWQ linear of %d inputs with group size %d: the CUDA W4A16 kernels need the inputs "
+                             "and the group size to be multiples of 8 (and the inputs of the group size)", K, G);
     lmb_cuda_awq_linear *d = &a->lin[a->n_lin++];
     d->N = N, d->K = K, d->group = G;
-    size_t N8 = (size_t)N / 8, ng = (size_t)K / G, bw = (size_t)K * N8 * 4, bz = ng * N8 * 4, bs = ng * N * 2;
-    if (lmb_cuda_dev_alloc((void **)&d->qweight, bw, err) || lmb_cuda_dev_alloc((void **)&d->qzeros, bz, err) ||
+    size_t ng = (size_t)K / G, zw = (ng + 7) / 8, per_w = (size_t)K / 8 * 4, per_z = zw * 4, per_s = ng * 2;
+    size_t bw = N * per_w, bz = N * per_z, bs = N * per_s; /* bytes; bz is AutoAWQ's up to zw's padding */
+    if (lmb_cuda_dev_alloc((void **)&d->qweight, bw, err) || lmb_cuda_dev_alloc((void **)&d->zeros, bz, err) ||
         lmb_cuda_dev_alloc(&d->scales, bs, err))
         return -1;
     c->weight_bytes += bw + bz + bs;
     *slot = d;
     if (m->random_weights) { /* weights (q - 8) * s, s ~ 0.0043: std ~0.02 like the dense random models */
         lmb_stream s = (lmb_stream)c->stream;
-        CUDA_CHECK(lmb_cuda_fill_bits(d->qweight, (size_t)K * N8, next_seed(), s));
-        CUDA_CHECK(cudaMemsetAsync(d->qzeros, 0x88, bz, c->stream));
+        CUDA_CHECK(lmb_cuda_fill_bits(d->qweight, (size_t)N * K / 8, next_seed(), s));
+        CUDA_CHECK(cudaMemsetAsync(d->zeros, 0x88, bz, c->stream)); /* every zero point 8 */
         CUDA_CHECK(lmb_cuda_fill_uniform(d->scales, ng * N, 0.001f, 0.0043f, next_seed(), LMB_CUDA_F16, s));
         return 0;
     }
-    size_t col = 0; /* output column where the part starts */
+    size_t row = 0; /* output row where the part starts */
     for (int i = 0; i < n; i++) {
         const lmb_linear *p = parts[i];
-        size_t pw = (size_t)p->out / 8 * 4, ps = (size_t)p->out * 2;
-        CUDA_CHECK(cudaMemcpy2D((unsigned char *)d->qweight + col / 8 * 4, N8 * 4, p->qweight.data, pw, pw, (size_t)K,
-                                cudaMemcpyHostToDevice));
-        CUDA_CHECK(cudaMemcpy2D((unsigned char *)d->qzeros + col / 8 * 4, N8 * 4, p->qzeros.data, pw, pw, ng,
-                                cudaMemcpyHostToDevice));
-        CUDA_CHECK(cudaMemcpy2D((unsigned char *)d->scales + col * 2, (size_t)N * 2, p->scales.data, ps, ps, ng,
-                                cudaMemcpyHostToDevice));
-        col += (size_t)p->out;
+        size_t rows = (size_t)p->out;
+        void *hw = malloc(rows * per_w), *hz = malloc(rows * per_z), *hs = malloc(rows * per_s);
+        if (!hw || !hz || !hs) {
+            free(hw), free(hz), free(hs);
+            return lmb_fail(err, "out of memory repacking %s", name_of(p));
+        }
+        int bad = lmb_w4_rows_from_awq(hw, hz, hs, p->qweight.data, p->qzeros.data, p->scales.data, K, p->out, G);
+        cudaError_t e = cudaSuccess;
+        if (!bad) e = cudaMemcpy((unsigned char *)d->qweight + row * per_w, hw, rows * per_w, cudaMemcpyHostToDevice);
+        if (!bad && e == cudaSuccess)
+            e = cudaMemcpy((unsigned char *)d->zeros + row * per_z, hz, rows * per_z, cudaMemcpyHostToDevice);
+        if (!bad && e == cudaSuccess)
+            e = cudaMemcpy((unsigned char *)d->scales + row * per_s, hs, rows * per_s, cudaMemcpyHostToDevice);
+        free(hw), free(hz), free(hs);
+        if (bad) return lmb_fail(err, "%s: %d outputs, %d inputs, group %d cannot be repacked (outputs and inputs "
+                                      "must be multiples of 8)", name_of(p), p->out, K, G);
+        CUDA_CHECK(e);
+        row += rows;
     }
     return 0;
 }
@@ -120,26 +138,21 @@ static int upload_bias(cuda_backend *c, const lmb_model *m, const lmb_linear *co
     return upload_f16(c, m, slot, b, n, err);
 }
 
-static int alloc_workspace(cuda_backend *c, lmb_error *err) {
+/* The dequant + cuBLAS path's scratch: an L2-sized run of dequantized rows of the largest linear. */
+static int alloc_scratch(cuda_backend *c, lmb_error *err) {
     struct lmb_cuda_awq *a = c->awq;
     int max_n = 8, max_k = 1;
     for (int i = 0; i < a->n_lin; i++) {
         max_n = a->lin[i].N > max_n ? a->lin[i].N : max_n;
         max_k = a->lin[i].K > max_k ? a->lin[i].K : max_k;
     }
-    size_t nt = lmb_cuda_w4a16_gemv_tickets(max_n);
     const char *mb = getenv("LMB_W4A16_SCRATCH_MB");
     double scratch_mb = mb && atof(mb) > 0 ? atof(mb) : 24; /* an H100's L2 is 50 MB */
     a->scratch_bytes = (size_t)(scratch_mb * 1048576.0);
     size_t full = (size_t)max_k * max_n * 2, least = (size_t)max_k * 8 * 2;
     if (a->scratch_bytes > full) a->scratch_bytes = full;
     if (a->scratch_bytes < least) a->scratch_bytes = least;
-    if (lmb_cuda_dev_alloc((void **)&a->ws, lmb_cuda_w4a16_gemv_workspace(max_n), err) ||
-        lmb_cuda_dev_alloc((void **)&a->tickets, nt * sizeof(int), err) ||
-        lmb_cuda_dev_alloc(&a->scratch, a->scratch_bytes, err))
-        return -1;
-    CUDA_CHECK(cudaMemsetAsync(a->tickets, 0, nt * sizeof(int), c->stream));
-    return 0;
+    return lmb_cuda_dev_alloc(&a->scratch, a->scratch_bytes, err);
 }
 
 int lmb_cuda_awq_load_layer(cuda_backend *c, const lmb_model *m, int l, lmb_error *err) {
@@ -151,7 +164,6 @@ int lmb_cuda_awq_load_layer(cuda_backend *c, const lmb_model *m, int l, lmb_erro
         }
         a->cap = m->cfg.n_layers * 4;
         c->awq = a;
-        CUDA_CHECK(cudaDeviceGetAttribute(&a->n_sm, cudaDevAttrMultiProcessorCount, c->device));
         const char *mm = getenv("LMB_W4A16_MMA_MAX_M");
         a->mma_max_m = mm && atoi(mm) >= 0 ? atoi(mm) : 32;
     }
@@ -164,7 +176,7 @@ int lmb_cuda_awq_load_layer(cuda_backend *c, const lmb_model *m, int l, lmb_erro
         (cf->qkv_bias && upload_bias(c, m, qkv, 3, &L->bqkv, err)) || (cf->o_bias && upload_bias(c, m, o, 1, &L->bo, err)) ||
         (cf->mlp_bias && (upload_bias(c, m, gu, 2, &L->bgu, err) || upload_bias(c, m, d, 1, &L->bd, err))))
         return lmb_error_prefix(err, "layer %d", l);
-    if (l == cf->n_layers - 1 && alloc_workspace(c, err)) return -1;
+    if (l == cf->n_layers - 1 && alloc_scratch(c, err)) return -1;
     return 0;
 }
 
@@ -180,23 +192,22 @@ int lmb_cuda_awq_gemm(cuda_backend *c, const void *x, const void *w, void *y, in
         return lmb_fail(err, "AWQ linear is [%d, %d] but the forward multiplies by [%d, %d]", d->N, d->K, N, K);
     lmb_stream s = (lmb_stream)c->stream;
     if (M <= LMB_W4A16_GEMV_MAX_M) {
-        int sp = lmb_cuda_w4a16_gemv_splits(M, N, K, d->group, a->n_sm);
-        CUDA_CHECK(lmb_cuda_w4a16_gemv(y, x, d->qweight, d->qzeros, d->scales, M, N, K, d->group, sp, a->ws, a->tickets,
-                                       s));
+        CUDA_CHECK(lmb_cuda_w4a16_gemv(y, x, d->qweight, d->zeros, d->scales, M, N, K, d->group, s));
         return 0;
     }
     if (M <= a->mma_max_m && K % 32 == 0 && d->group % 32 == 0) {
-        CUDA_CHECK(lmb_cuda_w4a16_mma(y, x, d->qweight, d->qzeros, d->scales, M, N, K, d->group, s));
+        CUDA_CHECK(lmb_cuda_w4a16_mma(y, x, d->qweight, d->zeros, d->scales, M, N, K, d->group, s));
         return 0;
     }
-    /* dequantize column chunks that stay in L2, multiply each with cuBLAS */
+    /* dequantize runs of rows that stay in L2 (fp16 [nc, K] row-major), multiply each with cuBLAS: OP_T makes
+     * the [K, nc] column-major scratch W^T's rows n0.. */
     const float one = 1.f, zero = 0.f;
     int chunk = (int)(a->scratch_bytes / ((size_t)K * 2)) & ~7;
     if (chunk > N) chunk = N;
     for (int n0 = 0; n0 < N; n0 += chunk) {
         int nc = N - n0 < chunk ? N - n0 : chunk;
-        CUDA_CHECK(lmb_cuda_w4a16_dequant(a->scratch, d->qweight, d->qzeros, d->scales, N, K, d->group, n0, nc, s));
-        CUBLAS_CHECK(cublasGemmEx(c->blas, CUBLAS_OP_N, CUBLAS_OP_N, nc, M, K, &one, a->scratch, CUDA_R_16F, nc, x,
+        CUDA_CHECK(lmb_cuda_w4a16_dequant(a->scratch, d->qweight, d->zeros, d->scales, N, K, d->group, n0, nc, s));
+        CUBLAS_CHECK(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, nc, M, K, &one, a->scratch, CUDA_R_16F, K, x,
                                   CUDA_R_16F, K, &zero, (unsigned char *)y + (size_t)n0 * 2, CUDA_R_16F, N,
                                   CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     }
@@ -214,11 +225,9 @@ void lmb_cuda_awq_free(cuda_backend *c) {
     }
     for (int i = 0; i < a->n_lin; i++) {
         cudaFree(a->lin[i].qweight);
-        cudaFree(a->lin[i].qzeros);
+        cudaFree(a->lin[i].zeros);
         cudaFree(a->lin[i].scales);
     }
-    cudaFree(a->ws);
-    cudaFree(a->tickets);
     cudaFree(a->scratch);
     free(a->lin);
     free(a);

@@ -81,6 +81,28 @@ void lmb_cpu_attention(float *out, const float *q, const lmb_kv_pool *p, int lay
 void lmb_cpu_awq_dequant(float *W, const void *qweight, const void *qzeros, const void *scales, int K, int N,
                          int group);
 
+/* "W4 rows": the device layout of the CUDA W4A16 kernels (kernels/cuda/w4a16.cu), made from AutoAWQ's at load.
+ * Each output row n holds its K inputs contiguously, so a warp can own whole rows and walk all of K alone
+ * (no cross-warp reduction); with G = group, NG = K/G groups and ZW = (NG + 7) / 8 zero words per row:
+ *   qweight uint32 [N, K/8]: word (n, j) holds the codes of inputs 8j..8j+7 of output n, nibble i (bits
+ *                            4i..4i+3) holding input 8j + LMB_AWQ_ORDER[i] — AWQ's order, kept because then
+ *                            (w >> 4p) & 0x000F000F puts the codes of inputs 8j+2p and 8j+2p+1 in the low and
+ *                            high 16-bit halves, which OR 0x64006400 turns into the fp16 pair 1024 + q, exactly;
+ *   zeros   uint32 [N, ZW]:  the zero of group g at bits 4*(g%8) of word g/8 (plain nibble order; the unused
+ *                            nibbles of the last word are 0);
+ *   scales  fp16   [N, NG]:  the transpose of AWQ's.
+ * The weight is w[n, k] = (q - z[n, k/G]) * scales[n, k/G], as above; memory is AutoAWQ's up to the zero
+ * words' padding.  K % 8 == 0 and N % 8 == 0. */
+/* Repacks one AutoAWQ linear (buffers as for lmb_cpu_awq_dequant, possibly unaligned) into W4 rows:
+ * qw_rows [N * K/8], zeros_rows [N * ZW], scales_rows [N * NG].  Returns 0, or -1 (nothing written) unless
+ * N % 8 == 0, K % 8 == 0, group > 0 and K % group == 0.  A fused linear (parts concatenated along N) is
+ * repacked part by part into consecutive row ranges. */
+int lmb_w4_rows_from_awq(uint32_t *qw_rows, uint32_t *zeros_rows, uint16_t *scales_rows, const void *qweight,
+                         const void *qzeros, const void *scales, int K, int N, int group);
+/* Dequantizes W4 rows to the dense W [N, K] fp32: lmb_cpu_awq_dequant of what lmb_w4_rows_from_awq was given. */
+void lmb_cpu_w4_rows_dequant(float *W, const uint32_t *qweight, const uint32_t *zeros, const uint16_t *scales, int K,
+                             int N, int group);
+
 /* The CPU reference of the W4A16 GEMM: y[M, N] = x[M, K] W^T with W dequantized as above, fp32. */
 void lmb_cpu_w4a16_matmul(float *y, const float *x, const void *qweight, const void *qzeros, const void *scales,
                           int M, int N, int K, int group);

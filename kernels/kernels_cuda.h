@@ -119,28 +119,30 @@ int lmb_cuda_sample(int32_t *out, float *logits, const lmb_cuda_sample_params *p
                     int n, int vocab, lmb_stream s);
 
 /* ---- AWQ W4A16 (kernels/cuda/w4a16.cu) ----------------------------------------------------------------
- * y [M, N] fp16 = x [M, K] fp16 W^T, W in AutoAWQ's GEMM layout (kernels.h): qweight [K, N/8], qzeros
- * [K/group, N/8] int32, scales [K/group, N] fp16; N % 8 == 0, K % group == 0.  fp32 accumulation. */
-#define LMB_W4A16_GEMV_MAX_M 8  /* rows the gemv path takes */
-#define LMB_W4A16_MAX_SPLITS 32 /* K splits of the gemv path */
+ * y [M, N] fp16 = x [M, K] fp16 W^T, W in the "W4 rows" layout (kernels.h), made from AutoAWQ's at load by
+ * lmb_w4_rows_from_awq:
+ *   qweight uint32 [N, K/8]              word (n, j): inputs 8j..8j+7 of output n, nibble i = input
+ *                                        8j + LMB_AWQ_ORDER[i]
+ *   zeros   uint32 [N, (K/group + 7)/8]  the zero of group g at bits 4*(g%8) of word g/8
+ *   scales  fp16   [N, K/group]
+ * N % 8 == 0, K % group == 0, group % 8 == 0; x (and the dequant output) 16-byte aligned.  fp32 accumulation
+ * (the gemv sums each 32 inputs' products in fp16 first). */
+#define LMB_W4A16_GEMV_MAX_M 8 /* rows the gemv path takes */
 
-/* gemv (M <= 8): reads each packed weight once.  splits > 1 splits K over CTAs: partial sums go to ws
- * (lmb_cuda_w4a16_gemv_workspace(max N) bytes) and the last CTA per column tile adds them in order, counted
- * with tickets (lmb_cuda_w4a16_gemv_tickets(max N) ints, zeroed once at allocation; every launch leaves them
- * zero).  lmb_cuda_w4a16_gemv_splits picks splits for a device with n_sm SMs. */
-int lmb_cuda_w4a16_gemv_splits(int M, int N, int K, int group, int n_sm);
-size_t lmb_cuda_w4a16_gemv_workspace(int max_n);
-size_t lmb_cuda_w4a16_gemv_tickets(int max_n);
-int lmb_cuda_w4a16_gemv(void *y, const void *x, const int32_t *qweight, const int32_t *qzeros, const void *scales,
-                        int M, int N, int K, int group, int splits, float *ws, int *tickets, lmb_stream s);
+/* gemv (M <= 8, decode): each warp computes 4 whole output rows over all of K, reading each packed weight once;
+ * no workspace, one launch, deterministic. */
+int lmb_cuda_w4a16_gemv(void *y, const void *x, const uint32_t *qweight, const uint32_t *zeros, const void *scales,
+                        int M, int N, int K, int group, lmb_stream s);
 
-/* Tensor-core GEMM (WMMA, any M): needs K % 32 == 0, group % 32 == 0 and x 16-byte aligned. */
-int lmb_cuda_w4a16_mma(void *y, const void *x, const int32_t *qweight, const int32_t *qzeros, const void *scales,
+/* Tensor-core GEMM (WMMA, any M): needs K % 32 == 0, group % 32 == 0, x and qweight 16-byte aligned. */
+int lmb_cuda_w4a16_mma(void *y, const void *x, const uint32_t *qweight, const uint32_t *zeros, const void *scales,
                        int M, int N, int K, int group, lmb_stream s);
 
-/* Dequantizes output columns [n_begin, n_begin + n_count) to w, fp16 [K, n_count] row-major (so cuBLAS can
- * take it as a column-major [n_count, K] matrix); n_begin, n_count multiples of 8, w 16-byte aligned. */
-int lmb_cuda_w4a16_dequant(void *w, const int32_t *qweight, const int32_t *qzeros, const void *scales, int N, int K,
+/* Dequantizes output rows [n_begin, n_begin + n_count) to w, fp16 [n_count, K] row-major, each value
+ * (q - z) * s rounded once (the CPU dequantizer's value rounded to fp16).  For cuBLAS that is the column-major
+ * [K, n_count] matrix with lda = K: y[:, n_begin..] = x W^T is cublasGemmEx(CUBLAS_OP_T, CUBLAS_OP_N, n_count,
+ * M, K, w lda K, x ldb K, y + n_begin ldc N). */
+int lmb_cuda_w4a16_dequant(void *w, const uint32_t *qweight, const uint32_t *zeros, const void *scales, int N, int K,
                            int group, int n_begin, int n_count, lmb_stream s);
 
 /* p[i] = random 32-bit words, deterministic in (seed, i): random AWQ weights for benchmarks. */

@@ -1,8 +1,9 @@
 /* test_int4.c — the int4 quantizer and AutoAWQ packing (quantize/int4.c) and the CPU dequantizer
  * (kernels/cpu/w4a16.c): bit-exact agreement with a reference made from AutoAWQ's algorithm
  * (tests/fixtures/awq/pack_reference.safetensors, from tests/tools/make_awq_pack_reference.py), the nibble
- * order on a hand-made word, pack -> unpack round trips, dequantize = the quantized values, and the
- * quantization error bound. */
+ * order on a hand-made word, pack -> unpack round trips, dequantize = the quantized values, the
+ * quantization error bound, and the repack into the CUDA kernels' "W4 rows" layout (dequantizing the repacked
+ * buffers gives the AWQ dequantization bit for bit, odd shapes and unaligned sources included). */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdlib.h>
@@ -145,4 +146,77 @@ Test(int4, w4a16_reference_matmul) {
             for (int k = 0; k < K; k++) acc += (double)x[m * K + k] * W[n * K + k];
             cr_assert_lt(fabs(y[m * N + n] - acc), 1e-5 * (1 + fabs(acc)));
         }
+}
+
+/* W4 rows by hand: code (n, k) = n + k (mod 16), zero (n, g) = n + 3g (mod 16), scale (n, g) = n + g. */
+Test(int4, w4_rows_by_hand) {
+    enum { N = 8, K = 16, G = 8, NG = K / G };
+    uint8_t codes[N * K], zeros[N * NG];
+    float s[N * NG];
+    for (int n = 0; n < N; n++) {
+        for (int k = 0; k < K; k++) codes[n * K + k] = (uint8_t)((n + k) % 16);
+        for (int g = 0; g < NG; g++) zeros[n * NG + g] = (uint8_t)((n + 3 * g) % 16), s[n * NG + g] = (float)(n + g);
+    }
+    int32_t qw[K * N / 8], qz[NG * N / 8];
+    uint16_t sc[NG * N];
+    lmb_awq_pack(codes, zeros, s, N, K, G, qw, qz, sc);
+    uint32_t rw[N * K / 8], rz[N];
+    uint16_t rs[N * NG];
+    cr_assert_eq(lmb_w4_rows_from_awq(rw, rz, rs, qw, qz, sc, K, N, G), 0);
+    static const int order[8] = LMB_AWQ_ORDER;
+    for (int n = 0; n < N; n++) {
+        for (int j = 0; j < K / 8; j++) {
+            uint32_t want = 0;
+            for (int i = 0; i < 8; i++) want |= (uint32_t)((n + 8 * j + order[i]) % 16) << (4 * i);
+            uint32_t got = rw[n * (K / 8) + j];
+            cr_assert_eq(got, want, "row %d word %d: got %08x, want %08x", n, j, got, want);
+        }
+        cr_assert_eq(rz[n], (uint32_t)(zeros[n * NG] | zeros[n * NG + 1] << 4), "zeros of row %d: %08x", n, rz[n]);
+        for (int g = 0; g < NG; g++) cr_assert_eq(rs[n * NG + g], lmb_f32_to_f16((float)(n + g)));
+    }
+    cr_assert_eq(lmb_w4_rows_from_awq(rw, rz, rs, qw, qz, sc, 12, N, 4), -1, "K %% 8 != 0 refused");
+    cr_assert_eq(lmb_w4_rows_from_awq(rw, rz, rs, qw, qz, sc, K, 4, G), -1, "N %% 8 != 0 refused");
+    cr_assert_eq(lmb_w4_rows_from_awq(rw, rz, rs, qw, qz, sc, K, N, 3), -1, "K %% group != 0 refused");
+}
+
+/* dequant_rows(repack(awq)) == awq_dequant(awq) bit for bit on random words; groups 8..128, group counts that
+ * are not a multiple of 8 (padded zero words, whose unused nibbles stay 0), N = 8, sources at odd addresses. */
+Test(int4, w4_rows_round_trip) {
+    lmb_test_rng rng;
+    lmb_test_rng_seed(&rng, 17);
+    int shapes[][3] = {{8, 32, 32},   {8, 96, 32},   {16, 576, 64}, {24, 1152, 128}, {40, 72, 8},
+                       {64, 256, 32}, {8, 2304, 64}, {32, 48, 24},  {136, 1280, 128}};
+    for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
+        int N = shapes[t][0], K = shapes[t][1], G = shapes[t][2], ng = K / G, ZW = (ng + 7) / 8;
+        size_t nw = (size_t)K * N / 8, nz = (size_t)ng * N / 8, ns = (size_t)ng * N;
+        /* the AWQ buffers one byte into an allocation, as tensors inside a mapped file can be */
+        unsigned char *src = malloc(1 + 4 * nw + 4 * nz + 2 * ns);
+        unsigned char *qw = src + 1, *qz = qw + 4 * nw, *sc = qz + 4 * nz;
+        for (size_t i = 0; i < nw; i++) {
+            uint32_t v = (uint32_t)lmb_test_rng_u64(&rng);
+            memcpy(qw + 4 * i, &v, 4);
+        }
+        for (size_t i = 0; i < nz; i++) {
+            uint32_t v = (uint32_t)lmb_test_rng_u64(&rng);
+            memcpy(qz + 4 * i, &v, 4);
+        }
+        for (size_t i = 0; i < ns; i++) {
+            uint16_t v = lmb_f32_to_f16((float)(0.001 + 0.02 * lmb_test_rng_uniform(&rng)));
+            memcpy(sc + 2 * i, &v, 2);
+        }
+        uint32_t *rw = malloc(4 * nw), *rz = malloc(4 * (size_t)N * ZW);
+        uint16_t *rs = malloc(2 * ns);
+        float *want = malloc(sizeof(float) * (size_t)N * K), *got = malloc(sizeof(float) * (size_t)N * K);
+        cr_assert_eq(lmb_w4_rows_from_awq(rw, rz, rs, qw, qz, sc, K, N, G), 0, "shape %zu", t);
+        lmb_cpu_awq_dequant(want, qw, qz, sc, K, N, G);
+        lmb_cpu_w4_rows_dequant(got, rw, rz, rs, K, N, G);
+        for (size_t i = 0; i < (size_t)N * K; i++)
+            cr_assert_eq(memcmp(&got[i], &want[i], 4), 0, "N=%d K=%d G=%d: w[%zu, %zu] %g, AWQ gives %g", N, K, G,
+                         i / K, i % K, got[i], want[i]);
+        if (ng % 8)
+            for (int n = 0; n < N; n++)
+                cr_assert_eq(rz[(size_t)n * ZW + ZW - 1] >> (4 * (ng % 8)), 0u, "N=%d K=%d G=%d: row %d padding", N, K,
+                             G, n);
+        free(src), free(rw), free(rz), free(rs), free(want), free(got);
+    }
 }

@@ -1,27 +1,33 @@
-// w4a16.cu — AWQ int4 weights x fp16 activations (AutoAWQ's GEMM layout, see kernels.h): y[M, N] = x[M, K] W^T
-// with w[n, k] = (q[k, n] - z[k/G, n]) * s[k/G, n].  CPU reference: kernels/cpu/w4a16.c (dequantize + fp32 GEMM).
+// w4a16.cu — AWQ int4 weights x fp16 activations: y[M, N] = x[M, K] W^T with w[n, k] = (q[n, k] - z[n, k/G]) *
+// s[n, k/G], the weights in the "W4 rows" layout (kernels.h: qweight [N, K/8], zeros [N, ZW], scales [N, K/G]),
+// made from AutoAWQ's at load by lmb_w4_rows_from_awq.  CPU reference: kernels/cpu/w4a16.c (dequantize + fp32 GEMM).
 //
-// Three ways to run it, picked by the caller (engine/backend_cuda_awq.c) from M:
-//   gemv     M <= 8 (decode).  Each packed weight word is read once: a lane owns VEC consecutive words of a
-//            row (8*VEC outputs) for all M rows; the K range is cut into 16-row chunks shared out over the
-//            warps of a CTA and the CTAs of the grid's y dimension (enough loads in flight for HBM).  fp32
-//            accumulation, one FMA per weight for M <= 2 (group-sum form).  The CTA's warps are summed as a
-//            tree; the K splits' partial sums go to a workspace and the last CTA of a column tile (an atomic
-//            ticket) adds them in split order — deterministic, one launch, no memset.
-//   mma      small/medium M.  A CTA computes a 32x128 tile of y: per 32-deep k-tile it stages x in shared
-//            memory, dequantizes the matching qweight tile to fp16 in shared memory and runs WMMA 16x16x16
-//            (fp16 in, fp32 accumulate) on 4 warps of 32x32.
-//   dequant  large M (prefill).  Dequantizes a column chunk of W to fp16 [K, Nc] (kept small enough to stay in
-//            L2) for cuBLAS; the caller loops over chunks.
+// Three ways to run it, picked by the caller (engine/backend_awq_cuda.c) from M:
+//   gemv     M <= 8 (decode).  A warp owns 4 whole output rows and walks all of K: lane l takes units (4 words =
+//            32 inputs, one 16-byte load; 1 word when K or G is not a multiple of 32) l, l+32, ... of each row,
+//            two units at a time (8 loads in flight), then a warp shuffle sums the lanes: no workspace, no
+//            cross-warp or cross-CTA reduction.  x is staged in shared memory per K slice (<= 40 KB), skewed so a
+//            warp's 16-byte reads are conflict-free.  Math per unit and row: 16 half2 weight pairs made with two
+//            integer ops and one HFMA2 each ((1024 + q)/16 - (1024 + z)/16 = (q - z)/16, exact), 16 HFMA2 of x
+//            into an fp16 pair, then into fp32 as s * 16 * (lo + hi).
+//   mma      8 < M <= the caller's bound.  A CTA computes a 32x128 tile of y: per 32-deep k-tile it stages x in
+//            shared memory, each of its 128 threads dequantizes one output row's 32 weights (one 16-byte load) to
+//            fp16 in shared memory, and 4 warps run WMMA 16x16x16 (fp16 in, fp32 accumulate) on 32x32 each.
+//   dequant  large M (prefill).  Dequantizes a range of output rows to fp16 [rows, K] (kept small enough to stay
+//            in L2) for cuBLAS; the caller loops over the ranges.
 // Version history: v1 — gemv with K interleaved over 4 warps and a per-weight dequantize FMA.  v2 —
 // gemv over 16-row chunks, 8 warps, the one-FMA group-sum form for M <= 2; mma and dequant unchanged:
 // correctness first (WMMA rather than mma.sync/ldmatrix, no cp.async pipelining).  Checked on the CPU by
 // tests/tools/cuda_emu.  v3 — a chunk's 16 rows unrolled, so all its loads are in flight at once (v2 kept 4:
-// with one chunk per warp, four round trips to HBM per GEMV): bs1 197 -> 210 tok/s on the H100.  v4 (this) —
-// the split sums read four outputs per thread with eight loads in flight (emulator-checked; H100: pending).
-// Figures in docs/PERF.md.
+// with one chunk per warp, four round trips to HBM per GEMV): bs1 197 -> 210 tok/s on the H100.  v4 — the
+// split sums read four outputs per thread with eight loads in flight (emulator-checked, never run on the GPU).
+// v1-v4 read AutoAWQ's layout, where a lane owns outputs and must walk K, so the gemv split K over warps and
+// CTAs and paid a cross-CTA reduction (workspace, tickets, a serial tail): ~4x its bandwidth time.
+// v5 (this) — the W4 rows layout, repacked at load: the gemv above (whole rows per warp, fp16 pair math), the
+// mma B tile dequantized row by row and read as col_major fragments, dequant by rows for cuBLAS's OP_T; the
+// split/ticket gemv and its workspace are gone.  Emulator-checked; H100: pending.  Figures in docs/PERF.md.
 #include <mma.h>
-#include <stdlib.h>
+#include <string.h>
 
 #include "common.cuh"
 
@@ -29,224 +35,202 @@ using namespace lmb;
 
 namespace {
 
-// Output column (within a word's 8) of nibble i: AutoAWQ's order [0, 2, 4, 6, 1, 3, 5, 7].
-__device__ __forceinline__ int awq_col(int i) { return (i & 3) * 2 + (i >> 2); }
+// ---- W4 rows: words to fp16 pairs -------------------------------------------------------------------------
 
-__device__ __forceinline__ float nib(uint32_t w, int i) {
-    // 2^23 + n as a float, minus 2^23: the nibble as an exact float without an int->float conversion
-    return __uint_as_float(0x4B000000u | ((w >> (4 * i)) & 15u)) - 8388608.f;
+__device__ __forceinline__ half2 as_half2(uint32_t u) {
+    half2 h;
+    memcpy(&h, &u, 4);
+    return h;
 }
+
+// The codes of inputs 8j+2p and 8j+2p+1 of word j (nibbles p and p+4: LMB_AWQ_ORDER) as the fp16 pair
+// (1024 + q_lo, 1024 + q_hi): 0x6400 is 1024, whose ulp is 1, so OR-ing a 4-bit code into the mantissa adds it.
+__device__ __forceinline__ half2 pair_1024(uint32_t w, int p) {
+    return as_half2(((w >> (4 * p)) & 0x000F000Fu) | 0x64006400u);
+}
+
+// Zero point of group g of row n.
+__device__ __forceinline__ uint32_t zero_of(const uint32_t *__restrict__ qz, size_t n, int ZW, int g) {
+    return (__ldg(qz + n * ZW + g / 8) >> (4 * (g % 8))) & 15u;
+}
+
+// (q - z) * s for a pair, rounded once to fp16 — the CPU's fp16((q - z) * s) bit for bit: (1024 + q) - (1024 + z)
+// is exact.  zp = (1024 + z) in both halves, s2 = s in both halves.
+__device__ __forceinline__ half2 dequant_pair(uint32_t w, int p, half2 zp, half2 s2) {
+    return __hmul2(__hsub2(pair_1024(w, p), zp), s2);
+}
+
+__device__ __forceinline__ half2 zero_pair(uint32_t z) { return as_half2((0x6400u | z) * 0x00010001u); }
 
 // ---- gemv ---------------------------------------------------------------------------------------------
 
-constexpr int GEMV_WARPS = 8; // warps of a CTA, splitting its K range
-constexpr int CHUNK = 16;     // rows per work item (inside one group)
+constexpr int GEMV_WARPS = 8;                   // warps of a CTA
+constexpr int GEMV_R = 4;                       // output rows per warp
+constexpr int GEMV_ROWS = GEMV_WARPS * GEMV_R;  // rows per CTA
+constexpr int GEMV_X_BYTES = 40960;             // shared memory for one K slice of x (static, under 48 KB)
 
-// VEC consecutive packed words of a row, as one 16- or 8-byte load where VEC allows.
+// A unit is VEC words of a row (8 * VEC inputs, 16 bytes of x per x row for VEC 1, 64 for VEC 4).  In shared
+// memory the units of x lie unit_stride halves apart: 80 bytes for VEC 4, so the eight 16-byte reads of a
+// quarter warp (lanes on consecutive units, banks 20c mod 32) fall in eight distinct 4-bank groups; 16 bytes
+// (no gap) for VEC 1.
+template <int VEC> __host__ __device__ constexpr int unit_stride() { return VEC == 4 ? 40 : 8; }
+// Units per K slice: as many as fit in GEMV_X_BYTES for M rows, a multiple of 32 (one per lane).
+template <int M, int VEC> __host__ __device__ constexpr int slice_units() {
+    return GEMV_X_BYTES / (2 * unit_stride<VEC>() * M) / 32 * 32;
+}
+
 template <int VEC> __device__ __forceinline__ void load_words(const uint32_t *src, uint32_t *w) {
     if constexpr (VEC == 4) {
         uint4 t = __ldg(reinterpret_cast<const uint4 *>(src));
         w[0] = t.x, w[1] = t.y, w[2] = t.z, w[3] = t.w;
-    } else if constexpr (VEC == 2) {
-        uint2 t = __ldg(reinterpret_cast<const uint2 *>(src));
-        w[0] = t.x, w[1] = t.y;
     } else {
 #pragma unroll
         for (int v = 0; v < VEC; v++) w[v] = __ldg(src + v);
     }
 }
 
-// row(k) for the rows of a chunk: fully unrolled when the chunk is CHUNK long, so all its loads are in flight
-// at once (a chunk is usually a warp's whole share of K).
-template <typename F> __device__ __forceinline__ void chunk_rows(int k0, int chunk, F &row) {
-    if (chunk == CHUNK) {
+// The 4 * VEC half2 of x of one unit (shared memory).
+template <int VEC> __device__ __forceinline__ void load_x(const half *src, half2 *x) {
 #pragma unroll
-        for (int kk = 0; kk < CHUNK; kk++) row(k0 + kk);
-    } else {
-#pragma unroll 4
-        for (int k = k0; k < k0 + chunk; k++) row(k);
+    for (int q = 0; q < VEC; q++) {
+        uint4 t = *reinterpret_cast<const uint4 *>(src + 8 * q);
+        x[4 * q] = as_half2(t.x), x[4 * q + 1] = as_half2(t.y);
+        x[4 * q + 2] = as_half2(t.z), x[4 * q + 3] = as_half2(t.w);
     }
 }
 
-// 1 + q/16 as a float, q = nibble i of w (moved to mantissa bits 19..22): two integer ops, no conversion.
-template <int I> __device__ __forceinline__ float one_plus_q16(uint32_t w) {
-    uint32_t t = 4 * I <= 19 ? w << (19 - 4 * I) : w >> (4 * I - 19);
-    return __uint_as_float(0x3F800000u | (t & 0x00780000u));
+// NU units of a lane (slice units u, u + 32, ...; all in range) for the warp's GEMV_R rows n0.. and the M rows of
+// x: all NU * GEMV_R weight loads are issued first.  Per unit and row the products go into an fp16 pair (each of
+// its halves sums 4 * VEC products of |x| * 15/16 at most: it overflows only for |x| > ~4000, far beyond fp16
+// activations' range in practice), then into fp32 as s * 16 * (lo + hi).  The order of every sum is fixed by
+// the shapes alone, so results are deterministic and independent of the other rows of x.
+template <int M, int VEC, int NU>
+__device__ __forceinline__ void gemv_units(float (&tot)[GEMV_R][M], const half *__restrict__ xs, int u, int s0,
+                                           const uint32_t *__restrict__ qw, const uint32_t *__restrict__ qz,
+                                           const half *__restrict__ sc, int n0, int KW, int ng, int ZW, int G) {
+    constexpr int SU = slice_units<M, VEC>(), ST = unit_stride<VEC>(), P = 4 * VEC;
+    uint32_t w[NU][GEMV_R][VEC];
+#pragma unroll
+    for (int a = 0; a < NU; a++)
+#pragma unroll
+        for (int r = 0; r < GEMV_R; r++)
+            load_words<VEC>(qw + (size_t)(n0 + r) * KW + (size_t)(s0 + u + 32 * a) * VEC, w[a][r]);
+    // the unit's group (it lies in one: G % (8 * VEC) == 0): scale * 16 and -(1024 + z) / 16, from L1
+    float s16[NU][GEMV_R];
+    half2 c[NU][GEMV_R];
+#pragma unroll
+    for (int a = 0; a < NU; a++) {
+        const int g = (s0 + u + 32 * a) * 8 * VEC / G;
+#pragma unroll
+        for (int r = 0; r < GEMV_R; r++) {
+            const size_t n = (size_t)(n0 + r);
+            s16[a][r] = 16.f * __half2float(__ldg(sc + n * ng + g));
+            c[a][r] = __float2half2_rn(-64.f - 0.0625f * (float)zero_of(qz, n, ZW, g));
+        }
+    }
+    const half2 sixteenth = __float2half2_rn(0.0625f), hzero = __float2half2_rn(0.f);
+#pragma unroll
+    for (int a = 0; a < NU; a++) {
+        const half *xu = xs + (u + 32 * a) * ST; // this unit of x row m is at xu + m * SU * ST
+        if constexpr (M <= 2) { // x of the unit in registers, each row's weights dequantized once
+            half2 xr[M][P];
+#pragma unroll
+            for (int m = 0; m < M; m++) load_x<VEC>(xu + m * SU * ST, xr[m]);
+#pragma unroll
+            for (int r = 0; r < GEMV_R; r++) {
+                half2 acc[M];
+#pragma unroll
+                for (int m = 0; m < M; m++) acc[m] = hzero;
+#pragma unroll
+                for (int v = 0; v < VEC; v++)
+#pragma unroll
+                    for (int p = 0; p < 4; p++) {
+                        half2 d = __hfma2(pair_1024(w[a][r][v], p), sixteenth, c[a][r]); // (q - z) / 16, exact
+#pragma unroll
+                        for (int m = 0; m < M; m++) acc[m] = __hfma2(xr[m][4 * v + p], d, acc[m]);
+                    }
+#pragma unroll
+                for (int m = 0; m < M; m++)
+                    tot[r][m] = fmaf(s16[a][r], __low2float(acc[m]) + __high2float(acc[m]), tot[r][m]);
+            }
+        } else { // the GEMV_R rows' unit dequantized into registers, then shared by the M rows of x
+            half2 d[GEMV_R][P];
+#pragma unroll
+            for (int r = 0; r < GEMV_R; r++)
+#pragma unroll
+                for (int v = 0; v < VEC; v++)
+#pragma unroll
+                    for (int p = 0; p < 4; p++) d[r][4 * v + p] = __hfma2(pair_1024(w[a][r][v], p), sixteenth, c[a][r]);
+#pragma unroll
+            for (int m = 0; m < M; m++) {
+                half2 xr[P];
+                load_x<VEC>(xu + m * SU * ST, xr);
+#pragma unroll
+                for (int r = 0; r < GEMV_R; r++) {
+                    half2 acc = hzero;
+#pragma unroll
+                    for (int i = 0; i < P; i++) acc = __hfma2(xr[i], d[r][i], acc);
+                    tot[r][m] = fmaf(s16[a][r], __low2float(acc) + __high2float(acc), tot[r][m]);
+                }
+            }
+        }
+    }
 }
 
-// One CTA: 32 lanes across VEC-word column groups x GEMV_WARPS warps; CTA row y of the grid is a K split.
-// Work items are CHUNK consecutive rows of one group; a warp takes a contiguous run of them.  For M <= 2
-// the inner loop is one FMA per weight: a += x * (1 + q/16) and sx += x, then per chunk
-// sum_k x (q - z) s = s * (16 a - (16 + z) sx); for larger M the dequantized weight is shared by M FMAs.
+// CTAs per SM the register budget is cut for (__launch_bounds__): the most that keep every variant free of spills
+// (-Xptxas -v, sm_90: M = 1 fits 80 registers, M = 2 128; M >= 3 takes up to ~180), so that big-N linears keep
+// more loads in flight per SM at small M.
+__host__ __device__ constexpr int gemv_min_ctas(int M) { return M == 1 ? 3 : M == 2 ? 2 : 1; }
+
+// One CTA: GEMV_WARPS warps of GEMV_R rows each.  Every thread runs every slice and reaches every barrier and
+// shuffle (warps past N only skip the weight work and the store).
 template <int M, int VEC>
-__global__ void __launch_bounds__(32 * GEMV_WARPS)
+__global__ void __launch_bounds__(32 * GEMV_WARPS, gemv_min_ctas(M))
     gemv_kernel(half *__restrict__ y, const half *__restrict__ x, const uint32_t *__restrict__ qw,
-                const uint32_t *__restrict__ qz, const half *__restrict__ sc, int N, int K, int G, int splits,
-                float *__restrict__ ws, int *__restrict__ tickets) {
-    constexpr int C = 8 * VEC; // outputs per lane
-    constexpr bool SUMS = M <= 2;
-    __shared__ float red[(GEMV_WARPS / 2) * M * C * 32];
-    __shared__ int last;
-    const int lane = threadIdx.x, wy = threadIdx.y, tid = wy * 32 + lane;
-    const int N8 = N / 8, c0 = (blockIdx.x * 32 + lane) * VEC;
-    const bool active = c0 < N8;
-    const int chunk = G % CHUNK == 0 ? CHUNK : G, n_chunks = K / chunk;
-    const int workers = splits * GEMV_WARPS, wid = blockIdx.y * GEMV_WARPS + wy;
-    const int per = (n_chunks + workers - 1) / workers, cb = wid * per, ce = min(n_chunks, cb + per);
-    float tot[M][C];
+                const uint32_t *__restrict__ qz, const half *__restrict__ sc, int N, int K, int G) {
+    constexpr int SU = slice_units<M, VEC>(), ST = unit_stride<VEC>();
+    __shared__ __align__(16) half xs[M * SU * ST];
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const int n0 = (blockIdx.x * GEMV_WARPS + warp) * GEMV_R;
+    const bool active = n0 < N; // N % 8 == 0: a warp's rows are all in range or all past it
+    const int KW = K / 8, U = KW / VEC, ng = K / G, ZW = (ng + 7) / 8;
+    float tot[GEMV_R][M];
 #pragma unroll
-    for (int m = 0; m < M; m++)
+    for (int r = 0; r < GEMV_R; r++)
 #pragma unroll
-        for (int j = 0; j < C; j++) tot[m][j] = 0.f;
-    if (active) {
-        float s[SUMS ? 1 : C], zs[SUMS ? 1 : C];
-        int cur_g = -1;
-        for (int ch = cb; ch < ce; ch++) {
-            const int k0 = ch * chunk, g = k0 / G;
-            if constexpr (SUMS) {
-                float a[M][C], sx[M];
-#pragma unroll
-                for (int m = 0; m < M; m++) {
-                    sx[m] = 0.f;
-#pragma unroll
-                    for (int j = 0; j < C; j++) a[m][j] = 0.f;
-                }
-                auto row = [&](int k) {
-                    uint32_t w[VEC];
-                    load_words<VEC>(qw + (size_t)k * N8 + c0, w);
-                    float xv[M];
-#pragma unroll
-                    for (int m = 0; m < M; m++) sx[m] += (xv[m] = __half2float(x[(size_t)m * K + k]));
-#pragma unroll
-                    for (int v = 0; v < VEC; v++) {
-#define LMB_NIB(I)                                                                                                 \
-    {                                                                                                              \
-        float q = one_plus_q16<I>(w[v]);                                                                           \
-        for (int m = 0; m < M; m++) a[m][v * 8 + awq_col(I)] = fmaf(xv[m], q, a[m][v * 8 + awq_col(I)]);          \
-    }
-                        LMB_NIB(0) LMB_NIB(1) LMB_NIB(2) LMB_NIB(3) LMB_NIB(4) LMB_NIB(5) LMB_NIB(6) LMB_NIB(7)
-#undef LMB_NIB
-                    }
-                };
-                chunk_rows(k0, chunk, row);
-#pragma unroll
-                for (int v = 0; v < VEC; v++) { // once per chunk: scales and zero points from L1/L2
-                    uint32_t z = qz[(size_t)g * N8 + c0 + v];
-#pragma unroll
-                    for (int i = 0; i < 8; i++) {
-                        int j = v * 8 + awq_col(i);
-                        float sj = __half2float(sc[(size_t)g * N + 8 * (size_t)c0 + j]), c = 16.f + nib(z, i);
-#pragma unroll
-                        for (int m = 0; m < M; m++) tot[m][j] = fmaf(sj, fmaf(16.f, a[m][j], -c * sx[m]), tot[m][j]);
-                    }
-                }
-            } else {
-                if (g != cur_g) { // scales and zero points of this group (once per group per lane)
-                    cur_g = g;
-#pragma unroll
-                    for (int v = 0; v < VEC; v++) {
-                        uint32_t z = qz[(size_t)g * N8 + c0 + v];
-#pragma unroll
-                        for (int i = 0; i < 8; i++) {
-                            int j = v * 8 + awq_col(i);
-                            s[j] = __half2float(sc[(size_t)g * N + 8 * (size_t)c0 + j]);
-                            zs[j] = nib(z, i) * s[j];
-                        }
-                    }
-                }
-                auto row = [&](int k) {
-                    uint32_t w[VEC];
-                    load_words<VEC>(qw + (size_t)k * N8 + c0, w);
-                    float xv[M];
-#pragma unroll
-                    for (int m = 0; m < M; m++) xv[m] = __half2float(x[(size_t)m * K + k]);
-#pragma unroll
-                    for (int v = 0; v < VEC; v++)
-#pragma unroll
-                        for (int i = 0; i < 8; i++) {
-                            int j = v * 8 + awq_col(i);
-                            float wv = fmaf(nib(w[v], i), s[j], -zs[j]);
-#pragma unroll
-                            for (int m = 0; m < M; m++) tot[m][j] = fmaf(xv[m], wv, tot[m][j]);
-                        }
-                };
-                chunk_rows(k0, chunk, row);
-            }
+        for (int m = 0; m < M; m++) tot[r][m] = 0.f;
+    for (int s0 = 0; s0 < U; s0 += SU) {
+        const int su = min(SU, U - s0);
+        for (int i = threadIdx.x; i < M * su * VEC; i += 32 * GEMV_WARPS) { // x[:, slice], 16 bytes a thread
+            const int m = i / (su * VEC), c = i % (su * VEC) / VEC, q = i % VEC;
+            *reinterpret_cast<uint4 *>(xs + (m * SU + c) * ST + 8 * q) =
+                *reinterpret_cast<const uint4 *>(x + (size_t)m * K + (size_t)(s0 + c) * 8 * VEC + 8 * q);
         }
-    }
-    // the CTA's warps, as a tree (fixed order): [warp][m][j][lane] keeps shared accesses conflict-free
-#pragma unroll
-    for (int h = GEMV_WARPS / 2; h >= 1; h /= 2) {
-        if (wy >= h && wy < 2 * h)
-#pragma unroll
-            for (int m = 0; m < M; m++)
-#pragma unroll
-                for (int j = 0; j < C; j++) red[(((wy - h) * M + m) * C + j) * 32 + lane] = tot[m][j];
         __syncthreads();
-        if (wy < h)
-#pragma unroll
-            for (int m = 0; m < M; m++)
-#pragma unroll
-                for (int j = 0; j < C; j++) tot[m][j] += red[((wy * M + m) * C + j) * 32 + lane];
-        __syncthreads();
-    }
-    if (wy == 0 && active)
-#pragma unroll
-        for (int m = 0; m < M; m++)
-#pragma unroll
-            for (int j = 0; j < C; j++) {
-                size_t n = 8 * (size_t)c0 + j;
-                if (splits == 1) y[(size_t)m * N + n] = __float2half_rn(tot[m][j]);
-                else ws[((size_t)blockIdx.y * M + m) * N + n] = tot[m][j];
-            }
-    if (splits == 1) return;
-    // the last CTA of this column tile adds the splits' partial sums in split order
-    __threadfence();
-    __syncthreads();
-    if (tid == 0) last = atomicAdd(&tickets[blockIdx.x], 1) == splits - 1;
-    __syncthreads();
-    if (!last) return;
-    // four outputs per thread (16-byte loads, N % 8 == 0), 8 splits' loads in flight: the serial tail of v2 (one
-    // output per thread, one load at a time) cost more than the weight reads of a small GEMV
-    const size_t base = 8 * (size_t)blockIdx.x * 32 * VEC;
-    for (int o = 4 * tid; o < M * 32 * C; o += 4 * 32 * GEMV_WARPS) {
-        int m = o / (32 * C);
-        size_t n = base + o % (32 * C);
-        if (n >= (size_t)N) continue;
-        float4 sum = make_float4(0.f, 0.f, 0.f, 0.f);
-#pragma unroll 8
-        for (int sp = 0; sp < splits; sp++) {
-            float4 v = __ldcg(reinterpret_cast<const float4 *>(&ws[((size_t)sp * M + m) * N + n]));
-            sum.x += v.x, sum.y += v.y, sum.z += v.z, sum.w += v.w;
+        if (active) {
+            int u = lane;
+            for (; u + 32 < su; u += 64) gemv_units<M, VEC, 2>(tot, xs, u, s0, qw, qz, sc, n0, KW, ng, ZW, G);
+            if (u < su) gemv_units<M, VEC, 1>(tot, xs, u, s0, qw, qz, sc, n0, KW, ng, ZW, G);
         }
-        half *yo = y + (size_t)m * N + n;
-        yo[0] = __float2half_rn(sum.x), yo[1] = __float2half_rn(sum.y);
-        yo[2] = __float2half_rn(sum.z), yo[3] = __float2half_rn(sum.w);
+        __syncthreads(); // the slice's x is read before the next one overwrites it
     }
-    if (tid == 0) tickets[blockIdx.x] = 0; // ready for the next launch (and graph replays)
+#pragma unroll
+    for (int r = 0; r < GEMV_R; r++)
+#pragma unroll
+        for (int m = 0; m < M; m++) {
+            float v = warp_sum(tot[r][m]);
+            if (active && lane == 0) y[(size_t)m * N + n0 + r] = __float2half_rn(v);
+        }
 }
-
-// Words per lane for M rows (accumulators per lane stay at 64 or fewer).
-__host__ __device__ constexpr int gemv_vec(int M) { return M == 1 ? 4 : M == 2 ? 2 : 1; }
 
 template <int M>
 int launch_gemv(half *y, const half *x, const uint32_t *qw, const uint32_t *qz, const half *sc, int N, int K, int G,
-                int splits, float *ws, int *tickets, cudaStream_t s) {
-    int N8 = N / 8;
-    dim3 block(32, GEMV_WARPS);
-    // the vector width must divide the row and keep loads aligned; fall back to narrower words
-    if (gemv_vec(M) >= 4 && N8 % 4 == 0 && (uintptr_t)qw % 16 == 0) {
-        constexpr int V = gemv_vec(M) >= 4 ? 4 : 1;
-        gemv_kernel<M, V><<<dim3((N8 / V + 31) / 32, splits), block, 0, s>>>(y, x, qw, qz, sc, N, K, G, splits, ws,
-                                                                             tickets);
-    } else if (gemv_vec(M) >= 2 && N8 % 2 == 0 && (uintptr_t)qw % 8 == 0) {
-        constexpr int V = gemv_vec(M) >= 2 ? 2 : 1;
-        gemv_kernel<M, V><<<dim3((N8 / V + 31) / 32, splits), block, 0, s>>>(y, x, qw, qz, sc, N, K, G, splits, ws,
-                                                                             tickets);
-    } else {
-        gemv_kernel<M, 1><<<dim3((N8 + 31) / 32, splits), block, 0, s>>>(y, x, qw, qz, sc, N, K, G, splits, ws,
-                                                                         tickets);
-    }
+                cudaStream_t s) {
+    dim3 grid((N + GEMV_ROWS - 1) / GEMV_ROWS), block(32 * GEMV_WARPS);
+    if (K % 32 == 0 && G % 32 == 0 && (uintptr_t)qw % 16 == 0) // a 16-byte unit lies in one group
+        gemv_kernel<M, 4><<<grid, block, 0, s>>>(y, x, qw, qz, sc, N, K, G);
+    else
+        gemv_kernel<M, 1><<<grid, block, 0, s>>>(y, x, qw, qz, sc, N, K, G);
     return LMB_LAUNCH_RESULT();
 }
 
@@ -259,10 +243,11 @@ __global__ void __launch_bounds__(128)
                const uint32_t *__restrict__ qz, const half *__restrict__ sc, int M, int N, int K, int G) {
     using namespace nvcuda;
     __shared__ __align__(32) half As[BM][BK + 8];
-    __shared__ __align__(32) half Bs[BK][BN + 8];
+    __shared__ __align__(32) half Bs[BN][BK + 8]; // [n][k]: 80-byte rows, conflict-free 16-byte stores
     __shared__ __align__(32) float Cs[BM][BN + 4];
-    const int tid = threadIdx.x, warp = tid / 32, N8 = N / 8;
+    const int tid = threadIdx.x, warp = tid / 32, KW = K / 8, ng = K / G, ZW = (ng + 7) / 8;
     const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
+    const size_t n = (size_t)n0 + tid; // the output row this thread dequantizes
     wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[2][2];
 #pragma unroll
     for (int i = 0; i < 2; i++)
@@ -275,33 +260,33 @@ __global__ void __launch_bounds__(128)
             if (m < M) v = *reinterpret_cast<const uint4 *>(x + (size_t)m * K + k0 + cc);
             *reinterpret_cast<uint4 *>(&As[r][cc]) = v;
         }
-        const int g = k0 / G; // G % BK == 0: the k-tile lies in one group
-        for (int i = tid; i < BK * (BN / 8); i += 128) { // W tile: 32 rows x 16 words, dequantized to fp16
-            int kr = i / (BN / 8), cw = i % (BN / 8), c = n0 / 8 + cw;
-            __align__(16) half out[8];
-            if (c < N8) {
-                uint32_t w = qw[(size_t)(k0 + kr) * N8 + c], z = qz[(size_t)g * N8 + c];
+        { // W tile: row n's 32 inputs k0.. (one 16-byte load, one group: G % BK == 0) as fp16, zeros past N
+            uint4 out[4] = {};
+            if (n < (size_t)N) {
+                const int g = k0 / G;
+                uint4 wv = __ldg(reinterpret_cast<const uint4 *>(qw + n * KW + k0 / 8));
+                const uint32_t w[4] = {wv.x, wv.y, wv.z, wv.w};
+                const half2 zp = zero_pair(zero_of(qz, n, ZW, g)), s2 = __half2half2(__ldg(sc + n * ng + g));
 #pragma unroll
-                for (int b = 0; b < 8; b++) {
-                    int j = awq_col(b);
-                    float s = __half2float(sc[(size_t)g * N + 8 * (size_t)c + j]);
-                    out[j] = __float2half_rn((nib(w, b) - nib(z, b)) * s);
+                for (int v = 0; v < 4; v++) {
+                    half2 d[4];
+#pragma unroll
+                    for (int p = 0; p < 4; p++) d[p] = dequant_pair(w[v], p, zp, s2); // inputs 8v+2p, 8v+2p+1
+                    memcpy(&out[v], d, 16);
                 }
-            } else {
-#pragma unroll
-                for (int j = 0; j < 8; j++) out[j] = __float2half_rn(0.f);
             }
-            *reinterpret_cast<uint4 *>(&Bs[kr][cw * 8]) = *reinterpret_cast<const uint4 *>(out);
+#pragma unroll
+            for (int v = 0; v < 4; v++) *reinterpret_cast<uint4 *>(&Bs[tid][8 * v]) = out[v];
         }
         __syncthreads();
 #pragma unroll
         for (int kk = 0; kk < BK; kk += 16) {
             wmma::fragment<wmma::matrix_a, 16, 16, 16, half, wmma::row_major> a[2];
-            wmma::fragment<wmma::matrix_b, 16, 16, 16, half, wmma::row_major> b[2];
+            wmma::fragment<wmma::matrix_b, 16, 16, 16, half, wmma::col_major> b[2]; // (k, n) at Bs[n][k]
 #pragma unroll
             for (int i = 0; i < 2; i++) wmma::load_matrix_sync(a[i], &As[i * 16][kk], BK + 8);
 #pragma unroll
-            for (int j = 0; j < 2; j++) wmma::load_matrix_sync(b[j], &Bs[kk][warp * 32 + j * 16], BN + 8);
+            for (int j = 0; j < 2; j++) wmma::load_matrix_sync(b[j], &Bs[warp * 32 + j * 16][kk], BK + 8);
 #pragma unroll
             for (int i = 0; i < 2; i++)
 #pragma unroll
@@ -316,27 +301,29 @@ __global__ void __launch_bounds__(128)
             wmma::store_matrix_sync(&Cs[i * 16][warp * 32 + j * 16], acc[i][j], BN + 4, wmma::mem_row_major);
     __syncthreads();
     for (int i = tid; i < BM * BN; i += 128) {
-        int r = i / BN, cc = i % BN, m = m0 + r, n = n0 + cc;
-        if (m < M && n < N) y[(size_t)m * N + n] = __float2half_rn(Cs[r][cc]);
+        int r = i / BN, cc = i % BN, m = m0 + r, nn = n0 + cc;
+        if (m < M && nn < N) y[(size_t)m * N + nn] = __float2half_rn(Cs[r][cc]);
     }
 }
 
 // ---- dequant (for cuBLAS) -----------------------------------------------------------------------------
 
+// One word (8 inputs of a row) per thread and step: 8 fp16 values, one 16-byte store.
 __global__ void dequant_kernel(half *__restrict__ W, const uint32_t *__restrict__ qw, const uint32_t *__restrict__ qz,
-                               const half *__restrict__ sc, int N, int K, int G, int c_begin, int n_words) {
-    const int N8 = N / 8;
-    size_t total = (size_t)K * n_words;
+                               const half *__restrict__ sc, int K, int G, int n_begin, int n_count) {
+    const int KW = K / 8, ng = K / G, ZW = (ng + 7) / 8;
+    const size_t total = (size_t)n_count * KW;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
-        int k = (int)(i / n_words), cw = (int)(i % n_words), c = c_begin + cw, g = k / G;
-        uint32_t w = qw[(size_t)k * N8 + c], z = qz[(size_t)g * N8 + c];
-        __align__(16) half out[8];
+        const size_t r = i / KW, n = n_begin + r;
+        const int j = (int)(i % KW), g = 8 * j / G; // G % 8 == 0: the word lies in one group
+        const uint32_t w = __ldg(qw + n * KW + j);
+        const half2 zp = zero_pair(zero_of(qz, n, ZW, g)), s2 = __half2half2(__ldg(sc + n * ng + g));
+        half2 d[4];
 #pragma unroll
-        for (int b = 0; b < 8; b++) {
-            int j = awq_col(b);
-            out[j] = __float2half_rn((nib(w, b) - nib(z, b)) * __half2float(sc[(size_t)g * N + 8 * (size_t)c + j]));
-        }
-        *reinterpret_cast<uint4 *>(W + (size_t)k * n_words * 8 + (size_t)cw * 8) = *reinterpret_cast<const uint4 *>(out);
+        for (int p = 0; p < 4; p++) d[p] = dequant_pair(w, p, zp, s2);
+        uint4 out;
+        memcpy(&out, d, 16);
+        *reinterpret_cast<uint4 *>(W + r * K + 8 * (size_t)j) = out;
     }
 }
 
@@ -353,67 +340,44 @@ __global__ void fill_bits_kernel(uint32_t *p, size_t n, unsigned long long seed)
 
 // ---- launchers --------------------------------------------------------------------------------------------
 
-extern "C" int lmb_cuda_w4a16_gemv_splits(int M, int N, int K, int group, int n_sm) {
-    int v = gemv_vec(M), tiles = (N / 8 / v + 31) / 32;
-    static int per_sm = -1; // LMB_W4A16_GEMV_CTAS: CTAs per SM to aim for (default 2), to compare on the GPU
-    if (per_sm < 0) {
-        const char *e = getenv("LMB_W4A16_GEMV_CTAS");
-        per_sm = e && atoi(e) > 0 && atoi(e) <= 16 ? atoi(e) : 2;
-    }
-    int want = (per_sm * n_sm + tiles - 1) / tiles;
-    int most = K / (group % CHUNK == 0 ? CHUNK : group) / GEMV_WARPS; // a work item per warp at least
-    int s = want < most ? want : most;
-    s = s < LMB_W4A16_MAX_SPLITS ? s : LMB_W4A16_MAX_SPLITS;
-    return s < 1 ? 1 : s;
-}
-
-extern "C" size_t lmb_cuda_w4a16_gemv_workspace(int max_n) {
-    return sizeof(float) * (size_t)LMB_W4A16_MAX_SPLITS * LMB_W4A16_GEMV_MAX_M * (size_t)max_n;
-}
-
-extern "C" size_t lmb_cuda_w4a16_gemv_tickets(int max_n) { return (size_t)(max_n / 8 + 31) / 32 + 1; }
-
-extern "C" int lmb_cuda_w4a16_gemv(void *y, const void *x, const int32_t *qweight, const int32_t *qzeros,
-                                   const void *scales, int M, int N, int K, int group, int splits, float *ws,
-                                   int *tickets, lmb_stream s) {
+extern "C" int lmb_cuda_w4a16_gemv(void *y, const void *x, const uint32_t *qweight, const uint32_t *zeros,
+                                   const void *scales, int M, int N, int K, int group, lmb_stream s) {
     if (M <= 0) return 0;
-    if (M > LMB_W4A16_GEMV_MAX_M || N % 8 || K % group || splits < 1 || splits > LMB_W4A16_MAX_SPLITS ||
-        (splits > 1 && (!ws || !tickets)))
+    if (M > LMB_W4A16_GEMV_MAX_M || N % 8 || K % 8 || group <= 0 || group % 8 || K % group || (uintptr_t)x % 16)
         return (int)cudaErrorInvalidValue;
-    const uint32_t *qw = (const uint32_t *)qweight, *qz = (const uint32_t *)qzeros;
     half *yh = (half *)y;
     const half *xh = (const half *)x, *sh = (const half *)scales;
     switch (M) {
-    case 1: return launch_gemv<1>(yh, xh, qw, qz, sh, N, K, group, splits, ws, tickets, s);
-    case 2: return launch_gemv<2>(yh, xh, qw, qz, sh, N, K, group, splits, ws, tickets, s);
-    case 3: return launch_gemv<3>(yh, xh, qw, qz, sh, N, K, group, splits, ws, tickets, s);
-    case 4: return launch_gemv<4>(yh, xh, qw, qz, sh, N, K, group, splits, ws, tickets, s);
-    case 5: return launch_gemv<5>(yh, xh, qw, qz, sh, N, K, group, splits, ws, tickets, s);
-    case 6: return launch_gemv<6>(yh, xh, qw, qz, sh, N, K, group, splits, ws, tickets, s);
-    case 7: return launch_gemv<7>(yh, xh, qw, qz, sh, N, K, group, splits, ws, tickets, s);
-    default: return launch_gemv<8>(yh, xh, qw, qz, sh, N, K, group, splits, ws, tickets, s);
+    case 1: return launch_gemv<1>(yh, xh, qweight, zeros, sh, N, K, group, s);
+    case 2: return launch_gemv<2>(yh, xh, qweight, zeros, sh, N, K, group, s);
+    case 3: return launch_gemv<3>(yh, xh, qweight, zeros, sh, N, K, group, s);
+    case 4: return launch_gemv<4>(yh, xh, qweight, zeros, sh, N, K, group, s);
+    case 5: return launch_gemv<5>(yh, xh, qweight, zeros, sh, N, K, group, s);
+    case 6: return launch_gemv<6>(yh, xh, qweight, zeros, sh, N, K, group, s);
+    case 7: return launch_gemv<7>(yh, xh, qweight, zeros, sh, N, K, group, s);
+    default: return launch_gemv<8>(yh, xh, qweight, zeros, sh, N, K, group, s);
     }
 }
 
-extern "C" int lmb_cuda_w4a16_mma(void *y, const void *x, const int32_t *qweight, const int32_t *qzeros,
+extern "C" int lmb_cuda_w4a16_mma(void *y, const void *x, const uint32_t *qweight, const uint32_t *zeros,
                                   const void *scales, int M, int N, int K, int group, lmb_stream s) {
     if (M <= 0) return 0;
-    if (N % 8 || K % BK || group % BK || K % group || (uintptr_t)x % 16) return (int)cudaErrorInvalidValue;
+    if (N % 8 || K % BK || group <= 0 || group % BK || K % group || (uintptr_t)x % 16 || (uintptr_t)qweight % 16)
+        return (int)cudaErrorInvalidValue;
     dim3 grid((N + BN - 1) / BN, (M + BM - 1) / BM);
-    mma_kernel<<<grid, 128, 0, s>>>((half *)y, (const half *)x, (const uint32_t *)qweight, (const uint32_t *)qzeros,
-                                    (const half *)scales, M, N, K, group);
+    mma_kernel<<<grid, 128, 0, s>>>((half *)y, (const half *)x, qweight, zeros, (const half *)scales, M, N, K, group);
     return LMB_LAUNCH_RESULT();
 }
 
-extern "C" int lmb_cuda_w4a16_dequant(void *w, const int32_t *qweight, const int32_t *qzeros, const void *scales,
+extern "C" int lmb_cuda_w4a16_dequant(void *w, const uint32_t *qweight, const uint32_t *zeros, const void *scales,
                                       int N, int K, int group, int n_begin, int n_count, lmb_stream s) {
     if (n_count <= 0) return 0;
-    if (N % 8 || n_begin % 8 || n_count % 8 || n_begin + n_count > N || K % group || (uintptr_t)w % 16)
+    if (N % 8 || K % 8 || group <= 0 || group % 8 || K % group || n_begin < 0 || n_begin + n_count > N ||
+        (uintptr_t)w % 16)
         return (int)cudaErrorInvalidValue;
-    size_t total = (size_t)K * (n_count / 8);
+    size_t total = (size_t)n_count * (K / 8);
     int blocks = (int)((total + 255) / 256 < 65536 ? (total + 255) / 256 : 65536);
-    dequant_kernel<<<blocks, 256, 0, s>>>((half *)w, (const uint32_t *)qweight, (const uint32_t *)qzeros,
-                                          (const half *)scales, N, K, group, n_begin / 8, n_count / 8);
+    dequant_kernel<<<blocks, 256, 0, s>>>((half *)w, qweight, zeros, (const half *)scales, K, group, n_begin, n_count);
     return LMB_LAUNCH_RESULT();
 }
 

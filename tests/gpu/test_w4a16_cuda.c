@@ -1,7 +1,8 @@
 /* test_w4a16_cuda.c — the W4A16 kernels (kernels/cuda/w4a16.cu) against the CPU reference (dequantize +
- * fp32 GEMM, kernels/cpu/w4a16.c) on random packed weights, for Llama-2-7B's shapes (4096x4096, 11008x4096,
- * 4096x11008, the fused 12288x4096) and small odd ones, M = 1..8 (gemv, with and without K splits), 5, 8,
- * 64, 300 (tensor-core GEMM); the dequantizer bit for bit; and the CUDA backend on AWQ models: an
+ * fp32 GEMM, kernels/cpu/w4a16.c) on random AutoAWQ-layout weights repacked into W4 rows (as the backend does
+ * at load), for Llama-2-7B's shapes (4096x4096, 11008x4096, 4096x11008, the fused 12288x4096) and small odd
+ * ones, M = 1..8 (gemv), 1, 5, 8, 64, 300 (tensor-core GEMM); the dequantizer bit for bit; and the CUDA
+ * backend on AWQ models: an
  * AutoAWQ-layout fixture against the CPU backend through each of the three paths, and a random-weight
  * AWQ Llama shape end to end.
  *
@@ -20,62 +21,48 @@
 
 typedef struct packed {
     int N, K, G;
-    int32_t *qw, *qz;
+    int32_t *qw, *qz; /* host, AutoAWQ's layout: what the CPU reference takes */
     uint16_t *sc;
-    void *d_qw, *d_qz, *d_sc;
+    uint32_t *d_qw, *d_z; /* device, W4 rows: what the kernels take */
+    void *d_sc;
 } packed;
 
 static packed make_packed(int N, int K, int G, uint64_t seed) {
     packed p = {N, K, G};
     lmb_test_rng rng;
     lmb_test_rng_seed(&rng, seed);
-    size_t nw = (size_t)K * N / 8, nz = (size_t)K / G * N / 8, ns = (size_t)K / G * N;
+    size_t nw = (size_t)K * N / 8, nz = (size_t)K / G * N / 8, ns = (size_t)K / G * N, zw = ((size_t)K / G + 7) / 8;
     p.qw = malloc(4 * nw), p.qz = malloc(4 * nz), p.sc = malloc(2 * ns);
     for (size_t i = 0; i < nw; i++) p.qw[i] = (int32_t)lmb_test_rng_u64(&rng);
     for (size_t i = 0; i < nz; i++) p.qz[i] = (int32_t)lmb_test_rng_u64(&rng);
     for (size_t i = 0; i < ns; i++) p.sc[i] = lmb_f32_to_f16((float)(0.002 + 0.01 * lmb_test_rng_uniform(&rng)));
-    p.d_qw = gpu_upload(p.qw, 4 * nw), p.d_qz = gpu_upload(p.qz, 4 * nz), p.d_sc = gpu_upload(p.sc, 2 * ns);
+    uint32_t *rw = malloc(4 * nw), *rz = malloc(4 * zw * N);
+    uint16_t *rs = malloc(2 * ns);
+    cr_assert_eq(lmb_w4_rows_from_awq(rw, rz, rs, p.qw, p.qz, p.sc, K, N, G), 0, "repack N=%d K=%d G=%d", N, K, G);
+    p.d_qw = gpu_upload(rw, 4 * nw), p.d_z = gpu_upload(rz, 4 * zw * N), p.d_sc = gpu_upload(rs, 2 * ns);
+    free(rw), free(rz), free(rs);
     return p;
 }
 
 static void free_packed(packed *p) {
     free(p->qw), free(p->qz), free(p->sc);
-    cudaFree(p->d_qw), cudaFree(p->d_qz), cudaFree(p->d_sc);
-}
-
-static int n_sm(void) {
-    int n = 0;
-    cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, 0);
-    return n;
+    cudaFree(p->d_qw), cudaFree(p->d_z), cudaFree(p->d_sc);
 }
 
 typedef enum { PATH_GEMV, PATH_MMA } path;
 
 /* Runs one path for x [M, K]; returns y [M, N] as floats (caller frees). */
-static float *run_path(path pth, const packed *p, const void *d_x, int M, int splits) {
+static float *run_path(path pth, const packed *p, const void *d_x, int M) {
     void *d_y;
-    float *ws = NULL;
-    int *tickets = NULL;
     GPU_OK(cudaMalloc(&d_y, 2 * (size_t)M * p->N));
     GPU_OK(cudaMemset(d_y, 0xff, 2 * (size_t)M * p->N)); /* poison: NaN */
-    if (pth == PATH_GEMV) {
-        GPU_OK(cudaMalloc((void **)&ws, lmb_cuda_w4a16_gemv_workspace(p->N)));
-        GPU_OK(cudaMalloc((void **)&tickets, sizeof(int) * lmb_cuda_w4a16_gemv_tickets(p->N)));
-        GPU_OK(cudaMemset(tickets, 0, sizeof(int) * lmb_cuda_w4a16_gemv_tickets(p->N)));
-        GPU_OK(lmb_cuda_w4a16_gemv(d_y, d_x, p->d_qw, p->d_qz, p->d_sc, M, p->N, p->K, p->G, splits, ws, tickets, 0));
-    } else {
-        GPU_OK(lmb_cuda_w4a16_mma(d_y, d_x, p->d_qw, p->d_qz, p->d_sc, M, p->N, p->K, p->G, 0));
-    }
+    if (pth == PATH_GEMV)
+        GPU_OK(lmb_cuda_w4a16_gemv(d_y, d_x, p->d_qw, p->d_z, p->d_sc, M, p->N, p->K, p->G, 0));
+    else
+        GPU_OK(lmb_cuda_w4a16_mma(d_y, d_x, p->d_qw, p->d_z, p->d_sc, M, p->N, p->K, p->G, 0));
     GPU_OK(cudaDeviceSynchronize());
     float *y = gpu_download16(d_y, (size_t)M * p->N, LMB_CUDA_F16);
-    if (pth == PATH_GEMV && splits > 1) { /* the tickets are back to zero: a second launch gives the same bits */
-        GPU_OK(lmb_cuda_w4a16_gemv(d_y, d_x, p->d_qw, p->d_qz, p->d_sc, M, p->N, p->K, p->G, splits, ws, tickets, 0));
-        GPU_OK(cudaDeviceSynchronize());
-        float *y2 = gpu_download16(d_y, (size_t)M * p->N, LMB_CUDA_F16);
-        cr_assert_eq(memcmp(y, y2, sizeof(float) * M * p->N), 0, "gemv with %d splits is not repeatable", splits);
-        free(y2);
-    }
-    cudaFree(d_y), cudaFree(ws), cudaFree(tickets);
+    cudaFree(d_y);
     return y;
 }
 
@@ -84,15 +71,15 @@ static void check_case(path pth, int M, int N, int K, int G) {
     float *x = gpu_rand((size_t)M * K, LMB_CUDA_F16, 1), *ref = malloc(sizeof(float) * (size_t)M * N);
     void *d_x = gpu_upload16(x, (size_t)M * K, LMB_CUDA_F16);
     lmb_cpu_w4a16_matmul(ref, x, p.qw, p.qz, p.sc, M, N, K, G);
-    int splits[2] = {1, lmb_cuda_w4a16_gemv_splits(M, N, K, G, n_sm())};
-    for (int i = 0; i < (pth == PATH_GEMV ? 2 : 1); i++) {
-        float *y = run_path(pth, &p, d_x, M, splits[i]);
-        double r = gpu_rel(y, ref, (size_t)M * N);
-        cr_assert_lt(r, 5e-3, "%s M=%d N=%d K=%d G=%d splits=%d: relative error %g", pth == PATH_GEMV ? "gemv" : "mma", M,
-                     N, K, G, splits[i], r);
-        free(y);
+    float *y = run_path(pth, &p, d_x, M);
+    double r = gpu_rel(y, ref, (size_t)M * N);
+    cr_assert_lt(r, 5e-3, "%s M=%d N=%d K=%d G=%d: relative error %g", pth == PATH_GEMV ? "gemv" : "mma", M, N, K, G, r);
+    if (pth == PATH_GEMV) { /* fixed summation order: a second launch gives the same bits */
+        float *y2 = run_path(pth, &p, d_x, M);
+        cr_assert_eq(memcmp(y, y2, sizeof(float) * M * N), 0, "gemv M=%d N=%d K=%d is not repeatable", M, N, K);
+        free(y2);
     }
-    free(x), free(ref);
+    free(y), free(x), free(ref);
     cudaFree(d_x);
     free_packed(&p);
 }
@@ -118,6 +105,7 @@ Test(w4a16_cuda, mma_matches_cpu_reference) {
         for (size_t m = 0; m < sizeof Ms / sizeof Ms[0]; m++) check_case(PATH_MMA, Ms[m], shapes[s][0], shapes[s][1], shapes[s][2]);
 }
 
+/* Rows [n0, n0 + nc) as fp16 [nc, K]: the AWQ dequantization rounded to fp16, bit for bit. */
 Test(w4a16_cuda, dequant_is_exact) {
     gpu_require();
     int N = 264, K = 192, G = 64, n0 = 72, nc = 120;
@@ -126,14 +114,14 @@ Test(w4a16_cuda, dequant_is_exact) {
     lmb_cpu_awq_dequant(W, p.qw, p.qz, p.sc, K, N, G);
     void *d_w;
     GPU_OK(cudaMalloc(&d_w, 2 * (size_t)K * nc));
-    GPU_OK(lmb_cuda_w4a16_dequant(d_w, p.d_qw, p.d_qz, p.d_sc, N, K, G, n0, nc, 0));
+    GPU_OK(lmb_cuda_w4a16_dequant(d_w, p.d_qw, p.d_z, p.d_sc, N, K, G, n0, nc, 0));
     float *got = gpu_download16(d_w, (size_t)K * nc, LMB_CUDA_F16);
-    for (int k = 0; k < K; k++)
-        for (int n = 0; n < nc; n++) {
+    for (int n = 0; n < nc; n++)
+        for (int k = 0; k < K; k++) {
             float want = lmb_f16_to_f32(lmb_f32_to_f16(W[(size_t)(n0 + n) * K + k]));
-            cr_assert_eq(got[(size_t)k * nc + n], want, "[k %d, n %d]", k, n0 + n);
+            cr_assert_eq(got[(size_t)n * K + k], want, "[n %d, k %d]", n0 + n, k);
         }
-    cr_assert_neq(lmb_cuda_w4a16_dequant(d_w, p.d_qw, p.d_qz, p.d_sc, N, K, G, 4, 8, 0), 0, "n_begin %% 8 refused");
+    cr_assert_neq(lmb_cuda_w4a16_dequant(d_w, p.d_qw, p.d_z, p.d_sc, N, K, G, N - 4, 8, 0), 0, "rows past N refused");
     free(W), free(got);
     cudaFree(d_w);
     free_packed(&p);
@@ -230,15 +218,13 @@ Test(w4a16_cuda, timing) {
     cr_assert_eq(cublasCreate(&h), CUBLAS_STATUS_SUCCESS);
     cudaEvent_t e0, e1;
     cudaEventCreate(&e0), cudaEventCreate(&e1);
-    int Ms[] = {1, 4, 8, 16, 32, 64, 256, 2048}, reps = 50, sm = n_sm();
+    int Ms[] = {1, 4, 8, 16, 32, 64, 256, 2048}, reps = 50;
     fprintf(stderr, "%-12s %5s %10s %10s %10s %10s %12s\n", "N x K", "M", "gemv us", "mma us", "dq+blas us",
             "fp16 us", "gemv GB/s");
     for (size_t s = 0; s < 4; s++) {
         int N = shapes[s][0], K = shapes[s][1], G = shapes[s][2];
         packed p = make_packed(N, K, G, 1);
         void *d_x, *d_y, *d_w16, *d_scratch;
-        float *ws;
-        int *tickets;
         GPU_OK(cudaMalloc(&d_x, 2 * (size_t)2048 * K));
         GPU_OK(cudaMalloc(&d_y, 2 * (size_t)2048 * N));
         GPU_OK(cudaMalloc(&d_w16, 2 * (size_t)N * K));
@@ -247,24 +233,19 @@ Test(w4a16_cuda, timing) {
         size_t chunk = ((size_t)24 << 20) / (2 * (size_t)K) & ~(size_t)7;
         if (chunk > (size_t)N) chunk = (size_t)N;
         GPU_OK(cudaMalloc(&d_scratch, 2 * chunk * K));
-        GPU_OK(cudaMalloc((void **)&ws, lmb_cuda_w4a16_gemv_workspace(N)));
-        GPU_OK(cudaMalloc((void **)&tickets, sizeof(int) * lmb_cuda_w4a16_gemv_tickets(N)));
-        GPU_OK(cudaMemset(tickets, 0, sizeof(int) * lmb_cuda_w4a16_gemv_tickets(N)));
         const float one = 1, zero = 0;
         for (size_t mi = 0; mi < sizeof Ms / sizeof Ms[0]; mi++) {
             int M = Ms[mi];
             double t_gemv = -1, t_mma, t_dq, t_fp16;
             if (M <= 8) {
-                int sp = lmb_cuda_w4a16_gemv_splits(M, N, K, G, sm);
                 cudaEventRecord(e0, 0);
-                for (int r = 0; r < reps; r++)
-                    lmb_cuda_w4a16_gemv(d_y, d_x, p.d_qw, p.d_qz, p.d_sc, M, N, K, G, sp, ws, tickets, 0);
+                for (int r = 0; r < reps; r++) lmb_cuda_w4a16_gemv(d_y, d_x, p.d_qw, p.d_z, p.d_sc, M, N, K, G, 0);
                 cudaEventRecord(e1, 0);
                 cudaEventSynchronize(e1);
                 t_gemv = time_us(e0, e1, reps);
             }
             cudaEventRecord(e0, 0);
-            for (int r = 0; r < reps; r++) lmb_cuda_w4a16_mma(d_y, d_x, p.d_qw, p.d_qz, p.d_sc, M, N, K, G, 0);
+            for (int r = 0; r < reps; r++) lmb_cuda_w4a16_mma(d_y, d_x, p.d_qw, p.d_z, p.d_sc, M, N, K, G, 0);
             cudaEventRecord(e1, 0);
             cudaEventSynchronize(e1);
             t_mma = time_us(e0, e1, reps);
@@ -272,8 +253,8 @@ Test(w4a16_cuda, timing) {
             for (int r = 0; r < reps; r++)
                 for (size_t n0 = 0; n0 < (size_t)N; n0 += chunk) {
                     int nc = (int)((size_t)N - n0 < chunk ? (size_t)N - n0 : chunk);
-                    lmb_cuda_w4a16_dequant(d_scratch, p.d_qw, p.d_qz, p.d_sc, N, K, G, (int)n0, nc, 0);
-                    cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, nc, M, K, &one, d_scratch, CUDA_R_16F, nc, d_x, CUDA_R_16F,
+                    lmb_cuda_w4a16_dequant(d_scratch, p.d_qw, p.d_z, p.d_sc, N, K, G, (int)n0, nc, 0);
+                    cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, nc, M, K, &one, d_scratch, CUDA_R_16F, K, d_x, CUDA_R_16F,
                                  K, &zero, (char *)d_y + 2 * n0, CUDA_R_16F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
                 }
             cudaEventRecord(e1, 0);
@@ -292,7 +273,7 @@ Test(w4a16_cuda, timing) {
             fprintf(stderr, "%-12s %5d %10.1f %10.1f %10.1f %10.1f %12.0f\n", shape, M, t_gemv, t_mma, t_dq, t_fp16,
                     t_gemv > 0 ? bytes / t_gemv / 1e3 : 0.0);
         }
-        cudaFree(d_x), cudaFree(d_y), cudaFree(d_w16), cudaFree(d_scratch), cudaFree(ws), cudaFree(tickets);
+        cudaFree(d_x), cudaFree(d_y), cudaFree(d_w16), cudaFree(d_scratch);
         free_packed(&p);
     }
     cudaEventDestroy(e0), cudaEventDestroy(e1);

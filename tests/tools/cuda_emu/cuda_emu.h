@@ -1,8 +1,10 @@
 // cuda_emu.h — just enough of CUDA to run a kernel file on the CPU: one std::thread per CUDA thread,
 // __syncthreads as a std::barrier per block, blocks one after another, __shared__ as function statics
-// (shared by the block's threads), WMMA fragments as whole 16x16 tiles (each thread of a warp computes the
-// full tile; the stores write identical values).  Slow and only as faithful as its assumptions; it checks
-// index arithmetic, layouts and barriers where no GPU is at hand.  Used by run_w4a16.sh.
+// (shared by the block's threads), warp shuffles through a block-wide exchange (every thread of the block must
+// call them together), __hfma2 rounded once like the device's, WMMA fragments as whole 16x16 tiles (each
+// thread of a warp computes the full tile; the stores write identical values).  Slow and only as faithful as
+// its assumptions; it checks index arithmetic, layouts and barriers where no GPU is at hand.  Used by
+// run_w4a16.sh.
 #pragma once
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -14,6 +16,7 @@
 #include <functional>
 #include <memory>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 namespace emu {
@@ -93,7 +96,27 @@ inline float4 __ldcg(const float4 *p) {
     std::memcpy(&v, p, sizeof v);
     return v;
 }
-inline float __shfl_xor_sync(unsigned, float v, int) { return v; }
+// The value of lane (lane ^ mask) of the same warp.  Emulated for kernels where every thread of the block calls
+// it together, the same number of times (as warp_sum over a whole CTA is called): each thread posts its value
+// in an exchange buffer indexed by thread id (blocks run one after another, so one buffer per type serves),
+// the block meets at a barrier, each thread reads its partner's, and the block meets again before the buffer
+// is reused.  Called by only part of a block it would deadlock.
+template <typename T> inline T __shfl_xor_sync(unsigned, T v, int mask, int width = 32) {
+    static T buf[1024];
+    const int tid = (int)(emu::tIdx.x + emu::bDim.x * (emu::tIdx.y + emu::bDim.y * emu::tIdx.z));
+    buf[tid] = v;
+    __syncthreads();
+    T r = buf[(tid & ~(width - 1)) | ((tid & (width - 1)) ^ (mask & (width - 1)))];
+    __syncthreads();
+    return r;
+}
+// cuda_fp16.h defines __hfma2 for device code only.  One rounding, as fma.rn.f16x2: the product of two halves
+// is exact in double, and so is the sum unless the exponents are ~30 apart.
+inline __half2 __hfma2(const __half2 a, const __half2 b, const __half2 c) {
+    return __halves2half2(
+        __double2half((double)__low2float(a) * (double)__low2float(b) + (double)__low2float(c)),
+        __double2half((double)__high2float(a) * (double)__high2float(b) + (double)__high2float(c)));
+}
 inline float __expf(float x) { return std::exp(x); }
 inline int min(int a, int b) { return a < b ? a : b; }
 inline int max(int a, int b) { return a > b ? a : b; }
@@ -112,9 +135,13 @@ template <typename F> inline void fill_fragment(F &f, float x) {
     for (auto &r : f.v)
         for (auto &e : r) e = x;
 }
-template <typename F> inline void load_matrix_sync(F &f, const half *p, unsigned ldm) {
+// Element (i, j) of the fragment's matrix (for matrix_b: k = i, n = j) at p[i*ldm + j] (row_major) or
+// p[j*ldm + i] (col_major).
+template <typename Use, int M, int N, int K, typename T, typename L>
+inline void load_matrix_sync(fragment<Use, M, N, K, T, L> &f, const half *p, unsigned ldm) {
     for (int i = 0; i < 16; i++)
-        for (int j = 0; j < 16; j++) f.v[i][j] = __half2float(p[(size_t)i * ldm + j]);
+        for (int j = 0; j < 16; j++)
+            f.v[i][j] = __half2float(std::is_same_v<L, col_major> ? p[(size_t)j * ldm + i] : p[(size_t)i * ldm + j]);
 }
 template <typename D, typename A, typename B> inline void mma_sync(D &d, const A &a, const B &b, const D &c) {
     float r[16][16];

@@ -1,9 +1,14 @@
 // emu_w4a16.cpp — runs kernels/cuda/w4a16.cu's launchers under cuda_emu.h on small shapes and compares
-// with the CPU reference (kernels/cpu/w4a16.c).  Built and run by run_w4a16.sh.
+// with the CPU reference (kernels/cpu/w4a16.c): random AutoAWQ-layout weights, repacked into W4 rows with
+// lmb_w4_rows_from_awq as the backend does, through gemv (M = 1..8), mma (M = 1, 5, 9, 45) and dequant (bit
+// for bit).  The shapes cover the 16-byte units (K and group multiples of 32) and single words (a group of 24
+// or 8), ragged lane pairs, several x slices (K = 2304 at M >= 5), zero words with padding, N not a multiple
+// of 32.  Built and run by run_w4a16.sh.
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 
 extern "C" {
 #include "../../../engine/tensor.h"
@@ -16,24 +21,34 @@ static unsigned rnd() { return (unsigned)((st = st * 6364136223846793005ULL + 14
 static float frand() { return (rnd() >> 8) / 16777216.0f * 2 - 1; }
 static void *amalloc(size_t n) { return aligned_alloc(64, (n + 63) / 64 * 64); }
 
+static int failures = 0;
+
 struct Case {
     int N, K, G;
-    int32_t *qw, *qz;
+    int32_t *qw, *qz; // AutoAWQ layout: the CPU reference's input
     uint16_t *sc;
+    uint32_t *rw, *rz; // W4 rows: the kernels' input
+    uint16_t *rs;
 };
 
 static Case make(int N, int K, int G) {
     Case c{N, K, G};
+    int ng = K / G, ZW = (ng + 7) / 8;
     c.qw = (int32_t *)amalloc(4 * (size_t)K * N / 8);
-    c.qz = (int32_t *)amalloc(4 * (size_t)K / G * N / 8);
-    c.sc = (uint16_t *)amalloc(2 * (size_t)K / G * N);
+    c.qz = (int32_t *)amalloc(4 * (size_t)ng * N / 8);
+    c.sc = (uint16_t *)amalloc(2 * (size_t)ng * N);
     for (size_t i = 0; i < (size_t)K * N / 8; i++) c.qw[i] = (int32_t)rnd();
-    for (size_t i = 0; i < (size_t)K / G * N / 8; i++) c.qz[i] = (int32_t)rnd();
-    for (size_t i = 0; i < (size_t)K / G * N; i++) c.sc[i] = lmb_f32_to_f16(0.002f + 0.01f * (frand() + 1) / 2);
+    for (size_t i = 0; i < (size_t)ng * N / 8; i++) c.qz[i] = (int32_t)rnd();
+    for (size_t i = 0; i < (size_t)ng * N; i++) c.sc[i] = lmb_f32_to_f16(0.002f + 0.01f * (frand() + 1) / 2);
+    c.rw = (uint32_t *)amalloc(4 * (size_t)K * N / 8);
+    c.rz = (uint32_t *)amalloc(4 * (size_t)N * ZW);
+    c.rs = (uint16_t *)amalloc(2 * (size_t)ng * N);
+    if (lmb_w4_rows_from_awq(c.rw, c.rz, c.rs, c.qw, c.qz, c.sc, K, N, G))
+        failures++, printf("repack refused N=%d K=%d G=%d FAIL\n", N, K, G);
     return c;
 }
 
-static int failures = 0;
+static void free_case(Case &c) { free(c.qw), free(c.qz), free(c.sc), free(c.rw), free(c.rz), free(c.rs); }
 
 static void compare(const char *what, const uint16_t *y, const float *ref, size_t n, double tol) {
     double num = 0, den = 0;
@@ -42,66 +57,84 @@ static void compare(const char *what, const uint16_t *y, const float *ref, size_
         num += d * d, den += (double)ref[i] * ref[i];
     }
     double r = std::sqrt(num / den);
-    bool ok = r < tol;
+    bool ok = r < tol; // NaN (an unwritten output) fails too
     if (!ok) failures++;
     printf("%-44s rel %.2e %s\n", what, r, ok ? "ok" : "FAIL");
 }
 
+// x [M, K] random fp16 (xh) and the reference y = x W^T (fp32, from the AWQ buffers)
+struct Inputs {
+    float *x, *ref;
+    uint16_t *xh, *y;
+};
+static Inputs inputs(const Case &c, int M) {
+    Inputs in;
+    in.x = (float *)amalloc(4 * (size_t)M * c.K), in.ref = (float *)amalloc(4 * (size_t)M * c.N);
+    in.xh = (uint16_t *)amalloc(2 * (size_t)M * c.K), in.y = (uint16_t *)amalloc(2 * (size_t)M * c.N);
+    for (int i = 0; i < M * c.K; i++) in.xh[i] = lmb_f32_to_f16(frand()), in.x[i] = lmb_f16_to_f32(in.xh[i]);
+    lmb_cpu_w4a16_matmul(in.ref, in.x, c.qw, c.qz, c.sc, M, c.N, c.K, c.G);
+    memset(in.y, 0xff, 2 * (size_t)M * c.N); // poison: NaN
+    return in;
+}
+static void free_inputs(Inputs &in) { free(in.x), free(in.ref), free(in.xh), free(in.y); }
+
+static void check_mma(const Case &c, int M) {
+    Inputs in = inputs(c, M);
+    if (lmb_cuda_w4a16_mma(in.y, in.xh, c.rw, c.rz, c.rs, M, c.N, c.K, c.G, 0)) failures++, printf("mma refused FAIL\n");
+    char what[96];
+    snprintf(what, sizeof what, "mma N=%d K=%d G=%d M=%d", c.N, c.K, c.G, M);
+    compare(what, in.y, in.ref, (size_t)M * c.N, 3e-3);
+    free_inputs(in);
+}
+
 int main() {
-    int shapes[][3] = {{64, 64, 32}, {136, 128, 64}, {256, 128, 32}, {512, 256, 128}, {64, 48, 24}};
+    int shapes[][3] = {{64, 64, 32}, {136, 128, 64}, {256, 128, 32}, {512, 256, 128},
+                       {64, 48, 24}, {40, 792, 8},   {64, 2304, 64}};
     for (auto &s : shapes) {
         Case c = make(s[0], s[1], s[2]);
-        for (int M = 1; M <= 9; M++) {
-            float *x = (float *)amalloc(4 * (size_t)M * c.K), *ref = (float *)amalloc(4 * (size_t)M * c.N);
-            uint16_t *xh = (uint16_t *)amalloc(2 * (size_t)M * c.K), *y = (uint16_t *)amalloc(2 * (size_t)M * c.N);
-            for (int i = 0; i < M * c.K; i++) xh[i] = lmb_f32_to_f16(frand()), x[i] = lmb_f16_to_f32(xh[i]);
-            lmb_cpu_w4a16_matmul(ref, x, c.qw, c.qz, c.sc, M, c.N, c.K, c.G);
+        for (int M = 1; M <= 8; M++) {
+            Inputs in = inputs(c, M);
+            if (lmb_cuda_w4a16_gemv(in.y, in.xh, c.rw, c.rz, c.rs, M, c.N, c.K, c.G, 0))
+                failures++, printf("gemv refused FAIL\n");
             char what[96];
-            if (M <= 8)
-                for (int sp = 1; sp <= 3; sp++) {
-                    float *ws = (float *)amalloc(lmb_cuda_w4a16_gemv_workspace(c.N));
-                    int *tk = (int *)calloc(lmb_cuda_w4a16_gemv_tickets(c.N), sizeof(int));
-                    memset(y, 0xff, 2 * (size_t)M * c.N);
-                    if (lmb_cuda_w4a16_gemv(y, xh, c.qw, c.qz, c.sc, M, c.N, c.K, c.G, sp, ws, tk, 0)) failures++;
-                    snprintf(what, sizeof what, "gemv N=%d K=%d G=%d M=%d splits=%d", c.N, c.K, c.G, M, sp);
-                    compare(what, y, ref, (size_t)M * c.N, 2e-3);
-                    for (size_t t = 0; t < lmb_cuda_w4a16_gemv_tickets(c.N); t++)
-                        if (tk[t]) failures++, printf("ticket %zu left at %d\n", t, tk[t]);
-                    free(ws), free(tk);
-                }
-            if ((M == 1 || M == 5 || M == 9) && c.G % 32 == 0) {
-                memset(y, 0xff, 2 * (size_t)M * c.N);
-                if (lmb_cuda_w4a16_mma(y, xh, c.qw, c.qz, c.sc, M, c.N, c.K, c.G, 0)) failures++;
-                snprintf(what, sizeof what, "mma N=%d K=%d G=%d M=%d", c.N, c.K, c.G, M);
-                compare(what, y, ref, (size_t)M * c.N, 3e-3);
-            }
-            free(x), free(ref), free(xh), free(y);
+            snprintf(what, sizeof what, "gemv N=%d K=%d G=%d M=%d (%s)", c.N, c.K, c.G, M,
+                     c.K % 32 == 0 && c.G % 32 == 0 ? "16-byte units" : "words");
+            compare(what, in.y, in.ref, (size_t)M * c.N, 2e-3);
+            free_inputs(in);
         }
-        /* larger M for the MMA tiles (M > 32: a second tile row, ragged) */
-        int M = 45;
-        if (c.G % 32) continue; /* the tensor-core kernel takes groups of 32k */
-        float *x = (float *)amalloc(4 * (size_t)M * c.K), *ref = (float *)amalloc(4 * (size_t)M * c.N);
-        uint16_t *xh = (uint16_t *)amalloc(2 * (size_t)M * c.K), *y = (uint16_t *)amalloc(2 * (size_t)M * c.N);
-        for (int i = 0; i < M * c.K; i++) xh[i] = lmb_f32_to_f16(frand()), x[i] = lmb_f16_to_f32(xh[i]);
-        lmb_cpu_w4a16_matmul(ref, x, c.qw, c.qz, c.sc, M, c.N, c.K, c.G);
-        if (lmb_cuda_w4a16_mma(y, xh, c.qw, c.qz, c.sc, M, c.N, c.K, c.G, 0)) failures++;
-        char what[96];
-        snprintf(what, sizeof what, "mma N=%d K=%d G=%d M=%d", c.N, c.K, c.G, M);
-        compare(what, y, ref, (size_t)M * c.N, 3e-3);
-        /* dequant of a column chunk, exact */
+        if (c.G % 32 == 0) { // the tensor-core kernel takes groups of 32k; M = 45: a second, ragged tile row
+            for (int M : {1, 5, 9, 45}) check_mma(c, M);
+        } else if (lmb_cuda_w4a16_mma(nullptr, c.rw, c.rw, c.rz, c.rs, 1, c.N, c.K, c.G, 0) == 0) {
+            failures++, printf("mma with group %d not refused FAIL\n", c.G);
+        }
+        /* dequant of a row range, exact: the AWQ dequantization rounded to fp16 */
         float *W = (float *)amalloc(4 * (size_t)c.N * c.K);
         lmb_cpu_awq_dequant(W, c.qw, c.qz, c.sc, c.K, c.N, c.G);
         int n0 = 8, nc = c.N - 16;
         uint16_t *d = (uint16_t *)amalloc(2 * (size_t)c.K * nc);
-        if (lmb_cuda_w4a16_dequant(d, c.qw, c.qz, c.sc, c.N, c.K, c.G, n0, nc, 0)) failures++;
+        if (lmb_cuda_w4a16_dequant(d, c.rw, c.rz, c.rs, c.N, c.K, c.G, n0, nc, 0))
+            failures++, printf("dequant refused FAIL\n");
         int bad = 0;
-        for (int k = 0; k < c.K; k++)
-            for (int n = 0; n < nc; n++)
-                bad += d[(size_t)k * nc + n] != lmb_f32_to_f16(W[(size_t)(n0 + n) * c.K + k]);
-        printf("dequant N=%d K=%d G=%d: %d mismatches %s\n", c.N, c.K, c.G, bad, bad ? "FAIL" : "ok");
+        for (int n = 0; n < nc; n++)
+            for (int k = 0; k < c.K; k++)
+                bad += d[(size_t)n * c.K + k] != lmb_f32_to_f16(W[(size_t)(n0 + n) * c.K + k]);
+        printf("dequant N=%d K=%d G=%d rows %d..%d: %d mismatches %s\n", c.N, c.K, c.G, n0, n0 + nc - 1, bad,
+               bad ? "FAIL" : "ok");
         failures += bad != 0;
-        free(x), free(ref), free(xh), free(y), free(W), free(d);
+        free(W), free(d);
+        free_case(c);
     }
+    /* what the launchers refuse: M > 8 on the gemv, a group that is not a multiple of 8, rows past N */
+    Case c = make(64, 96, 32);
+    uint16_t *buf = (uint16_t *)amalloc(2 * 64 * 96 * 9);
+    int refused = (lmb_cuda_w4a16_gemv(buf, buf, c.rw, c.rz, c.rs, 9, 64, 96, 32, 0) != 0) +
+                  (lmb_cuda_w4a16_gemv(buf, buf, c.rw, c.rz, c.rs, 1, 64, 96, 12, 0) != 0) +
+                  (lmb_cuda_w4a16_dequant(buf, c.rw, c.rz, c.rs, 64, 96, 32, 60, 8, 0) != 0) +
+                  (lmb_cuda_w4a16_gemv(buf, (char *)buf + 2, c.rw, c.rz, c.rs, 1, 64, 96, 32, 0) != 0);
+    printf("bad arguments refused: %d of 4 %s\n", refused, refused == 4 ? "ok" : "FAIL");
+    failures += refused != 4;
+    free(buf);
+    free_case(c);
     printf("%s\n", failures ? "FAILED" : "all emulated W4A16 checks passed");
     return failures != 0;
 }
