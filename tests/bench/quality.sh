@@ -4,6 +4,7 @@
 #
 #     sh tests/bench/quality.sh quantize     makes the quantized folders in $Q (CPU; can run in the background)
 #     sh tests/bench/quality.sh ppl          the table (BACKEND=cuda by default; BACKEND=cpu works, slowly)
+#     sh tests/bench/quality.sh calib        AWQ g128/g64 with CALIB_SAMPLES x CALIB_SEQLEN tokens, and their ppl
 #
 # Calibration (AWQ and the offline KV scales): the last 400,000 characters of pycode.valid.txt.gz, which the
 # evaluation (its first 400,000) never reads; CALIB_SAMPLES x CALIB_SEQLEN tokens (default 16 x 512).
@@ -41,6 +42,21 @@ quantize)
         --threads $TH
     echo "quality.sh: quantized in $(($(date +%s) - t0)) s"
     touch "$Q/done"
+    ;;
+calib)
+    # AWQ against the calibration size: CALIB_SAMPLES x CALIB_SEQLEN tokens for groups 128 and 64 (the other
+    # quantized folders are not remade), then their perplexity; JSON lines to $R as in ppl
+    zcat "$T" | tail -c 400000 | tail -n +2 >"$Q/calib.txt"
+    t0=$(date +%s)
+    for g in 128 64; do
+        $LMB quantize awq --quiet --model "$M" --calib "$Q/calib.txt" --calib-samples $N --calib-seqlen $L \
+            --group-size $g --out "$Q/awq-g$g-n$N" --threads $TH
+        echo "quality.sh: AWQ g$g with $N x $L tokens ($(($(date +%s) - t0)) s)"
+    done
+    for g in 128 64; do
+        $LMB ppl --quiet --json --text $T --max-chars 400000 --backend $BACKEND --model "$Q/awq-g$g-n$N" |
+            sed "s/^{/{\"case\": \"weights AWQ g$g calib ${N}x$L\", /" | tee -a "$R"
+    done
     ;;
 ppl)
     while [ ! -f "$Q/done" ]; do sleep 5; done

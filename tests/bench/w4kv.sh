@@ -1,50 +1,78 @@
 #!/bin/sh
-# w4kv.sh — one GPU-machine call for issues 5 and 6 after a kernel change: the GPU tests, W4A16 and fp16 decode
-# speed (Llama-2-7B shape), long-context decode with fp16 / int8 KV, and the KV int4 / offline-scale perplexities
-# (quality.sh measures the rest of the tables).  Carry .devicekit, build (or a pack of it) and .devcarry.
+# w4kv.sh — one GPU-machine call for issues 5 and 6 after a kernel change: the GPU tests, the W4A16 kernel
+# timings and W4A16 speed (Llama-2-7B shape: bs1, bs128 with both large-M paths, offline), int8-KV offline, and
+# AWQ perplexity against the calibration size (CALIB_SAMPLES x 512 tokens, default 32; quantized on CPU cores
+# 4-15 in the background while the GPU runs, then evaluated).  Carry .devicekit and the pack (devpack.sh).
+# BENCH (default "bs1 bs128 offline"; also kvspeed), AWQ_GROUPS (default "128 64"), TESTS (names
+# between test_ and _cuda; default all) and TIMING=0 (no kernel timing table) pick the parts.
 set -u
 export LMB_TEST_SHARED=${LMB_TEST_SHARED:-$PWD/.devcarry/shared}
 sh .devicekit/on-device.sh true >/dev/null 2>&1
 export LD_LIBRARY_PATH=/tmp/kitlib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 O=${OUT:-/tmp}
 Q=/tmp/lmb-w4kv
+N=${CALIB_SAMPLES:-32}
 M=$LMB_TEST_SHARED/models/pycoder-22M
 T=$LMB_TEST_SHARED/data/pycode.valid.txt.gz
+R=$O/w4kv.jsonl
+: >"$R"
 mkdir -p $Q
-( # CPU, in the background: offline KV scales, then AWQ g64 without the clipping search
+PIN=
+command -v taskset >/dev/null && PIN="taskset -c 4-15"
+( # CPU, in the background
     zcat $T | tail -c 400000 | tail -n +2 >$Q/calib.txt
-    build/lmbatch quantize kv --quiet --model $M --calib $Q/calib.txt --samples 16 --seqlen 512 --out $Q/kv.json --threads 12
-    build/lmbatch quantize kv --quiet --model $M --calib $Q/calib.txt --samples 16 --seqlen 512 --out $Q/kv-sym.json \
-        --kv-sym --threads 12
-    touch $Q/kvdone
-    build/lmbatch quantize awq --quiet --model $M --calib $Q/calib.txt --calib-samples 16 --calib-seqlen 512 \
-        --group-size 64 --no-clip --out $Q/awq-g64-noclip --threads 12
+    for g in ${AWQ_GROUPS:-128 64}; do
+        $PIN build/lmbatch quantize awq --quiet --model $M --calib $Q/calib.txt --calib-samples $N --calib-seqlen 512 \
+            --group-size $g --out $Q/awq-g$g-n$N --threads 12 && echo "g$g done at $(date +%T)"
+    done
     touch $Q/done
 ) >$O/quant.log 2>&1 &
-sh tests/bench/h100.sh check >$O/check.txt 2>&1
-tail -n 10 $O/check.txt
-B="build/lmbatch bench --random-weights llama2-7b --backend cuda --ignore-eos --json"
-R=$O/w4kv.jsonl
-for d in awq fp16; do
-    $B --dtype $d --num-prompts 3 --input-len 128 --output-len 256 --max-seqs 1 | sed "s/^{/{\"case\": \"$d bs1 128->256\", /" >>$R
+G=
+command -v taskset >/dev/null && G="taskset -c 0-3"
+for t in $(if [ -n "${TESTS:-}" ]; then for n in $TESTS; do echo build/tests/gpu/test_${n}_cuda; done
+    else echo build/tests/gpu/test_*_cuda; fi); do
+    if $G "$t" --jobs=1 --verbose >>$O/check.txt 2>&1; then s=pass; else s=FAIL; fi
+    echo "{\"test\": \"$(basename $t)\", \"status\": \"$s\"}" >>"$R"
 done
-$B --dtype awq --num-prompts 128 --input-len 128 --output-len 128 --max-seqs 128 |
-    sed 's/^{/{"case": "awq bs128 128->128", /' >>$R
-KV_PROFILE=0 sh tests/bench/kv.sh speed >$O/kvspeed.txt 2>&1
-tail -n 3 $O/kvspeed.txt
+grep -E "Assertion|kv decode attention|Synthesis" $O/check.txt | tail -n 30
+[ "${TIMING:-1}" = 0 ] || LMB_W4A16_TIMING=1 $G build/tests/gpu/test_w4a16_cuda --filter 'w4a16_cuda/timing' --jobs 1 --verbose 2>&1 |
+    grep -E "^(\[----\] )?([0-9]+x[0-9]+|N x K)" | sed 's/^\[----\] //' 
+B="$G build/lmbatch bench --random-weights llama2-7b --backend cuda --ignore-eos --json"
+one() { c=$1; shift; "$@" | sed "s/^{/{\"case\": \"$c\", /" >>"$R"; tail -n 1 "$R" | cut -c 1-160; }
+for b in ${BENCH:-bs1 bs128 offline}; do case $b in
+bs1)
+    one "W4A16 bs1 128->256" $B --dtype awq --num-prompts 3 --input-len 128 --output-len 256 --max-seqs 1
+    one "fp16 bs1 128->256" $B --num-prompts 3 --input-len 128 --output-len 256 --max-seqs 1
+    ;;
+kvspeed)
+    KV_PROFILE=0 KV_CASES="fp16 int8 int8:LMB_ATTN_SPLIT=256" sh tests/bench/kv.sh speed 2>&1 | tail -n 3
+    ;;
+bs128)
+    one "W4A16 bs128 128->128" $B --dtype awq --num-prompts 128 --input-len 128 --output-len 128 --max-seqs 128
+    one "W4A16 bs128 128->128, mma to M 256" env LMB_W4A16_MMA_MAX_M=256 $B --dtype awq --num-prompts 128 \
+        --input-len 128 --output-len 128 --max-seqs 128
+    ;;
+offline)
+    one "W4A16 offline 1000x(512->256)" $B --dtype awq --num-prompts 1000 --input-len 512 --output-len 256 \
+        --max-batch-tokens 8192
+    one "W4A16 + KV int8 offline 1000x(512->256)" $B --dtype awq --kv int8 --num-prompts 1000 --input-len 512 \
+        --output-len 256 --max-batch-tokens 8192
+    ;;
+esac; done
 P="build/lmbatch ppl --quiet --json --text $T --max-chars 400000 --backend cuda"
-while [ ! -f $Q/kvdone ]; do sleep 2; done
-one() { c=$1; shift; $P "$@" | sed "s/^{/{\"case\": \"$c\", /" >>$R; }
-one "KV int4 per-token" --model $M --kv int4
-one "KV int4 offline" --model $M --kv int4 --kv-params $Q/kv.json
-one "KV int8 offline sym" --model $M --kv int8 --kv-params $Q/kv-sym.json
-one "KV int4 offline sym" --model $M --kv int4 --kv-params $Q/kv-sym.json
-while [ ! -f $Q/done ]; do sleep 2; done
-one "weights AWQ g64 no-clip" --model $Q/awq-g64-noclip
+i=0
+while [ ! -f $Q/done ] && [ $i -lt ${QUANT_WAIT:-240} ]; do sleep 2; i=$((i + 2)); done
+cat $O/quant.log
+for g in ${AWQ_GROUPS:-128 64}; do
+    [ -f $Q/awq-g$g-n$N/config.json ] && one "weights AWQ g$g calib ${N}x512" $P --model $Q/awq-g$g-n$N
+done
+echo "---- summary ($(nvidia-smi --query-gpu=name --format=csv,noheader | head -n 1)) ----"
 python3 - $R <<'PY'
 import json, sys
 for l in open(sys.argv[1]):
     r = json.loads(l)
-    if "ppl" in r: print(f"{r['case']:<28} ppl {r['ppl']:.4f}")
-    else: print(f"{r['case']:<28} {r['output_tok_per_s']:9.1f} out tok/s  weights {r['weight_bytes']/2**30:.2f} GiB")
+    if "test" in r: print(f"{r['test']:<40} {r['status']}")
+    elif "ppl" in r: print(f"{r['case']:<40} ppl {r['ppl']:.4f}")
+    else: print(f"{r['case']:<40} {r['output_tok_per_s']:9.1f} out tok/s  weights {r['weight_bytes']/2**30:.2f} GiB  "
+                f"preemptions {r['preemptions']}")
 PY
