@@ -165,7 +165,7 @@ int lmb_cuda_awq_load_layer(cuda_backend *c, const lmb_model *m, int l, lmb_erro
         a->cap = m->cfg.n_layers * 4;
         c->awq = a;
         const char *mm = getenv("LMB_W4A16_MMA_MAX_M");
-        a->mma_max_m = mm && atoi(mm) >= 0 ? atoi(mm) : 32;
+        a->mma_max_m = mm && atoi(mm) >= 0 ? atoi(mm) : 128; /* v6 mma beats dequant + cuBLAS to M 128 at least */
     }
     const lmb_model_config *cf = &m->cfg;
     const lmb_layer_weights *s = &m->w.layers[l];

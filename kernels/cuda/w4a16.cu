@@ -10,9 +10,11 @@
 //            warp's 16-byte reads are conflict-free.  Math per unit and row: 16 half2 weight pairs made with two
 //            integer ops and one HFMA2 each ((1024 + q)/16 - (1024 + z)/16 = (q - z)/16, exact), 16 HFMA2 of x
 //            into an fp16 pair, then into fp32 as s * 16 * (lo + hi).
-//   mma      8 < M <= the caller's bound.  A CTA computes a 32x128 tile of y: per 32-deep k-tile it stages x in
-//            shared memory, each of its 128 threads dequantizes one output row's 32 weights (one 16-byte load) to
-//            fp16 in shared memory, and 4 warps run WMMA 16x16x16 (fp16 in, fp32 accumulate) on 32x32 each.
+//   mma      8 < M <= the caller's bound.  A CTA (4 warps) computes a 64x64 tile of y over k-tiles of 64 inputs
+//            (32 when the group is not a multiple of 64): the next tile's x and weight words are loaded into
+//            registers while the current one is multiplied; then x is stored to shared memory as is and each
+//            thread dequantizes 4 words of one output row to fp16 B[n][k], read as col_major fragments; 4 warps
+//            run WMMA 16x16x16 (fp16 in, fp32 accumulate) on 32x32 each.
 //   dequant  large M (prefill).  Dequantizes a range of output rows to fp16 [rows, K] (kept small enough to stay
 //            in L2) for cuBLAS; the caller loops over the ranges.
 // Version history: v1 — gemv with K interleaved over 4 warps and a per-weight dequantize FMA.  v2 —
@@ -23,11 +25,12 @@
 // split sums read four outputs per thread with eight loads in flight (emulator-checked, never run on the GPU).
 // v1-v4 read AutoAWQ's layout, where a lane owns outputs and must walk K, so the gemv split K over warps and
 // CTAs and paid a cross-CTA reduction (workspace, tickets, a serial tail): ~4x its bandwidth time.
-// v5 (this) — the W4 rows layout, repacked at load: the gemv above (whole rows per warp, fp16 pair math), the
+// v5 — the W4 rows layout, repacked at load: the gemv above (whole rows per warp, fp16 pair math), the
 // mma B tile dequantized row by row and read as col_major fragments, dequant by rows for cuBLAS's OP_T; the
 // split/ticket gemv and its workspace are gone.  H100: bs1 210 -> 355 tok/s (1.95x fp16).  Tried: x read
 // straight from global memory (L1) for M <= 2, no staging and no barrier: 328 tok/s, so x stays in shared
-// memory.  Figures in docs/PERF.md.
+// memory.  v6 (this) — mma: 64x64 tiles (each dequantized weight serves 64 rows of x, not 32), k-tiles of 64, the next
+// tile's loads in flight during the MMAs (v5: 32x128, k-tiles of 32, nothing in flight).  Figures in docs/PERF.md.
 #include <mma.h>
 #include <string.h>
 
@@ -238,57 +241,103 @@ int launch_gemv(half *y, const half *x, const uint32_t *qw, const uint32_t *qz, 
 
 // ---- mma (WMMA) -----------------------------------------------------------------------------------------
 
-constexpr int BM = 32, BN = 128, BK = 32;
+constexpr int BM = 64, BN = 64, MMA_THREADS = 128; // 4 warps, each a 32x32 quarter of the tile
 
-__global__ void __launch_bounds__(128)
+// One k-tile's global loads, held in registers while the tile before it is multiplied: x (BM x BK halves, rows
+// past M zero) and, per thread, WPT words of one output row's BK inputs with that row's zero point and scale.
+template <int BK> struct MmaLoads {
+    static constexpr int XV = BM * BK / 8 / MMA_THREADS; // 16-byte x loads per thread
+    static constexpr int WPT = BN * BK / 8 / MMA_THREADS; // weight words per thread (BK 64: 4, BK 32: 2)
+    uint4 x[XV];
+    uint32_t w[WPT];
+    uint32_t z;
+    half s;
+};
+
+// Thread t's share of B: row t / (BK / 8 / WPT) of the tile, words (t % that) * WPT...
+template <int BK> __device__ __forceinline__ void mma_load(MmaLoads<BK> &L, const half *__restrict__ x,
+                                                            const uint32_t *__restrict__ qw,
+                                                            const uint32_t *__restrict__ qz,
+                                                            const half *__restrict__ sc, int M, int N, int K, int G,
+                                                            int m0, int n0, int k0, int tid) {
+    constexpr int WPT = MmaLoads<BK>::WPT, PER_ROW = BK / 8 / WPT;
+#pragma unroll
+    for (int j = 0; j < MmaLoads<BK>::XV; j++) {
+        const int i = tid + MMA_THREADS * j, r = i / (BK / 8), c = i % (BK / 8) * 8, m = m0 + r;
+        L.x[j] = m < M ? __ldg(reinterpret_cast<const uint4 *>(x + (size_t)m * K + k0 + c)) : make_uint4(0, 0, 0, 0);
+    }
+    const int n = n0 + tid / PER_ROW, wo = k0 / 8 + tid % PER_ROW * WPT, KW = K / 8, ng = K / G;
+    if (n < N) {
+        const uint32_t *src = qw + (size_t)n * KW + wo;
+        if constexpr (WPT == 4) {
+            uint4 t = __ldg(reinterpret_cast<const uint4 *>(src));
+            L.w[0] = t.x, L.w[1] = t.y, L.w[2] = t.z, L.w[3] = t.w;
+        } else {
+            uint2 t = __ldg(reinterpret_cast<const uint2 *>(src));
+            L.w[0] = t.x, L.w[1] = t.y;
+        }
+        const int g = k0 / G; // G % BK == 0: the tile lies in one group
+        L.z = zero_of(qz, (size_t)n, (ng + 7) / 8, g);
+        L.s = __ldg(sc + (size_t)n * ng + g);
+    } else { // rows past N: zero weights
+#pragma unroll
+        for (int v = 0; v < WPT; v++) L.w[v] = 0;
+        L.z = 0, L.s = __float2half(0.f);
+    }
+}
+
+// A CTA computes a BM x BN tile of y.  Per BK-deep k-tile: the loads of the next tile are issued into registers
+// before the current one is multiplied (global latency hidden behind the MMAs), then stored: x as is, the
+// weights dequantized to fp16 B[n][k] (read as col_major fragments).  WMMA 16x16x16, fp16 in, fp32 accumulate.
+template <int BK>
+__global__ void __launch_bounds__(MMA_THREADS)
     mma_kernel(half *__restrict__ y, const half *__restrict__ x, const uint32_t *__restrict__ qw,
                const uint32_t *__restrict__ qz, const half *__restrict__ sc, int M, int N, int K, int G) {
     using namespace nvcuda;
-    __shared__ __align__(32) half As[BM][BK + 8];
-    __shared__ __align__(32) half Bs[BN][BK + 8]; // [n][k]: 80-byte rows, conflict-free 16-byte stores
-    __shared__ __align__(32) float Cs[BM][BN + 4];
-    const int tid = threadIdx.x, warp = tid / 32, KW = K / 8, ng = K / G, ZW = (ng + 7) / 8;
+    constexpr int LD = BK + 8, WPT = MmaLoads<BK>::WPT, PER_ROW = BK / 8 / WPT, LDC = BN + 4;
+    constexpr size_t AB = sizeof(half) * (size_t)(BM + BN) * LD, CB = sizeof(float) * (size_t)BM * LDC;
+    __shared__ __align__(128) unsigned char smem[AB > CB ? AB : CB]; // A and B tiles; then the fp32 C tile
+    half(*As)[LD] = reinterpret_cast<half(*)[LD]>(smem);
+    half(*Bs)[LD] = reinterpret_cast<half(*)[LD]>(smem + sizeof(half) * BM * LD);
+    float(*Cs)[LDC] = reinterpret_cast<float(*)[LDC]>(smem);
+    const int tid = threadIdx.x, warp = tid / 32, wm = warp / 2, wn = warp % 2;
     const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
-    const size_t n = (size_t)n0 + tid; // the output row this thread dequantizes
     wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[2][2];
 #pragma unroll
     for (int i = 0; i < 2; i++)
 #pragma unroll
         for (int j = 0; j < 2; j++) wmma::fill_fragment(acc[i][j], 0.f);
+    MmaLoads<BK> L;
+    mma_load<BK>(L, x, qw, qz, sc, M, N, K, G, m0, n0, 0, tid);
     for (int k0 = 0; k0 < K; k0 += BK) {
-        { // x tile: 32 rows x 32 halves, 16 bytes per thread (rows past M are zeros)
-            int r = tid / 4, cc = (tid % 4) * 8, m = m0 + r;
-            uint4 v = make_uint4(0, 0, 0, 0);
-            if (m < M) v = *reinterpret_cast<const uint4 *>(x + (size_t)m * K + k0 + cc);
-            *reinterpret_cast<uint4 *>(&As[r][cc]) = v;
+#pragma unroll
+        for (int j = 0; j < MmaLoads<BK>::XV; j++) {
+            const int i = tid + MMA_THREADS * j;
+            *reinterpret_cast<uint4 *>(&As[i / (BK / 8)][i % (BK / 8) * 8]) = L.x[j];
         }
-        { // W tile: row n's 32 inputs k0.. (one 16-byte load, one group: G % BK == 0) as fp16, zeros past N
-            uint4 out[4] = {};
-            if (n < (size_t)N) {
-                const int g = k0 / G;
-                uint4 wv = __ldg(reinterpret_cast<const uint4 *>(qw + n * KW + k0 / 8));
-                const uint32_t w[4] = {wv.x, wv.y, wv.z, wv.w};
-                const half2 zp = zero_pair(zero_of(qz, n, ZW, g)), s2 = __half2half2(__ldg(sc + n * ng + g));
+        {
+            const half2 zp = zero_pair(L.z), s2 = __half2half2(L.s);
+            half *dst = &Bs[tid / PER_ROW][tid % PER_ROW * WPT * 8];
 #pragma unroll
-                for (int v = 0; v < 4; v++) {
-                    half2 d[4];
+            for (int v = 0; v < WPT; v++) {
+                half2 d[4];
 #pragma unroll
-                    for (int p = 0; p < 4; p++) d[p] = dequant_pair(w[v], p, zp, s2); // inputs 8v+2p, 8v+2p+1
-                    memcpy(&out[v], d, 16);
-                }
+                for (int p = 0; p < 4; p++) d[p] = dequant_pair(L.w[v], p, zp, s2); // inputs 8v+2p, 8v+2p+1
+                uint4 o;
+                memcpy(&o, d, 16);
+                *reinterpret_cast<uint4 *>(dst + 8 * v) = o;
             }
-#pragma unroll
-            for (int v = 0; v < 4; v++) *reinterpret_cast<uint4 *>(&Bs[tid][8 * v]) = out[v];
         }
         __syncthreads();
+        if (k0 + BK < K) mma_load<BK>(L, x, qw, qz, sc, M, N, K, G, m0, n0, k0 + BK, tid);
 #pragma unroll
         for (int kk = 0; kk < BK; kk += 16) {
             wmma::fragment<wmma::matrix_a, 16, 16, 16, half, wmma::row_major> a[2];
             wmma::fragment<wmma::matrix_b, 16, 16, 16, half, wmma::col_major> b[2]; // (k, n) at Bs[n][k]
 #pragma unroll
-            for (int i = 0; i < 2; i++) wmma::load_matrix_sync(a[i], &As[i * 16][kk], BK + 8);
+            for (int i = 0; i < 2; i++) wmma::load_matrix_sync(a[i], &As[wm * 32 + i * 16][kk], LD);
 #pragma unroll
-            for (int j = 0; j < 2; j++) wmma::load_matrix_sync(b[j], &Bs[warp * 32 + j * 16][kk], BK + 8);
+            for (int j = 0; j < 2; j++) wmma::load_matrix_sync(b[j], &Bs[wn * 32 + j * 16][kk], LD);
 #pragma unroll
             for (int i = 0; i < 2; i++)
 #pragma unroll
@@ -300,11 +349,11 @@ __global__ void __launch_bounds__(128)
     for (int i = 0; i < 2; i++)
 #pragma unroll
         for (int j = 0; j < 2; j++)
-            wmma::store_matrix_sync(&Cs[i * 16][warp * 32 + j * 16], acc[i][j], BN + 4, wmma::mem_row_major);
+            wmma::store_matrix_sync(&Cs[wm * 32 + i * 16][wn * 32 + j * 16], acc[i][j], LDC, wmma::mem_row_major);
     __syncthreads();
-    for (int i = tid; i < BM * BN; i += 128) {
-        int r = i / BN, cc = i % BN, m = m0 + r, nn = n0 + cc;
-        if (m < M && nn < N) y[(size_t)m * N + nn] = __float2half_rn(Cs[r][cc]);
+    for (int i = tid; i < BM * BN / 2; i += MMA_THREADS) { // pairs of outputs (N % 8 == 0)
+        const int r = i / (BN / 2), cc = i % (BN / 2) * 2, m = m0 + r, nn = n0 + cc;
+        if (m < M && nn < N) *reinterpret_cast<half2 *>(y + (size_t)m * N + nn) = __floats2half2_rn(Cs[r][cc], Cs[r][cc + 1]);
     }
 }
 
@@ -364,10 +413,15 @@ extern "C" int lmb_cuda_w4a16_gemv(void *y, const void *x, const uint32_t *qweig
 extern "C" int lmb_cuda_w4a16_mma(void *y, const void *x, const uint32_t *qweight, const uint32_t *zeros,
                                   const void *scales, int M, int N, int K, int group, lmb_stream s) {
     if (M <= 0) return 0;
-    if (N % 8 || K % BK || group <= 0 || group % BK || K % group || (uintptr_t)x % 16 || (uintptr_t)qweight % 16)
+    if (N % 8 || K % 32 || group <= 0 || group % 32 || K % group || (uintptr_t)x % 16 || (uintptr_t)qweight % 16)
         return (int)cudaErrorInvalidValue;
     dim3 grid((N + BN - 1) / BN, (M + BM - 1) / BM);
-    mma_kernel<<<grid, 128, 0, s>>>((half *)y, (const half *)x, qweight, zeros, (const half *)scales, M, N, K, group);
+    if (group % 64 == 0) // k-tiles of 64 (a tile lies in one group)
+        mma_kernel<64><<<grid, MMA_THREADS, 0, s>>>((half *)y, (const half *)x, qweight, zeros, (const half *)scales, M,
+                                                    N, K, group);
+    else
+        mma_kernel<32><<<grid, MMA_THREADS, 0, s>>>((half *)y, (const half *)x, qweight, zeros, (const half *)scales, M,
+                                                    N, K, group);
     return LMB_LAUNCH_RESULT();
 }
 

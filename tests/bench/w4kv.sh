@@ -3,7 +3,7 @@
 # timings and W4A16 speed (Llama-2-7B shape: bs1, bs128 with both large-M paths, offline), int8-KV offline, and
 # AWQ perplexity against the calibration size (CALIB_SAMPLES x 512 tokens, default 32; quantized on CPU cores
 # 4-15 in the background while the GPU runs, then evaluated).  Carry .devicekit and the pack (devpack.sh).
-# BENCH (default "bs1 bs128 offline"; also kvspeed), AWQ_GROUPS (default "128 64"), TESTS (names
+# BENCH (default "bs1 bs128 offline"; also kvspeed, mma256), AWQ_GROUPS (default "128 64"), TESTS (names
 # between test_ and _cuda; default all) and TIMING=0 (no kernel timing table) pick the parts.
 set -u
 export LMB_TEST_SHARED=${LMB_TEST_SHARED:-$PWD/.devcarry/shared}
@@ -46,6 +46,13 @@ bs1)
     ;;
 kvspeed)
     KV_PROFILE=0 KV_CASES="fp16 int8 int8:LMB_ATTN_SPLIT=256" sh tests/bench/kv.sh speed 2>&1 | tail -n 3
+    ;;
+mma256)
+    # the tensor-core kernel up to M = 256 (LMB_W4A16_MMA_MAX_M) instead of dequantize + cuBLAS above M = 32
+    one "W4A16 bs128 128->128, mma to M 256" env LMB_W4A16_MMA_MAX_M=256 $B --dtype awq --num-prompts 128 \
+        --input-len 128 --output-len 128 --max-seqs 128
+    one "W4A16 offline 1000x(512->256), mma to M 256" env LMB_W4A16_MMA_MAX_M=256 $B --dtype awq --num-prompts 1000 \
+        --input-len 512 --output-len 256 --max-batch-tokens 8192
     ;;
 bs128)
     one "W4A16 bs128 128->128" $B --dtype awq --num-prompts 128 --input-len 128 --output-len 128 --max-seqs 128
