@@ -7,7 +7,7 @@
 #     sh tests/bench/quality.sh calib        AWQ g128/g64 with CALIB_SAMPLES x CALIB_SEQLEN tokens, and their ppl
 #
 # Calibration (AWQ and the offline KV scales): the last 400,000 characters of pycode.valid.txt.gz, which the
-# evaluation (its first 400,000) never reads; CALIB_SAMPLES x CALIB_SEQLEN tokens (default 16 x 512).
+# evaluation (its first 400,000) never reads; CALIB_SAMPLES x CALIB_SEQLEN tokens (default 32 x 512).
 # On the GPU machine $LMB_TEST_SHARED is .devcarry/shared; JSON lines go to $OUT/quality.jsonl.
 set -u
 S=${LMB_TEST_SHARED:-../shared}
@@ -15,7 +15,7 @@ M=$S/models/pycoder-22M
 T=$S/data/pycode.valid.txt.gz
 Q=${Q:-/tmp/lmb-quality}
 BACKEND=${BACKEND:-cuda}
-N=${CALIB_SAMPLES:-16}
+N=${CALIB_SAMPLES:-32}
 L=${CALIB_SEQLEN:-512}
 TH=${THREADS:-0}
 LMB=${LMB:-build/lmbatch}

@@ -3,7 +3,7 @@
 # timings and W4A16 speed (Llama-2-7B shape: bs1, bs128 with both large-M paths, offline), int8-KV offline, and
 # AWQ perplexity against the calibration size (CALIB_SAMPLES x 512 tokens, default 32; quantized on CPU cores
 # 4-15 in the background while the GPU runs, then evaluated).  Carry .devicekit and the pack (devpack.sh).
-# BENCH (default "bs1 bs128 offline"; also kvspeed, mma256), AWQ_GROUPS (default "128 64"), TESTS (names
+# BENCH (default "bs1 bs128 offline"; also kvspeed, mma256), AWQ_GROUPS (default "128 64", empty: none), TESTS (names
 # between test_ and _cuda; default all) and TIMING=0 (no kernel timing table) pick the parts.
 set -u
 export LMB_TEST_SHARED=${LMB_TEST_SHARED:-$PWD/.devcarry/shared}
@@ -21,7 +21,7 @@ PIN=
 command -v taskset >/dev/null && PIN="taskset -c 4-15"
 ( # CPU, in the background
     zcat $T | tail -c 400000 | tail -n +2 >$Q/calib.txt
-    for g in ${AWQ_GROUPS:-128 64}; do
+    for g in ${AWQ_GROUPS-128 64}; do
         $PIN build/lmbatch quantize awq --quiet --model $M --calib $Q/calib.txt --calib-samples $N --calib-seqlen 512 \
             --group-size $g --out $Q/awq-g$g-n$N --threads 12 && echo "g$g done at $(date +%T)"
     done
@@ -39,7 +39,7 @@ grep -E "Assertion|kv decode attention|Synthesis" $O/check.txt | tail -n 30
     grep -E "^(\[----\] )?([0-9]+x[0-9]+|N x K)" | sed 's/^\[----\] //' 
 B="$G build/lmbatch bench --random-weights llama2-7b --backend cuda --ignore-eos --json"
 one() { c=$1; shift; "$@" | sed "s/^{/{\"case\": \"$c\", /" >>"$R"; tail -n 1 "$R" | cut -c 1-160; }
-for b in ${BENCH:-bs1 bs128 offline}; do case $b in
+for b in ${BENCH-bs1 bs128 offline}; do case $b in
 bs1)
     one "W4A16 bs1 128->256" $B --dtype awq --num-prompts 3 --input-len 128 --output-len 256 --max-seqs 1
     one "fp16 bs1 128->256" $B --num-prompts 3 --input-len 128 --output-len 256 --max-seqs 1
@@ -70,7 +70,7 @@ P="build/lmbatch ppl --quiet --json --text $T --max-chars 400000 --backend cuda"
 i=0
 while [ ! -f $Q/done ] && [ $i -lt ${QUANT_WAIT:-240} ]; do sleep 2; i=$((i + 2)); done
 cat $O/quant.log
-for g in ${AWQ_GROUPS:-128 64}; do
+for g in ${AWQ_GROUPS-128 64}; do
     [ -f $Q/awq-g$g-n$N/config.json ] && one "weights AWQ g$g calib ${N}x512" $P --model $Q/awq-g$g-n$N
 done
 echo "---- summary ($(nvidia-smi --query-gpu=name --format=csv,noheader | head -n 1)) ----"

@@ -162,9 +162,9 @@ Test(w4a16_cuda, awq_model_matches_cpu_backend_on_every_path) {
         snprintf(dir, sizeof dir, "%s/m%d", tmp, a);
         mkdir(dir, 0755);
         cr_assert_eq(lmb_test_make_model(dir, &s, &err), 0, "%s", err.msg);
-        int lens[3] = {5, 24, 96};
+        int lens[3] = {5, 96, 160}; /* gemv (M <= 8), mma (M <= 128 by default), dequant + cuBLAS */
         for (int i = 0; i < 3; i++) {
-            int32_t ids[96];
+            int32_t ids[160];
             for (int t = 0; t < lens[i]; t++) ids[t] = (int32_t)((t * 37 + 11) % s.vocab);
             int V;
             float *cpu = backend_logits(dir, "cpu", ids, lens[i], &V), *gpu = backend_logits(dir, "cuda", ids, lens[i], &V);
