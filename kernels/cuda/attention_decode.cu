@@ -28,6 +28,7 @@
 // lane for head dims 64/128/256 (one 16-byte int8 load, a shuffle level fewer per row), the 1024 + u codes, and
 // the heads' dots reduce-scattered across a row's lanes (all widths): int8 22.2 ms per step, fp16 23.3.
 // LMB_ATTN_EPL=8 runs v2's lane layout, LMB_ATTN_U=4 twice the rows in flight (both slower: 24.8, 25.2 ms).
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -408,14 +409,20 @@ static bool getenv_generic(void) {
     return v;
 }
 
+// An integer knob from the environment (0 when unset), read once per call site: *cache starts at INT_MIN.
+static int env_knob(int *cache, const char *name) {
+    if (*cache == INT_MIN) {
+        const char *e = getenv(name);
+        *cache = e ? atoi(e) : 0;
+    }
+    return *cache;
+}
+
 // LMB_ATTN_GQA=1 (or 2, 4): at most that many query heads per CTA (default 4), to compare versions.
 static int getenv_gqa(void) {
-    static int v = -1;
-    if (v < 0) {
-        const char *e = getenv("LMB_ATTN_GQA");
-        v = e && (atoi(e) == 1 || atoi(e) == 2) ? atoi(e) : 4;
-    }
-    return v;
+    static int v = INT_MIN;
+    const int g = env_knob(&v, "LMB_ATTN_GQA");
+    return g == 1 || g == 2 ? g : 4;
 }
 
 // Query heads per CTA: the largest of 4, 2, 1 dividing the group size (and allowed by LMB_ATTN_GQA).
@@ -439,12 +446,8 @@ static void launch_g(dim3 grid, size_t sh, lmb_stream s, void *out, const void *
 // LMB_ATTN_U=4: 4 rows per lane in flight instead of 2 for quantized caches at 16 elements per lane and 4 heads
 // per CTA (to compare on the GPU machine).
 static bool getenv_u4(void) {
-    static int v = -1;
-    if (v < 0) {
-        const char *e = getenv("LMB_ATTN_U");
-        v = e && atoi(e) == 4;
-    }
-    return v;
+    static int v = INT_MIN;
+    return env_knob(&v, "LMB_ATTN_U") == 4;
 }
 
 template <typename E, int LPK, int BITS, int EPL>
@@ -488,12 +491,8 @@ static void launch_lpk16(int hd, dim3 grid, size_t sh, lmb_stream s, void *out, 
 
 // LMB_ATTN_EPL=8: quantized caches with 8 elements per lane, as v2 (to compare versions on the GPU machine).
 static bool getenv_epl8(void) {
-    static int v = -1;
-    if (v < 0) {
-        const char *e = getenv("LMB_ATTN_EPL");
-        v = e && atoi(e) == 8;
-    }
-    return v;
+    static int v = INT_MIN;
+    return env_knob(&v, "LMB_ATTN_EPL") == 8;
 }
 
 template <typename E, bool VEC, int BITS>
