@@ -91,17 +91,4 @@ esac; done
 
 echo
 echo "---- summary ($(nvidia-smi --query-gpu=name --format=csv,noheader | head -n 1)) ----"
-python3 - "$R" <<'PY'
-import json, sys
-for line in open(sys.argv[1]):
-    try: r = json.loads(line)
-    except Exception: continue
-    if "test" in r: print(f"{r['test']:<40} {r['status']}")
-    elif "top1_agreement" in r:
-        print(f"{r['case']:<40} top1 {r['top1_agreement']*100:.2f}%  rel_err {r['rel_err']:.2e}")
-        if "hf16_vs_hf32_top1" in r:
-            print(f"{'  noise floor: HF fp16 vs HF fp32':<40} top1 {r['hf16_vs_hf32_top1']*100:.2f}%  rel_err {r['hf16_vs_hf32_rel_err']:.2e}")
-            print(f"{'  lmbatch fp16 vs HF fp32':<40} top1 {r['lmbatch_vs_hf32_top1']*100:.2f}%  rel_err {r['lmbatch_vs_hf32_rel_err']:.2e}")
-    elif r.get("engine") == "hf": print(f"{r['case']:<40} {r['output_tok_per_s']:>9.1f} out tok/s  ({r['seconds']} s, peak {r['peak_gpu_gb']} GB)")
-    else: print(f"{r['case']:<40} {r['output_tok_per_s']:>9.1f} out tok/s  ttft p50 {r['ttft_p50_s']:.3f} s  weights {r['weight_bytes']/2**30:.2f} GiB  steps {r['steps']}  preempt {r['preemptions']}")
-PY
+python3 tests/bench/summary.py "$R"

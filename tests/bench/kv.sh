@@ -65,19 +65,4 @@ esac; done
 
 echo
 echo "---- summary ($(nvidia-smi --query-gpu=name --format=csv,noheader | head -n 1)) ----"
-python3 - "$R" <<'PY'
-import json, sys
-for line in open(sys.argv[1]):
-    try: r = json.loads(line)
-    except Exception: continue
-    if "test" in r: print(f"{r['test']:<40} {r['status']}"); continue
-    c = r["case"]
-    if c.startswith("memory"):
-        print(f"{c:<22} weights {r['weight_bytes']/2**30:6.2f} GiB  KV {r['kv_bytes_per_token']:>7} B/token  "
-              f"capacity {r['kv_tokens']:>7} tokens = {r['kv_tokens']//4096:>3} x 4096  peak {r['peak_gpu_bytes']/2**30:.1f} GiB")
-    elif c.startswith("decode"):
-        ms = (r["seconds"] - r["ttft_p99_s"]) / 127 * 1e3
-        print(f"{c:<40} decode ~{ms:6.2f} ms/step  ({r['output_tok_per_s']:.0f} out tok/s overall, {r['preemptions']} preemptions)")
-    else:
-        print(f"{c:<40} {r['output_tok_per_s']:>9.1f} out tok/s  steps {r['steps']}  preemptions {r['preemptions']}")
-PY
+python3 tests/bench/summary.py "$R"

@@ -80,12 +80,6 @@ ppl)
     one "AWQ g128 + KV int8" --model "$Q/awq-g128" --kv int8
     echo
     echo "---- perplexity, pycoder-22M, pycode.valid first 400,000 chars ($BACKEND) ----"
-    python3 - "$R" <<'PY'
-import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
-base = next(r["ppl"] for r in rows if r["case"] == "weights fp16")
-for r in rows:
-    print(f"{r['case']:<24} {r['ppl']:9.4f}  {100 * (r['ppl'] / base - 1):+7.3f}%")
-PY
+    python3 tests/bench/summary.py "$R"
     ;;
 esac; done

@@ -74,12 +74,4 @@ for g in ${AWQ_GROUPS-128 64}; do
     [ -f $Q/awq-g$g-n$N/config.json ] && one "weights AWQ g$g calib ${N}x512" $P --model $Q/awq-g$g-n$N
 done
 echo "---- summary ($(nvidia-smi --query-gpu=name --format=csv,noheader | head -n 1)) ----"
-python3 - $R <<'PY'
-import json, sys
-for l in open(sys.argv[1]):
-    r = json.loads(l)
-    if "test" in r: print(f"{r['test']:<40} {r['status']}")
-    elif "ppl" in r: print(f"{r['case']:<40} ppl {r['ppl']:.4f}")
-    else: print(f"{r['case']:<40} {r['output_tok_per_s']:9.1f} out tok/s  weights {r['weight_bytes']/2**30:.2f} GiB  "
-                f"preemptions {r['preemptions']}")
-PY
+python3 tests/bench/summary.py $R
