@@ -137,10 +137,6 @@ int lmb_added_split(const lmb_tokenizer *t, const lmb_trie *trie, const char *s,
     return 0;
 }
 
-static bool get_bool(json_t *j, const char *key, bool dflt) {
-    json_t *v = json_object_get(j, key);
-    return json_is_boolean(v) ? json_is_true(v) : dflt;
-}
 
 int lmb_added_parse(json_t *list, lmb_tokenizer *t, const char *path, lmb_error *err) {
     if (!list || json_is_null(list)) return 0;
@@ -162,11 +158,11 @@ int lmb_added_parse(json_t *list, lmb_tokenizer *t, const char *path, lmb_error 
         if (!(a->content = malloc(a->len + 1))) return lmb_fail(err, "out of memory");
         memcpy(a->content, json_string_value(content), a->len + 1);
         a->id = (int32_t)v;
-        a->special = get_bool(o, "special", false);
-        a->lstrip = get_bool(o, "lstrip", false);
-        a->rstrip = get_bool(o, "rstrip", false);
-        a->single_word = get_bool(o, "single_word", false);
-        a->normalized = get_bool(o, "normalized", !a->special);
+        a->special = lmb_tok_json_bool(o, "special", false);
+        a->lstrip = lmb_tok_json_bool(o, "lstrip", false);
+        a->rstrip = lmb_tok_json_bool(o, "rstrip", false);
+        a->single_word = lmb_tok_json_bool(o, "single_word", false);
+        a->normalized = lmb_tok_json_bool(o, "normalized", !a->special);
     }
     return 0;
 }

@@ -362,10 +362,6 @@ static char *dup_opt_string(json_t *j, size_t *len) {
     return p;
 }
 
-static bool get_bool(json_t *j, const char *key) {
-    return json_is_true(json_object_get(j, key));
-}
-
 /* Whether any merge result has a character other than U+2581 directly before a U+2581. */
 static bool glues_before_meta(const char *s, size_t n) {
     for (size_t i = 1; i + 3 <= n; i++)
@@ -424,9 +420,9 @@ int lmb_bpe_parse(json_t *model, lmb_bpe *m, const char *path, lmb_error *err) {
         if (id > m->max_id) m->max_id = id;
     }
 
-    m->fuse_unk = get_bool(model, "fuse_unk");
-    m->byte_fallback = get_bool(model, "byte_fallback");
-    m->ignore_merges = get_bool(model, "ignore_merges");
+    m->fuse_unk = lmb_tok_json_bool(model, "fuse_unk", false);
+    m->byte_fallback = lmb_tok_json_bool(model, "byte_fallback", false);
+    m->ignore_merges = lmb_tok_json_bool(model, "ignore_merges", false);
     m->prefix = dup_opt_string(json_object_get(model, "continuing_subword_prefix"), &m->prefix_len);
     m->suffix = dup_opt_string(json_object_get(model, "end_of_word_suffix"), &m->suffix_len);
     if ((m->prefix && m->prefix_len == 0) || (m->suffix && m->suffix_len == 0)) {

@@ -39,21 +39,22 @@ static bool one_char(const char *s, size_t n) {
     return n > 0 && lmb_utf8_next(s, n, &i, &cp) && i == n;
 }
 
+typedef struct decoder_list {
+    lmb_decoder **steps;
+    size_t *n;
+} decoder_list;
+
+static int parse_into(json_t *e, void *ctx, const char *where, lmb_error *err) {
+    decoder_list *l = ctx;
+    return lmb_decoder_parse(e, l->steps, l->n, where, err);
+}
+
 int lmb_decoder_parse(json_t *j, lmb_decoder **steps, size_t *n, const char *where, lmb_error *err) {
-    json_t *type = json_object_get(j, "type");
-    if (!json_is_object(j) || !json_is_string(type))
-        return lmb_fail(err, "%s: expected an object with a string \"type\"", where);
-    const char *ty = json_string_value(type);
+    const char *ty = lmb_tok_json_type(j, where, err);
+    if (!ty) return -1;
+    if (strcmp(ty, "Sequence") == 0)
+        return lmb_tok_json_sequence(j, "decoders", parse_into, &(decoder_list){steps, n}, where, err);
     char sub[512];
-    if (strcmp(ty, "Sequence") == 0) {
-        json_t *list = json_object_get(j, "decoders");
-        if (!json_is_array(list)) return lmb_fail(err, "%s.decoders: expected an array", where);
-        for (size_t i = 0; i < json_array_size(list); i++) {
-            snprintf(sub, sizeof sub, "%s.decoders[%zu]", where, i);
-            if (lmb_decoder_parse(json_array_get(list, i), steps, n, sub, err)) return -1;
-        }
-        return 0;
-    }
     lmb_decoder s = {0};
     if (strcmp(ty, "ByteFallback") == 0) {
         s.kind = LMB_DEC_BYTEFALLBACK;

@@ -28,6 +28,18 @@ int lmb_buf_reserve(lmb_buf *b, size_t extra); /* room for n + extra + 1 bytes *
 int lmb_buf_append(lmb_buf *b, const void *s, size_t n);
 void lmb_buf_free(lmb_buf *b);
 
+/* ---- tokenizer.json components (tok_json.c) ---------------------------------------------------------- */
+
+/* j[key] when it is a boolean, else dflt. */
+bool lmb_tok_json_bool(json_t *j, const char *key, bool dflt);
+/* The "type" of component j (an object with a string "type"), or NULL after filling err. */
+const char *lmb_tok_json_type(json_t *j, const char *where, lmb_error *err);
+/* A "Sequence" component: each(element, ctx, "where.list_key[i]", err) for the elements of j[list_key], in
+ * order; the first failure stops it. */
+typedef int (*lmb_tok_json_each)(json_t *element, void *ctx, const char *where, lmb_error *err);
+int lmb_tok_json_sequence(json_t *j, const char *list_key, lmb_tok_json_each each, void *ctx, const char *where,
+                          lmb_error *err);
+
 /* A run of bytes [off, off+len) of some buffer; id >= 0 marks an added token already resolved. */
 typedef struct lmb_span {
     size_t off, len;

@@ -28,27 +28,23 @@ static char *dup_json_string(json_t *s, size_t *len) {
     return p;
 }
 
-static bool get_bool(json_t *j, const char *key, bool dflt) {
-    json_t *v = json_object_get(j, key);
-    return json_is_boolean(v) ? json_is_true(v) : dflt;
+typedef struct norm_list {
+    lmb_norm **steps;
+    size_t *n;
+} norm_list;
+
+static int parse_into(json_t *e, void *ctx, const char *where, lmb_error *err) {
+    norm_list *l = ctx;
+    return lmb_norm_parse(e, l->steps, l->n, where, err);
 }
 
 int lmb_norm_parse(json_t *j, lmb_norm **steps, size_t *n, const char *where, lmb_error *err) {
     if (!j || json_is_null(j)) return 0;
-    json_t *type = json_object_get(j, "type");
-    if (!json_is_object(j) || !json_is_string(type))
-        return lmb_fail(err, "%s: expected an object with a string \"type\"", where);
-    const char *ty = json_string_value(type);
+    const char *ty = lmb_tok_json_type(j, where, err);
+    if (!ty) return -1;
+    if (strcmp(ty, "Sequence") == 0)
+        return lmb_tok_json_sequence(j, "normalizers", parse_into, &(norm_list){steps, n}, where, err);
     char sub[512];
-    if (strcmp(ty, "Sequence") == 0) {
-        json_t *list = json_object_get(j, "normalizers");
-        if (!json_is_array(list)) return lmb_fail(err, "%s.normalizers: expected an array", where);
-        for (size_t i = 0; i < json_array_size(list); i++) {
-            snprintf(sub, sizeof sub, "%s.normalizers[%zu]", where, i);
-            if (lmb_norm_parse(json_array_get(list, i), steps, n, sub, err)) return -1;
-        }
-        return 0;
-    }
     lmb_norm s = {0};
     if (strcmp(ty, "Prepend") == 0) {
         json_t *p = json_object_get(j, "prepend");
@@ -80,8 +76,8 @@ int lmb_norm_parse(json_t *j, lmb_norm **steps, size_t *n, const char *where, lm
         s.kind = LMB_NORM_LOWERCASE;
     } else if (strcmp(ty, "Strip") == 0) {
         s.kind = LMB_NORM_STRIP;
-        s.left = get_bool(j, "strip_left", true);
-        s.right = get_bool(j, "strip_right", true);
+        s.left = lmb_tok_json_bool(j, "strip_left", true);
+        s.right = lmb_tok_json_bool(j, "strip_right", true);
     } else {
         return lmb_fail(err, "%s: unsupported normalizer type \"%s\" (supported: Sequence, Prepend, Replace, NFC, "
                         "NFKC, NFD, NFKD, Lowercase, Strip)", where, ty);

@@ -42,10 +42,6 @@ static int push_step(lmb_pretok **steps, size_t *n, lmb_pretok s, lmb_error *err
     return 0;
 }
 
-static bool get_bool(json_t *j, const char *key, bool dflt) {
-    json_t *v = json_object_get(j, key);
-    return json_is_boolean(v) ? json_is_true(v) : dflt;
-}
 
 static int parse_behavior(json_t *j, lmb_split_behavior dflt, lmb_split_behavior *out, const char *where,
                           lmb_error *err) {
@@ -100,28 +96,29 @@ static int parse_metaspace(json_t *j, lmb_pretok *s, const char *where, lmb_erro
         else
             return lmb_fail(err, "%s.prepend_scheme: expected \"always\", \"first\" or \"never\", got \"%s\"", where, v);
     } else { /* older files: add_prefix_space */
-        s->prepend_scheme = get_bool(j, "add_prefix_space", true) ? LMB_PREPEND_ALWAYS : LMB_PREPEND_NEVER;
+        s->prepend_scheme = lmb_tok_json_bool(j, "add_prefix_space", true) ? LMB_PREPEND_ALWAYS : LMB_PREPEND_NEVER;
     }
-    s->split = get_bool(j, "split", true);
+    s->split = lmb_tok_json_bool(j, "split", true);
     return literal(&s->pat, s->repl, rl, err);
+}
+
+typedef struct pretok_list {
+    lmb_pretok **steps;
+    size_t *n;
+} pretok_list;
+
+static int parse_into(json_t *e, void *ctx, const char *where, lmb_error *err) {
+    pretok_list *l = ctx;
+    return lmb_pretok_parse(e, l->steps, l->n, where, err);
 }
 
 int lmb_pretok_parse(json_t *j, lmb_pretok **steps, size_t *n, const char *where, lmb_error *err) {
     if (!j || json_is_null(j)) return 0;
-    json_t *type = json_object_get(j, "type");
-    if (!json_is_object(j) || !json_is_string(type))
-        return lmb_fail(err, "%s: expected an object with a string \"type\"", where);
-    const char *ty = json_string_value(type);
+    const char *ty = lmb_tok_json_type(j, where, err);
+    if (!ty) return -1;
+    if (strcmp(ty, "Sequence") == 0)
+        return lmb_tok_json_sequence(j, "pretokenizers", parse_into, &(pretok_list){steps, n}, where, err);
     char sub[512];
-    if (strcmp(ty, "Sequence") == 0) {
-        json_t *list = json_object_get(j, "pretokenizers");
-        if (!json_is_array(list)) return lmb_fail(err, "%s.pretokenizers: expected an array", where);
-        for (size_t i = 0; i < json_array_size(list); i++) {
-            snprintf(sub, sizeof sub, "%s.pretokenizers[%zu]", where, i);
-            if (lmb_pretok_parse(json_array_get(list, i), steps, n, sub, err)) return -1;
-        }
-        return 0;
-    }
     lmb_pretok s = {0};
     s.kind = LMB_PT_SPLIT;
     int rc = 0;
@@ -129,17 +126,17 @@ int lmb_pretok_parse(json_t *j, lmb_pretok **steps, size_t *n, const char *where
         snprintf(sub, sizeof sub, "%s.pattern", where);
         rc = lmb_pattern_parse(json_object_get(j, "pattern"), &s.pat, sub, err) ||
              parse_behavior(j, LMB_SPLIT_ISOLATED, &s.behavior, where, err);
-        s.invert = get_bool(j, "invert", false);
+        s.invert = lmb_tok_json_bool(j, "invert", false);
     } else if (strcmp(ty, "Metaspace") == 0) {
         rc = parse_metaspace(j, &s, where, err);
     } else if (strcmp(ty, "ByteLevel") == 0) {
         s.kind = LMB_PT_BYTELEVEL;
-        s.add_prefix_space = get_bool(j, "add_prefix_space", true);
-        s.use_regex = get_bool(j, "use_regex", true);
+        s.add_prefix_space = lmb_tok_json_bool(j, "add_prefix_space", true);
+        s.use_regex = lmb_tok_json_bool(j, "use_regex", true);
         if (s.use_regex) rc = lmb_pattern_compile(&s.pat, GPT2_REGEX, where, err);
     } else if (strcmp(ty, "Digits") == 0) {
         /* per-digit matches; Contiguous merges runs, which one \p{N}+ match per run does already */
-        rc = lmb_pattern_compile(&s.pat, get_bool(j, "individual_digits", false) ? "\\p{N}" : "\\p{N}+", where, err);
+        rc = lmb_pattern_compile(&s.pat, lmb_tok_json_bool(j, "individual_digits", false) ? "\\p{N}" : "\\p{N}+", where, err);
         s.behavior = LMB_SPLIT_ISOLATED;
     } else if (strcmp(ty, "Whitespace") == 0) {
         rc = lmb_pattern_compile(&s.pat, "\\w+|[^\\w\\s]+", where, err);
