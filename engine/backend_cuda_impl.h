@@ -94,10 +94,10 @@ void lmb_cuda_gemm_free(cuda_backend *c);
 int lmb_cuda_gemm(cuda_backend *c, const void *x, const void *w, void *y, int M, int N, int K, bool f32_out,
                   lmb_error *err);
 
-/* backend_cuda_forward.c */
-/* cudaMalloc (at least 16 bytes) with the size and CUDA's reason in the error (backend_cuda.c). */
+/* backend_cuda.c: cudaMalloc (at least 16 bytes) with the size and CUDA's reason in the error */
 int lmb_cuda_dev_alloc(void **p, size_t bytes, lmb_error *err);
 
+/* backend_cuda_forward.c */
 int lmb_cuda_forward(lmb_backend *b, const lmb_batch *batch, float *logits, int32_t *tokens, lmb_error *err);
 void lmb_cuda_graphs_free(cuda_backend *c);
 void lmb_cuda_meta_layout(cuda_backend *c);

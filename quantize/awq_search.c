@@ -128,8 +128,7 @@ static void scaled_fake_quant(float *dst, const lmb_qlinear *src, const float *s
 }
 
 static int search_group(lmb_calib_fwd *f, const lmb_qlayer *L, int g, int group_size, double alpha, bool duo,
-                        float **scale_out,
-                        lmb_awq_group_stats *st, lmb_error *err) {
+                        float **scale_out, lmb_awq_group_stats *st, lmb_error *err) {
     lmb_qlayer view = *L;
     group_def gd = group_of(f, &view, g);
     size_t n_out = (size_t)f->N * gd.out_dim;
@@ -180,8 +179,7 @@ static int search_group(lmb_calib_fwd *f, const lmb_qlayer *L, int g, int group_
 }
 
 int lmb_awq_search(lmb_calib_fwd *f, const lmb_qlayer *L, int group_size, double alpha, bool duo,
-                   float *scales[LMB_AWQ_GROUPS],
-                   lmb_awq_group_stats st[LMB_AWQ_GROUPS], lmb_error *err) {
+                   float *scales[LMB_AWQ_GROUPS], lmb_awq_group_stats st[LMB_AWQ_GROUPS], lmb_error *err) {
     memset(st, 0, sizeof(lmb_awq_group_stats) * LMB_AWQ_GROUPS);
     for (int g = 0; g < LMB_AWQ_GROUPS; g++) scales[g] = NULL;
     for (int g = 0; g < LMB_AWQ_GROUPS; g++)

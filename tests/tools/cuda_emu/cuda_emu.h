@@ -76,26 +76,7 @@ struct launcher {
 #define blockDim emu::bDim
 #define gridDim emu::gDim
 inline void __syncthreads() { emu::bar->arrive_and_wait(); }
-inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
-inline int atomicAdd(int *p, int v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
-inline float __uint_as_float(unsigned u) {
-    float f;
-    std::memcpy(&f, &u, 4);
-    return f;
-}
 template <typename T> inline T __ldg(const T *p) { return *p; }
-template <typename T> inline T __ldcg(const T *p) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
-inline float __ldcg(const float *p) {
-    float v;
-    __atomic_load(p, &v, __ATOMIC_SEQ_CST);
-    return v;
-}
-inline float4 __ldcg(const float4 *p) {
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    float4 v;
-    std::memcpy(&v, p, sizeof v);
-    return v;
-}
 // The value of lane (lane ^ mask) of the same warp.  Emulated for kernels where every thread of the block calls
 // it together, the same number of times (as warp_sum over a whole CTA is called): each thread posts its value
 // in an exchange buffer indexed by thread id (blocks run one after another, so one buffer per type serves),
