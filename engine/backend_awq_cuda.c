@@ -138,7 +138,9 @@ static int upload_bias(cuda_backend *c, const lmb_model *m, const lmb_linear *co
     return upload_f16(c, m, slot, b, n, err);
 }
 
-/* The dequant + cuBLAS path's scratch: an L2-sized run of dequantized rows of the largest linear. */
+/* The dequant + cuBLAS path's scratch: the largest linear dequantized whole (up to 256 MB; bigger linears go in
+ * runs of rows), so each step makes one cuBLAS call per linear.  Runs of rows sized to stay in L2 (24 MB) cost
+ * more than the extra HBM traffic: at M = 256 their GEMMs are too narrow to fill the SMs (docs/PERF.md). */
 static int alloc_scratch(cuda_backend *c, lmb_error *err) {
     struct lmb_cuda_awq *a = c->awq;
     int max_n = 8, max_k = 1;
@@ -147,7 +149,7 @@ static int alloc_scratch(cuda_backend *c, lmb_error *err) {
         max_k = a->lin[i].K > max_k ? a->lin[i].K : max_k;
     }
     const char *mb = getenv("LMB_W4A16_SCRATCH_MB");
-    double scratch_mb = mb && atof(mb) > 0 ? atof(mb) : 24; /* an H100's L2 is 50 MB */
+    double scratch_mb = mb && atof(mb) > 0 ? atof(mb) : 256;
     a->scratch_bytes = (size_t)(scratch_mb * 1048576.0);
     size_t full = (size_t)max_k * max_n * 2, least = (size_t)max_k * 8 * 2;
     if (a->scratch_bytes > full) a->scratch_bytes = full;
@@ -199,8 +201,8 @@ int lmb_cuda_awq_gemm(cuda_backend *c, const void *x, const void *w, void *y, in
         CUDA_CHECK(lmb_cuda_w4a16_mma(y, x, d->qweight, d->zeros, d->scales, M, N, K, d->group, s));
         return 0;
     }
-    /* dequantize runs of rows that stay in L2 (fp16 [nc, K] row-major), multiply each with cuBLAS: OP_T makes
-     * the [K, nc] column-major scratch W^T's rows n0.. */
+    /* dequantize runs of rows (fp16 [nc, K] row-major; the whole linear unless it exceeds the scratch), multiply
+     * each with cuBLAS: OP_T makes the [K, nc] column-major scratch W^T's rows n0.. */
     const float one = 1.f, zero = 0.f;
     int chunk = (int)(a->scratch_bytes / ((size_t)K * 2)) & ~7;
     if (chunk > N) chunk = N;

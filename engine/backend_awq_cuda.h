@@ -7,7 +7,7 @@
  * lmb_cuda_awq_owns(c, w) and hands such linears to lmb_cuda_awq_gemm, which picks the kernel by M:
  *   M <= gemv_max_m (8)            gemv, each weight byte read once
  *   M <= mma_max_m  (128)          the WMMA tensor-core kernel
- *   larger M                       dequantize runs of rows to fp16 in an L2-sized scratch, cuBLAS
+ *   larger M                       dequantize the linear to fp16 (runs of rows past 256 MB), cuBLAS
  * The bounds can be moved with LMB_W4A16_MMA_MAX_M and LMB_W4A16_SCRATCH_MB (read at load) for tuning.
  * Activations of AWQ models are fp16 (the scales are fp16).
  */

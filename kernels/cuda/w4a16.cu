@@ -15,8 +15,8 @@
 //            registers while the current one is multiplied; then x is stored to shared memory as is and each
 //            thread dequantizes 4 words of one output row to fp16 B[n][k], read as col_major fragments; 4 warps
 //            run WMMA 16x16x16 (fp16 in, fp32 accumulate) on 32x32 each.
-//   dequant  large M (prefill).  Dequantizes a range of output rows to fp16 [rows, K] (kept small enough to stay
-//            in L2) for cuBLAS; the caller loops over the ranges.
+//   dequant  large M.  Dequantizes a range of output rows to fp16 [rows, K] for cuBLAS (the caller loops over
+//            ranges when its scratch is smaller than the linear).
 // Version history: v1 — gemv with K interleaved over 4 warps and a per-weight dequantize FMA.  v2 —
 // gemv over 16-row chunks, 8 warps, the one-FMA group-sum form for M <= 2; mma and dequant unchanged:
 // correctness first (WMMA rather than mma.sync/ldmatrix, no cp.async pipelining).  Checked on the CPU by
@@ -29,8 +29,13 @@
 // mma B tile dequantized row by row and read as col_major fragments, dequant by rows for cuBLAS's OP_T; the
 // split/ticket gemv and its workspace are gone.  H100: bs1 210 -> 355 tok/s (1.95x fp16).  Tried: x read
 // straight from global memory (L1) for M <= 2, no staging and no barrier: 328 tok/s, so x stays in shared
-// memory.  v6 (this) — mma: 64x64 tiles (each dequantized weight serves 64 rows of x, not 32), k-tiles of 64, the next
-// tile's loads in flight during the MMAs (v5: 32x128, k-tiles of 32, nothing in flight).  Figures in docs/PERF.md.
+// memory.  v6 — mma: 64x64 tiles (each dequantized weight serves 64 rows of x, not 32), k-tiles of 64, the next
+// tile's loads in flight during the MMAs (v5: 32x128, k-tiles of 32, nothing in flight).  v7 (this) — dequant: a warp
+// per row, no 64-bit division per word; the caller dequantizes whole linears (24 MB runs of rows before).
+// Tried for v7 and dropped: the mma kernel with 128x64 and 128x128 tiles (8 warps of 64x32) and two shared
+// stages (no faster at M 192-2048, ~200 TFLOP/s whatever the tile, and slower at M <= 128); dequantizing K
+// slices into two L2-sized buffers on a side stream while cuBLAS multiplied the slice before (2-3x slower than
+// one whole dequant and one cuBLAS call: short-K GEMMs and per-slice hand-offs).  Figures in docs/PERF.md.
 #include <mma.h>
 #include <string.h>
 
@@ -359,22 +364,29 @@ __global__ void __launch_bounds__(MMA_THREADS)
 
 // ---- dequant (for cuBLAS) -----------------------------------------------------------------------------
 
-// One word (8 inputs of a row) per thread and step: 8 fp16 values, one 16-byte store.
-__global__ void dequant_kernel(half *__restrict__ W, const uint32_t *__restrict__ qw, const uint32_t *__restrict__ qz,
-                               const half *__restrict__ sc, int K, int G, int n_begin, int n_count) {
+// A warp per output row (DQ_ROWS rows per CTA), its lanes over the row's words: each makes 8 fp16 values (one
+// 16-byte store; a warp writes 512 contiguous bytes).  No 64-bit division per word (v1-v6 divided a flat index
+// by the row length for every word).
+constexpr int DQ_ROWS = 8;
+__global__ void __launch_bounds__(32 * DQ_ROWS)
+    dequant_kernel(half *__restrict__ W, const uint32_t *__restrict__ qw, const uint32_t *__restrict__ qz,
+                   const half *__restrict__ sc, int K, int G, int n_begin, int n_count) {
+    const int r = blockIdx.x * DQ_ROWS + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (r >= n_count) return;
     const int KW = K / 8, ng = K / G, ZW = (ng + 7) / 8;
-    const size_t total = (size_t)n_count * KW;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
-        const size_t r = i / KW, n = n_begin + r;
-        const int j = (int)(i % KW), g = 8 * j / G; // G % 8 == 0: the word lies in one group
-        const uint32_t w = __ldg(qw + n * KW + j);
+    const size_t n = (size_t)n_begin + r;
+    const uint32_t *row = qw + n * KW;
+    half *out = W + (size_t)r * K;
+    for (int j = lane; j < KW; j += 32) {
+        const int g = 8 * j / G; // G % 8 == 0: the word lies in one group
+        const uint32_t w = __ldg(row + j);
         const half2 zp = zero_pair(zero_of(qz, n, ZW, g)), s2 = __half2half2(__ldg(sc + n * ng + g));
         half2 d[4];
 #pragma unroll
         for (int p = 0; p < 4; p++) d[p] = dequant_pair(w, p, zp, s2);
-        uint4 out;
-        memcpy(&out, d, 16);
-        *reinterpret_cast<uint4 *>(W + r * K + 8 * (size_t)j) = out;
+        uint4 o;
+        memcpy(&o, d, 16);
+        *reinterpret_cast<uint4 *>(out + 8 * j) = o;
     }
 }
 
@@ -431,9 +443,9 @@ extern "C" int lmb_cuda_w4a16_dequant(void *w, const uint32_t *qweight, const ui
     if (N % 8 || K % 8 || group <= 0 || group % 8 || K % group || n_begin < 0 || n_begin + n_count > N ||
         (uintptr_t)w % 16)
         return (int)cudaErrorInvalidValue;
-    size_t total = (size_t)n_count * (K / 8);
-    int blocks = (int)((total + 255) / 256 < 65536 ? (total + 255) / 256 : 65536);
-    dequant_kernel<<<blocks, 256, 0, s>>>((half *)w, qweight, zeros, (const half *)scales, K, group, n_begin, n_count);
+    dequant_kernel<<<(n_count + DQ_ROWS - 1) / DQ_ROWS, 32 * DQ_ROWS, 0, s>>>((half *)w, qweight, zeros,
+                                                                              (const half *)scales, K, group,
+                                                                              n_begin, n_count);
     return LMB_LAUNCH_RESULT();
 }
 

@@ -3,8 +3,9 @@
 # timings and W4A16 speed (Llama-2-7B shape: bs1, bs128 with both large-M paths, offline), int8-KV offline, and
 # AWQ perplexity against the calibration size (CALIB_SAMPLES x 512 tokens, default 32; quantized on CPU cores
 # 4-15 in the background while the GPU runs, then evaluated).  Carry .devicekit and the pack (devpack.sh).
-# BENCH (default "bs1 bs128 offline"; also kvspeed, mma256), AWQ_GROUPS (default "128 64", empty: none), TESTS (names
-# between test_ and _cuda; default all) and TIMING=0 (no kernel timing table) pick the parts.
+# BENCH (default "bs1 bs128 offline"; also kvspeed, mma256, large, profile1, ncu), AWQ_GROUPS (default "128 64",
+# empty: none), TESTS (names between test_ and _cuda; default all) and TIMING=0 (no kernel timing table) pick
+# the parts.
 set -u
 export LMB_TEST_SHARED=${LMB_TEST_SHARED:-$PWD/.devcarry/shared}
 sh .devicekit/on-device.sh true >/dev/null 2>&1
@@ -36,7 +37,7 @@ for t in $(if [ -n "${TESTS:-}" ]; then for n in $TESTS; do echo build/tests/gpu
 done
 grep -E "Assertion|kv decode attention|Synthesis" $O/check.txt | tail -n 30
 [ "${TIMING:-1}" = 0 ] || LMB_W4A16_TIMING=1 $G build/tests/gpu/test_w4a16_cuda --filter 'w4a16_cuda/timing' --jobs 1 --verbose 2>&1 |
-    grep -E "^(\[----\] )?([0-9]+x[0-9]+|N x K)" | sed 's/^\[----\] //' 
+    grep -E "^(\[----\] )?([0-9]+x[0-9]+|N x K)" | sed 's/^\[----\] //' | tee "$O/timing.txt"
 B="$G build/lmbatch bench --random-weights llama2-7b --backend cuda --ignore-eos --json"
 one() { c=$1; shift; "$@" | sed "s/^{/{\"case\": \"$c\", /" >>"$R"; tail -n 1 "$R" | cut -c 1-160; }
 for b in ${BENCH-bs1 bs128 offline}; do case $b in
@@ -48,7 +49,7 @@ kvspeed)
     KV_PROFILE=0 KV_CASES="fp16 int8 int8:LMB_ATTN_SPLIT=256" sh tests/bench/kv.sh speed 2>&1 | tail -n 3
     ;;
 mma256)
-    # the tensor-core kernel up to M = 256 (LMB_W4A16_MMA_MAX_M) instead of dequantize + cuBLAS above M = 32
+    # the tensor-core kernel up to M = 256 (LMB_W4A16_MMA_MAX_M) instead of the dequant pipe above M = 128
     one "W4A16 bs128 128->128, mma to M 256" env LMB_W4A16_MMA_MAX_M=256 $B --dtype awq --num-prompts 128 \
         --input-len 128 --output-len 128 --max-seqs 128
     one "W4A16 offline 1000x(512->256), mma to M 256" env LMB_W4A16_MMA_MAX_M=256 $B --dtype awq --num-prompts 1000 \
@@ -58,6 +59,25 @@ bs128)
     one "W4A16 bs128 128->128" $B --dtype awq --num-prompts 128 --input-len 128 --output-len 128 --max-seqs 128
     one "W4A16 bs128 128->128, mma to M 256" env LMB_W4A16_MMA_MAX_M=256 $B --dtype awq --num-prompts 128 \
         --input-len 128 --output-len 128 --max-seqs 128
+    ;;
+large)
+    # the large-M paths end to end: the tensor-core kernel to M 128, dequantize + cuBLAS above (default)
+    O1="--num-prompts 1000 --input-len 512 --output-len 256 --max-batch-tokens 8192"
+    one "W4A16 offline 1000x(512->256)" $B --dtype awq $O1
+    one "fp16 offline 1000x(512->256)" $B $O1
+    one "W4A16 offline, dequant in 24 MB runs" env LMB_W4A16_SCRATCH_MB=24 $B --dtype awq $O1
+    ;;
+ncu)
+    # hardware counters of the tensor-core kernel on gate/up (11008 x 4096) at M = 256: the timing test's
+    # 1001st mma launch (12 M x 50 launches on the first shape, then 8 M x 50)
+    LMB_W4A16_TIMING=1 ncu --clock-control none -k regex:mma_kernel --launch-skip 1000 --launch-count 1 \
+        --section SpeedOfLight --section ComputeWorkloadAnalysis --section WarpStateStats --section MemoryWorkloadAnalysis \
+        build/tests/gpu/test_w4a16_cuda --filter 'w4a16_cuda/timing' --jobs 1 2>&1 | grep -vE "^\[|^==PROF==|^ *$" |
+        tee "$O/ncu.txt" | grep -E "Throughput|Stall|Issue|Warp Cycles|Bank|Duration|Pipe|Occupancy" | head -n 40
+    ;;
+profile1)
+    LMB_PROFILE=1 $B --dtype awq --num-prompts 2 --input-len 128 --output-len 256 --max-seqs 1 2>&1 |
+        grep -A 16 'decode-only' | grep -v '^{'
     ;;
 offline)
     one "W4A16 offline 1000x(512->256)" $B --dtype awq --num-prompts 1000 --input-len 512 --output-len 256 \

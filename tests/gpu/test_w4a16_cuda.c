@@ -147,7 +147,8 @@ static float *backend_logits(const char *dir, const char *backend, const int32_t
     return l;
 }
 
-/* Prompts of 5 (gemv), 24 (mma) and 96 tokens (dequant + cuBLAS) through an AutoAWQ-layout fixture. */
+/* Prompts of 5 (gemv), 96 (mma) and 160 tokens (dequant + cuBLAS, whole and in runs of rows) through an
+ * AutoAWQ-layout fixture. */
 Test(w4a16_cuda, awq_model_matches_cpu_backend_on_every_path) {
     gpu_require();
     lmb_error err;
@@ -162,14 +163,19 @@ Test(w4a16_cuda, awq_model_matches_cpu_backend_on_every_path) {
         snprintf(dir, sizeof dir, "%s/m%d", tmp, a);
         mkdir(dir, 0755);
         cr_assert_eq(lmb_test_make_model(dir, &s, &err), 0, "%s", err.msg);
-        int lens[3] = {5, 96, 160}; /* gemv (M <= 8), mma (M <= 128 by default), dequant + cuBLAS */
-        for (int i = 0; i < 3; i++) {
+        /* gemv (M <= 8), mma (M <= 128 by default), dequant + cuBLAS on the whole linear, then in runs of 8 rows
+         * (a scratch of the least size: LMB_W4A16_SCRATCH_MB is read at load) */
+        int lens[4] = {5, 96, 160, 160};
+        for (int i = 0; i < 4; i++) {
             int32_t ids[160];
             for (int t = 0; t < lens[i]; t++) ids[t] = (int32_t)((t * 37 + 11) % s.vocab);
             int V;
+            if (i == 3) setenv("LMB_W4A16_SCRATCH_MB", "0.001", 1);
             float *cpu = backend_logits(dir, "cpu", ids, lens[i], &V), *gpu = backend_logits(dir, "cuda", ids, lens[i], &V);
+            unsetenv("LMB_W4A16_SCRATCH_MB");
             double r = gpu_rel(gpu, cpu, (size_t)lens[i] * V);
-            cr_assert_lt(r, 2e-2, "%s, %d tokens: CUDA vs CPU logits relative error %g", lmb_arch_name(s.arch), lens[i], r);
+            cr_assert_lt(r, 2e-2, "%s, %d tokens%s: CUDA vs CPU logits relative error %g", lmb_arch_name(s.arch),
+                         lens[i], i == 3 ? " (runs of 8 rows)" : "", r);
             free(cpu), free(gpu);
         }
     }
@@ -211,6 +217,29 @@ static double time_us(cudaEvent_t a, cudaEvent_t b, int reps) {
     return 1000.0 * ms / reps;
 }
 
+/* Microseconds per run of stmt, timed over reps runs between two CUDA events (e0, e1 in scope). */
+#define TIME_US(reps, stmt)                                                                                          \
+    ({                                                                                                               \
+        cudaEventRecord(e0, 0);                                                                                      \
+        for (int r_ = 0; r_ < (reps); r_++) stmt;                                                                    \
+        cudaEventRecord(e1, 0);                                                                                      \
+        cudaEventSynchronize(e1);                                                                                    \
+        time_us(e0, e1, reps);                                                                                       \
+    })
+
+/* dequantize + cuBLAS in runs of `chunk` rows (the backend's path above the tensor-core bound) */
+static void dq_blas(cublasHandle_t h, const packed *p, void *scratch, size_t chunk, const void *x, void *y, int M) {
+    const float one = 1, zero = 0;
+    for (size_t n0 = 0; n0 < (size_t)p->N; n0 += chunk) {
+        int nc = (int)((size_t)p->N - n0 < chunk ? (size_t)p->N - n0 : chunk);
+        lmb_cuda_w4a16_dequant(scratch, p->d_qw, p->d_z, p->d_sc, p->N, p->K, p->G, (int)n0, nc, 0);
+        cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, nc, M, p->K, &one, scratch, CUDA_R_16F, p->K, x, CUDA_R_16F, p->K,
+                     &zero, (char *)y + 2 * n0, CUDA_R_16F, p->N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    }
+}
+
+/* Columns: gemv; the tensor-core kernel; dequantize + cuBLAS on the whole linear (the backend's) and in runs of
+ * rows that stay in L2 (24 MB, the backend's before v7); the dequantization alone; cuBLAS on fp16 weights. */
 Test(w4a16_cuda, timing) {
     gpu_require();
     if (!getenv("LMB_W4A16_TIMING")) cr_skip_test("set LMB_W4A16_TIMING=1 to time the W4A16 kernels");
@@ -218,9 +247,9 @@ Test(w4a16_cuda, timing) {
     cr_assert_eq(cublasCreate(&h), CUBLAS_STATUS_SUCCESS);
     cudaEvent_t e0, e1;
     cudaEventCreate(&e0), cudaEventCreate(&e1);
-    int Ms[] = {1, 4, 8, 16, 32, 64, 256, 2048}, reps = 50;
-    fprintf(stderr, "%-12s %5s %10s %10s %10s %10s %12s\n", "N x K", "M", "gemv us", "mma us", "dq+blas us",
-            "fp16 us", "gemv GB/s");
+    int Ms[] = {1, 4, 8, 16, 32, 64, 128, 192, 256, 384, 512, 2048}, reps = 50;
+    fprintf(stderr, "%-12s %5s %8s %8s %8s %8s %8s %8s %10s %10s\n", "N x K", "M", "gemv", "mma", "dq+blas",
+            "dq 24MB", "dq only", "fp16", "gemv GB/s", "dq GB/s");
     for (size_t s = 0; s < 4; s++) {
         int N = shapes[s][0], K = shapes[s][1], G = shapes[s][2];
         packed p = make_packed(N, K, G, 1);
@@ -228,50 +257,30 @@ Test(w4a16_cuda, timing) {
         GPU_OK(cudaMalloc(&d_x, 2 * (size_t)2048 * K));
         GPU_OK(cudaMalloc(&d_y, 2 * (size_t)2048 * N));
         GPU_OK(cudaMalloc(&d_w16, 2 * (size_t)N * K));
-        GPU_OK(cudaMemset(d_x, 0, 2 * (size_t)2048 * K));
-        GPU_OK(cudaMemset(d_w16, 0, 2 * (size_t)N * K));
-        size_t chunk = ((size_t)24 << 20) / (2 * (size_t)K) & ~(size_t)7;
-        if (chunk > (size_t)N) chunk = (size_t)N;
-        GPU_OK(cudaMalloc(&d_scratch, 2 * chunk * K));
+        GPU_OK(cudaMalloc(&d_scratch, 2 * (size_t)N * K));
+        /* random, not zeros: an H100 compresses zero-filled lines in L2, which flatters the fp16 GEMM */
+        GPU_OK(lmb_cuda_fill_uniform(d_x, (size_t)2048 * K, 1.f, 0.f, 11, LMB_CUDA_F16, 0));
+        GPU_OK(lmb_cuda_fill_uniform(d_w16, (size_t)N * K, 0.02f, 0.f, 12, LMB_CUDA_F16, 0));
+        size_t l2 = ((size_t)24 << 20) / (2 * (size_t)K) & ~(size_t)7;
         const float one = 1, zero = 0;
+        double t_dq_only = TIME_US(reps, lmb_cuda_w4a16_dequant(d_scratch, p.d_qw, p.d_z, p.d_sc, N, K, G, 0, N, 0));
+        double dq_bytes = (double)N * K * 2.5 + (double)K / G * N * 2.5; /* fp16 out, int4 + zeros + scales in */
         for (size_t mi = 0; mi < sizeof Ms / sizeof Ms[0]; mi++) {
             int M = Ms[mi];
-            double t_gemv = -1, t_mma, t_dq, t_fp16;
-            if (M <= 8) {
-                cudaEventRecord(e0, 0);
-                for (int r = 0; r < reps; r++) lmb_cuda_w4a16_gemv(d_y, d_x, p.d_qw, p.d_z, p.d_sc, M, N, K, G, 0);
-                cudaEventRecord(e1, 0);
-                cudaEventSynchronize(e1);
-                t_gemv = time_us(e0, e1, reps);
-            }
-            cudaEventRecord(e0, 0);
-            for (int r = 0; r < reps; r++) lmb_cuda_w4a16_mma(d_y, d_x, p.d_qw, p.d_z, p.d_sc, M, N, K, G, 0);
-            cudaEventRecord(e1, 0);
-            cudaEventSynchronize(e1);
-            t_mma = time_us(e0, e1, reps);
-            cudaEventRecord(e0, 0);
-            for (int r = 0; r < reps; r++)
-                for (size_t n0 = 0; n0 < (size_t)N; n0 += chunk) {
-                    int nc = (int)((size_t)N - n0 < chunk ? (size_t)N - n0 : chunk);
-                    lmb_cuda_w4a16_dequant(d_scratch, p.d_qw, p.d_z, p.d_sc, N, K, G, (int)n0, nc, 0);
-                    cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, nc, M, K, &one, d_scratch, CUDA_R_16F, K, d_x, CUDA_R_16F,
-                                 K, &zero, (char *)d_y + 2 * n0, CUDA_R_16F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-                }
-            cudaEventRecord(e1, 0);
-            cudaEventSynchronize(e1);
-            t_dq = time_us(e0, e1, reps);
-            cudaEventRecord(e0, 0);
-            for (int r = 0; r < reps; r++)
-                cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, d_w16, CUDA_R_16F, K, d_x, CUDA_R_16F, K, &zero,
-                             d_y, CUDA_R_16F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-            cudaEventRecord(e1, 0);
-            cudaEventSynchronize(e1);
-            t_fp16 = time_us(e0, e1, reps);
+            double t_gemv = -1;
+            if (M <= 8) t_gemv = TIME_US(reps, lmb_cuda_w4a16_gemv(d_y, d_x, p.d_qw, p.d_z, p.d_sc, M, N, K, G, 0));
+            double t_mma = TIME_US(reps, lmb_cuda_w4a16_mma(d_y, d_x, p.d_qw, p.d_z, p.d_sc, M, N, K, G, 0));
+            double t_whole = TIME_US(reps, dq_blas(h, &p, d_scratch, (size_t)N, d_x, d_y, M));
+            double t_l2 = TIME_US(reps, dq_blas(h, &p, d_scratch, l2, d_x, d_y, M));
+            double t_fp16 = TIME_US(reps, cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, d_w16, CUDA_R_16F, K,
+                                                       d_x, CUDA_R_16F, K, &zero, d_y, CUDA_R_16F, N,
+                                                       CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
             char shape[32];
             snprintf(shape, sizeof shape, "%dx%d", N, K);
             double bytes = (double)K * N / 2 + (double)K / G * N * 2.5;
-            fprintf(stderr, "%-12s %5d %10.1f %10.1f %10.1f %10.1f %12.0f\n", shape, M, t_gemv, t_mma, t_dq, t_fp16,
-                    t_gemv > 0 ? bytes / t_gemv / 1e3 : 0.0);
+            fprintf(stderr, "%-12s %5d %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f %10.0f %10.0f\n", shape, M, t_gemv, t_mma,
+                    t_whole, t_l2, t_dq_only, t_fp16, t_gemv > 0 ? bytes / t_gemv / 1e3 : 0.0,
+                    dq_bytes / t_dq_only / 1e3);
         }
         cudaFree(d_x), cudaFree(d_y), cudaFree(d_w16), cudaFree(d_scratch);
         free_packed(&p);
