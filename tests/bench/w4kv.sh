@@ -4,8 +4,8 @@
 # AWQ perplexity against the calibration size (CALIB_SAMPLES x 512 tokens, default 32; quantized on CPU cores
 # 4-15 in the background while the GPU runs, then evaluated).  Carry .devicekit and the pack (devpack.sh).
 # BENCH (default "bs1 bs128 offline"; also kvspeed, mma256, large, profile1, ncu), AWQ_GROUPS (default "128 64",
-# empty: none), TESTS (names between test_ and _cuda; default all) and TIMING=0 (no kernel timing table) pick
-# the parts.
+# empty: none; QUANT_FLAGS: more `quantize awq` flags), TESTS (names between test_ and _cuda; default all) and
+# TIMING=0 (no kernel timing table) pick the parts.
 set -u
 export LMB_TEST_SHARED=${LMB_TEST_SHARED:-$PWD/.devcarry/shared}
 sh .devicekit/on-device.sh true >/dev/null 2>&1
@@ -24,7 +24,7 @@ command -v taskset >/dev/null && PIN="taskset -c 4-15"
     zcat $T | tail -c 400000 | tail -n +2 >$Q/calib.txt
     for g in ${AWQ_GROUPS-128 64}; do
         $PIN build/lmbatch quantize awq --quiet --model $M --calib $Q/calib.txt --calib-samples $N --calib-seqlen 512 \
-            --group-size $g --out $Q/awq-g$g-n$N --threads 12 && echo "g$g done at $(date +%T)"
+            --group-size $g --out $Q/awq-g$g-n$N --threads 12 ${QUANT_FLAGS:-} && echo "g$g done at $(date +%T)"
     done
     touch $Q/done
 ) >$O/quant.log 2>&1 &
@@ -91,7 +91,7 @@ i=0
 while [ ! -f $Q/done ] && [ $i -lt ${QUANT_WAIT:-240} ]; do sleep 2; i=$((i + 2)); done
 cat $O/quant.log
 for g in ${AWQ_GROUPS-128 64}; do
-    [ -f $Q/awq-g$g-n$N/config.json ] && one "weights AWQ g$g calib ${N}x512" $P --model $Q/awq-g$g-n$N
+    [ -f $Q/awq-g$g-n$N/config.json ] && one "weights AWQ g$g calib ${N}x512 ${QUANT_FLAGS:-}" $P --model $Q/awq-g$g-n$N
 done
 echo "---- summary ($(nvidia-smi --query-gpu=name --format=csv,noheader | head -n 1)) ----"
 python3 tests/bench/summary.py $R
