@@ -1,7 +1,8 @@
 /* backend_cuda_forward.c — one forward of the CUDA backend: pack the step's metadata into pinned memory,
  * copy it to the device in one transfer, enqueue the layers, sample on the GPU, copy the ids back (the
  * only device->host transfer of a step).  Decode-only steps replay a CUDA graph captured once per batch
- * bucket (1, 2, 4, ... 512 sequences, padded with inert rows); other steps run eagerly.
+ * bucket (1, 2, 4, ... 512 sequences, padded with inert rows) and context class (512, 1K, ... keys); other
+ * steps run eagerly.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -211,10 +212,25 @@ static int pack(cuda_backend *c, const lmb_batch *b, plan *p, int pad_to, lmb_er
 
 void lmb_cuda_graphs_free(cuda_backend *c) {
     for (int i = 0; i < LMB_CUDA_BUCKETS; i++)
-        if (c->graphs[i]) {
-            cudaGraphExecDestroy(c->graphs[i]);
-            c->graphs[i] = NULL;
+        for (int k = 0; k < LMB_CUDA_CTX_CLASSES; k++)
+            if (c->graphs[i][k]) {
+                cudaGraphExecDestroy(c->graphs[i][k]);
+                c->graphs[i][k] = NULL;
+            }
+}
+
+/* The context class of a decode step whose longest row has max_ctx keys: the graph captured for *cls_ctx keys
+ * (512, 1K, ..., or the full context) sizes the decode attention's grid, whose CTAs past a row's context do
+ * nothing but still cost launch slots (bs1 at context ~200 under a 4096-key grid: 2048 CTAs, 12 us a layer). */
+static int ctx_class(const cuda_backend *c, int max_ctx, int *cls_ctx) {
+    const int full = c->max_blocks * c->block_size;
+    for (int k = 0; k < LMB_CUDA_CTX_CLASSES - 1 && (512 << k) < full; k++)
+        if (max_ctx <= 512 << k) {
+            *cls_ctx = 512 << k;
+            return k;
         }
+    *cls_ctx = full;
+    return LMB_CUDA_CTX_CLASSES - 1;
 }
 
 static size_t graph_copy_bytes(const cuda_backend *c) {
@@ -222,9 +238,8 @@ static size_t graph_copy_bytes(const cuda_backend *c) {
     return c->ml.history + 4 * hist;
 }
 
-static int capture(cuda_backend *c, int bucket, int B, lmb_error *err) {
-    plan p = {.T = B, .S = B, .R = B, .n_dec = B, .max_ctx = c->max_blocks * c->block_size, .sample = true,
-              .rows_all = true};
+static int capture(cuda_backend *c, int bucket, int cls, int cls_ctx, int B, lmb_error *err) {
+    plan p = {.T = B, .S = B, .R = B, .n_dec = B, .max_ctx = cls_ctx, .sample = true, .rows_all = true};
     cudaGraph_t g;
     CUDA_CHECK(cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal));
     int rc = cudaMemcpyAsync(c->meta_d, c->meta_h, graph_copy_bytes(c), cudaMemcpyHostToDevice, c->stream) != cudaSuccess;
@@ -237,7 +252,7 @@ static int capture(cuda_backend *c, int bucket, int B, lmb_error *err) {
         return -1;
     }
     CUDA_CHECK(e);
-    e = cudaGraphInstantiate(&c->graphs[bucket], g, 0);
+    e = cudaGraphInstantiate(&c->graphs[bucket][cls], g, 0);
     cudaGraphDestroy(g);
     CUDA_CHECK(e);
     return 0;
@@ -259,13 +274,15 @@ int lmb_cuda_forward(lmb_backend *b, const lmb_batch *batch, float *logits, int3
     plan p;
     bool hist_ok = true;
     if (pack(c, batch, &p, bucket >= 0 ? B : 0, err)) return -1;
-    if (bucket >= 0 && p.hist_used <= GRAPH_HISTORY && !c->graphs[bucket] && !c->graph_warm[bucket]) {
+    int cls_ctx = 0, cls = bucket >= 0 ? ctx_class(c, p.max_ctx, &cls_ctx) : 0;
+    if (bucket >= 0 && p.hist_used <= GRAPH_HISTORY && !c->graph_warm[bucket]) {
         c->graph_warm[bucket] = true; /* first step of this size runs eagerly: GEMM algorithms get chosen */
         hist_ok = false;
     }
     if (bucket >= 0 && p.hist_used <= GRAPH_HISTORY && hist_ok) {
-        if (!c->graphs[bucket] && capture(c, bucket, B, err)) return lmb_error_prefix(err, "CUDA graph for batch %d", B);
-        CUDA_CHECK(cudaGraphLaunch(c->graphs[bucket], c->stream));
+        if (!c->graphs[bucket][cls] && capture(c, bucket, cls, cls_ctx, B, err))
+            return lmb_error_prefix(err, "CUDA graph for batch %d, context %d", B, cls_ctx);
+        CUDA_CHECK(cudaGraphLaunch(c->graphs[bucket][cls], c->stream));
         CUDA_CHECK(cudaStreamSynchronize(c->stream));
         memcpy(tokens, c->sampled_h, sizeof(int32_t) * (size_t)batch->n_logits);
         return 0;

@@ -19,6 +19,7 @@
 #include "cuda_check.h"
 
 #define LMB_CUDA_BUCKETS 10 /* decode graphs for batch 1, 2, 4, ..., 512 */
+#define LMB_CUDA_CTX_CLASSES 6 /* ... and for contexts up to 512, 1K, 2K, 4K, 8K keys or the full context */
 
 typedef struct cuda_layer {
     void *attn_norm, *ffn_norm;
@@ -68,7 +69,7 @@ typedef struct cuda_backend {
     unsigned char *meta_h, *meta_d;
     int32_t *sampled_h;
     /* decode graphs */
-    cudaGraphExec_t graphs[LMB_CUDA_BUCKETS];
+    cudaGraphExec_t graphs[LMB_CUDA_BUCKETS][LMB_CUDA_CTX_CLASSES]; /* the attention grid is sized by context */
     bool graph_warm[LMB_CUDA_BUCKETS]; /* one eager step of this size ran (GEMM algorithms chosen) */
     struct cuda_gemm *gemm;            /* cuBLASLt plans per shape (backend_cuda_gemm.c) */
     size_t blas_ws_bytes;

@@ -3,7 +3,7 @@
 # timings and W4A16 speed (Llama-2-7B shape: bs1, bs128 with both large-M paths, offline), int8-KV offline, and
 # AWQ perplexity against the calibration size (CALIB_SAMPLES x 512 tokens, default 32; quantized on CPU cores
 # 4-15 in the background while the GPU runs, then evaluated).  Carry .devicekit and the pack (devpack.sh).
-# BENCH (default "bs1 bs128 offline"; also kvspeed, mma256, large, profile1, ncu), AWQ_GROUPS (default "128 64",
+# BENCH (default "bs1 bs128 offline"; also kvspeed, mma256, large, profile1, ncu, ncu1), AWQ_GROUPS (default "128 64",
 # empty: none; QUANT_FLAGS: more `quantize awq` flags), TESTS (names between test_ and _cuda; default all) and
 # TIMING=0 (no kernel timing table) pick the parts.
 set -u
@@ -74,6 +74,14 @@ ncu)
         --section SpeedOfLight --section ComputeWorkloadAnalysis --section WarpStateStats --section MemoryWorkloadAnalysis \
         build/tests/gpu/test_w4a16_cuda --filter 'w4a16_cuda/timing' --jobs 1 2>&1 | grep -vE "^\[|^==PROF==|^ *$" |
         tee "$O/ncu.txt" | grep -E "Throughput|Stall|Issue|Warp Cycles|Bank|Duration|Pipe|Occupancy" | head -n 40
+    ;;
+ncu1)
+    # each kernel's duration in bs1 decode (graph replay, kernels timed one by one, caches left warm): W4A16
+    # Llama-2-7B, 128 -> 64 tokens, the first 1000 launches (warm-up and prefill) skipped
+    ncu --clock-control none --cache-control none --metrics gpu__time_duration.sum --print-summary per-kernel \
+        --launch-skip 1000 --launch-count 1500 build/lmbatch bench --random-weights llama2-7b --backend cuda \
+        --dtype awq --num-prompts 1 --input-len 128 --output-len 64 --max-seqs 1 2>&1 | tee "$O/ncu1.txt" |
+        grep -E "^  [a-zA-Z_].*\(|gpu__time_duration|Invocations" | head -n 80
     ;;
 profile1)
     LMB_PROFILE=1 $B --dtype awq --num-prompts 2 --input-len 128 --output-len 256 --max-seqs 1 2>&1 |
