@@ -192,16 +192,21 @@ __device__ __forceinline__ void gemv_units(float (&tot)[GEMV_R][M], const half *
 // more loads in flight per SM at small M.
 __host__ __device__ constexpr int gemv_min_ctas(int M) { return M == 1 ? 3 : M == 2 ? 2 : 1; }
 
-// One CTA: GEMV_WARPS warps of GEMV_R rows each.  Every thread runs every slice and reaches every barrier and
-// shuffle (warps past N only skip the weight work and the store).
-template <int M, int VEC>
+// One CTA: GEMV_WARPS warps of GEMV_R rows each, or (KS = 2, for narrow linears at M <= 2) GEMV_WARPS / 2 groups of
+// GEMV_R rows, each group's two warps taking alternate 64-unit halves of every 128 units of K and adding their
+// sums through shared memory at the end: twice the warps, so twice the loads in flight, where N / GEMV_ROWS
+// CTAs would not fill the SMs (N = 4096: 128 CTAs of one warp per 4 rows).  Every thread runs every slice
+// and reaches every barrier and shuffle (warps past N only skip the weight work and the store).  The order
+// of every sum depends on N, K and G only.
+template <int M, int VEC, int KS>
 __global__ void __launch_bounds__(32 * GEMV_WARPS, gemv_min_ctas(M))
     gemv_kernel(half *__restrict__ y, const half *__restrict__ x, const uint32_t *__restrict__ qw,
                 const uint32_t *__restrict__ qz, const half *__restrict__ sc, int N, int K, int G) {
-    constexpr int SU = slice_units<M, VEC>(), ST = unit_stride<VEC>();
+    constexpr int SU = slice_units<M, VEC>(), ST = unit_stride<VEC>(), GROUPS = GEMV_WARPS / KS;
     __shared__ __align__(16) half xs[M * SU * ST];
-    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-    const int n0 = (blockIdx.x * GEMV_WARPS + warp) * GEMV_R;
+    __shared__ float part[KS > 1 ? GROUPS : 1][GEMV_R][M]; // the second half's sums (KS = 2)
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, grp = warp % GROUPS, h = warp / GROUPS;
+    const int n0 = (blockIdx.x * GROUPS + grp) * GEMV_R;
     const bool active = n0 < N; // N % 8 == 0: a warp's rows are all in range or all past it
     const int KW = K / 8, U = KW / VEC, ng = K / G, ZW = (ng + 7) / 8;
     float tot[GEMV_R][M];
@@ -217,9 +222,9 @@ __global__ void __launch_bounds__(32 * GEMV_WARPS, gemv_min_ctas(M))
                 *reinterpret_cast<const uint4 *>(x + (size_t)m * K + (size_t)(s0 + c) * 8 * VEC + 8 * q);
         }
         __syncthreads();
-        if (active) {
-            int u = lane;
-            for (; u + 32 < su; u += 64) gemv_units<M, VEC, 2>(tot, xs, u, s0, qw, qz, sc, n0, KW, ng, ZW, G);
+        if (active) { // units u and u + 32 of each 64 * KS, this warp's half's 64
+            int u = lane + 64 * h;
+            for (; u + 32 < su; u += 64 * KS) gemv_units<M, VEC, 2>(tot, xs, u, s0, qw, qz, sc, n0, KW, ng, ZW, G);
             if (u < su) gemv_units<M, VEC, 1>(tot, xs, u, s0, qw, qz, sc, n0, KW, ng, ZW, G);
         }
         __syncthreads(); // the slice's x is read before the next one overwrites it
@@ -228,20 +233,40 @@ __global__ void __launch_bounds__(32 * GEMV_WARPS, gemv_min_ctas(M))
     for (int r = 0; r < GEMV_R; r++)
 #pragma unroll
         for (int m = 0; m < M; m++) {
-            float v = warp_sum(tot[r][m]);
-            if (active && lane == 0) y[(size_t)m * N + n0 + r] = __float2half_rn(v);
+            tot[r][m] = warp_sum(tot[r][m]);
+            if (KS > 1 && h == 1 && lane == 0) part[grp][r][m] = tot[r][m];
         }
+    if constexpr (KS > 1) __syncthreads();
+    if (!active || h != 0 || lane != 0) return;
+#pragma unroll
+    for (int r = 0; r < GEMV_R; r++)
+#pragma unroll
+        for (int m = 0; m < M; m++)
+            y[(size_t)m * N + n0 + r] = __float2half_rn(KS > 1 ? tot[r][m] + part[grp][r][m] : tot[r][m]);
 }
 
+constexpr int GEMV_KS_MAX_N = 8192; // linears up to this many outputs split K over two warps (KS = 2)
+
+template <int M, int KS>
+int launch_gemv_ks(half *y, const half *x, const uint32_t *qw, const uint32_t *qz, const half *sc, int N, int K,
+                   int G, cudaStream_t s) {
+    const int rows = GEMV_ROWS / KS;
+    dim3 grid((N + rows - 1) / rows), block(32 * GEMV_WARPS);
+    if (K % 32 == 0 && G % 32 == 0 && (uintptr_t)qw % 16 == 0) // a 16-byte unit lies in one group
+        gemv_kernel<M, 4, KS><<<grid, block, 0, s>>>(y, x, qw, qz, sc, N, K, G);
+    else
+        gemv_kernel<M, 1, KS><<<grid, block, 0, s>>>(y, x, qw, qz, sc, N, K, G);
+    return LMB_LAUNCH_RESULT();
+}
+
+// The K split for M <= 2 only: from M = 3 a CTA needs ~150-180 registers a thread, one CTA fits an SM, and
+// twice the CTAs take two waves (H100, N = 4096, M = 8: 30 -> 48 us).
 template <int M>
 int launch_gemv(half *y, const half *x, const uint32_t *qw, const uint32_t *qz, const half *sc, int N, int K, int G,
                 cudaStream_t s) {
-    dim3 grid((N + GEMV_ROWS - 1) / GEMV_ROWS), block(32 * GEMV_WARPS);
-    if (K % 32 == 0 && G % 32 == 0 && (uintptr_t)qw % 16 == 0) // a 16-byte unit lies in one group
-        gemv_kernel<M, 4><<<grid, block, 0, s>>>(y, x, qw, qz, sc, N, K, G);
-    else
-        gemv_kernel<M, 1><<<grid, block, 0, s>>>(y, x, qw, qz, sc, N, K, G);
-    return LMB_LAUNCH_RESULT();
+    if constexpr (M <= 2)
+        if (N <= GEMV_KS_MAX_N) return launch_gemv_ks<M, 2>(y, x, qw, qz, sc, N, K, G, s);
+    return launch_gemv_ks<M, 1>(y, x, qw, qz, sc, N, K, G, s);
 }
 
 // ---- mma (WMMA) -----------------------------------------------------------------------------------------

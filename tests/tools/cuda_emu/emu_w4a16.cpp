@@ -3,7 +3,7 @@
 // lmb_w4_rows_from_awq as the backend does, through gemv (M = 1..8), mma (M = 1, 5, 9, 45) and dequant (bit
 // for bit).  The shapes cover the 16-byte units (K and group multiples of 32) and single words (a group of 24
 // or 8), ragged lane pairs, several x slices (K = 2304 at M >= 5), zero words with padding, N not a multiple
-// of 32.  Built and run by run_w4a16.sh.
+// of 32, N past 8192 (the gemv without the K split).  Built and run by run_w4a16.sh.
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -89,7 +89,7 @@ static void check_mma(const Case &c, int M) {
 
 int main() {
     int shapes[][3] = {{64, 64, 32}, {136, 128, 64}, {256, 128, 32}, {512, 256, 128},
-                       {64, 48, 24}, {40, 792, 8},   {64, 2304, 64}};
+                       {64, 48, 24}, {40, 792, 8},   {64, 2304, 64}, {8200, 32, 32}};
     for (auto &s : shapes) {
         Case c = make(s[0], s[1], s[2]);
         for (int M = 1; M <= 8; M++) {
