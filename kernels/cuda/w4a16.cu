@@ -3,10 +3,11 @@
 // made from AutoAWQ's at load by lmb_w4_rows_from_awq.  CPU reference: kernels/cpu/w4a16.c (dequantize + fp32 GEMM).
 //
 // Three ways to run it, picked by the caller (engine/backend_awq_cuda.c) from M:
-//   gemv     M <= 8 (decode).  A warp owns 4 whole output rows and walks all of K: lane l takes units (4 words =
+//   gemv     M <= 8 (decode).  A warp owns 4 whole output rows and walks all of K (half of it, with a
+//            partner warp for the other half, when N <= 8192 and M <= 2): lane l takes units (4 words =
 //            32 inputs, one 16-byte load; 1 word when K or G is not a multiple of 32) l, l+32, ... of each row,
-//            two units at a time (8 loads in flight), then a warp shuffle sums the lanes: no workspace, no
-//            cross-warp or cross-CTA reduction.  x is staged in shared memory per K slice (<= 40 KB), skewed so a
+//            two units at a time (8 loads in flight), then a warp shuffle sums the lanes (split: plus one
+//            shared-memory add of the partner's sums): no workspace, no cross-CTA reduction.  x is staged in shared memory per K slice (<= 40 KB), skewed so a
 //            warp's 16-byte reads are conflict-free.  Math per unit and row: 16 half2 weight pairs made with two
 //            integer ops and one HFMA2 each ((1024 + q)/16 - (1024 + z)/16 = (q - z)/16, exact), 16 HFMA2 of x
 //            into an fp16 pair, then into fp32 as s * 16 * (lo + hi).
@@ -31,7 +32,8 @@
 // straight from global memory (L1) for M <= 2, no staging and no barrier: 328 tok/s, so x stays in shared
 // memory.  v6 — mma: 64x64 tiles (each dequantized weight serves 64 rows of x, not 32), k-tiles of 64, the next
 // tile's loads in flight during the MMAs (v5: 32x128, k-tiles of 32, nothing in flight).  v7 (this) — dequant: a warp
-// per row, no 64-bit division per word; the caller dequantizes whole linears (24 MB runs of rows before).
+// per row, no 64-bit division per word; the caller dequantizes whole linears (24 MB runs of rows before).  gemv:
+// K split over two warps for linears up to 8192 outputs at M <= 2 (bs1 358 -> 368 tok/s).
 // Tried for v7 and dropped: the mma kernel with 128x64 and 128x128 tiles (8 warps of 64x32) and two shared
 // stages (no faster at M 192-2048, ~200 TFLOP/s whatever the tile, and slower at M <= 128); dequantizing K
 // slices into two L2-sized buffers on a side stream while cuBLAS multiplied the slice before (2-3x slower than
