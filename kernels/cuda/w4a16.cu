@@ -3,14 +3,14 @@
 // made from AutoAWQ's at load by lmb_w4_rows_from_awq.  CPU reference: kernels/cpu/w4a16.c (dequantize + fp32 GEMM).
 //
 // Three ways to run it, picked by the caller (engine/backend_awq_cuda.c) from M:
-//   gemv     M <= 8 (decode).  A warp owns 4 whole output rows and walks all of K (half of it, with a
-//            partner warp for the other half, when N <= 8192 and M <= 2): lane l takes units (4 words =
-//            32 inputs, one 16-byte load; 1 word when K or G is not a multiple of 32) l, l+32, ... of each row,
-//            two units at a time (8 loads in flight), then a warp shuffle sums the lanes (split: plus one
-//            shared-memory add of the partner's sums): no workspace, no cross-CTA reduction.  x is staged in shared memory per K slice (<= 40 KB), skewed so a
+//   gemv     M <= 8 (decode).  A warp owns 4 whole output rows and walks all of K (half of it, with a partner warp for
+//            the other half, when N <= 8192 and M <= 2): lane l takes units (4 words = 32 inputs, one 16-byte load; 1
+//            word when K or G is not a multiple of 32) l, l+32, ... of each row, two units at a time (8 loads in
+//            flight), then a warp shuffle sums the lanes (split: plus one shared-memory add of the partner's sums): no
+//            workspace, no cross-CTA reduction.  x is staged in shared memory per K slice (<= 40 KB), skewed so a
 //            warp's 16-byte reads are conflict-free.  Math per unit and row: 16 half2 weight pairs made with two
-//            integer ops and one HFMA2 each ((1024 + q)/16 - (1024 + z)/16 = (q - z)/16, exact), 16 HFMA2 of x
-//            into an fp16 pair, then into fp32 as s * 16 * (lo + hi).
+//            integer ops and one HFMA2 each ((1024 + q)/16 - (1024 + z)/16 = (q - z)/16, exact), 16 HFMA2 of x into an
+//            fp16 pair, then into fp32 as s * 16 * (lo + hi).
 //   mma      8 < M <= the caller's bound.  A CTA (4 warps) computes a 64x64 tile of y over k-tiles of 64 inputs
 //            (32 when the group is not a multiple of 64): the next tile's x and weight words are loaded into
 //            registers while the current one is multiplied; then x is stored to shared memory as is and each
@@ -195,11 +195,11 @@ __device__ __forceinline__ void gemv_units(float (&tot)[GEMV_R][M], const half *
 __host__ __device__ constexpr int gemv_min_ctas(int M) { return M == 1 ? 3 : M == 2 ? 2 : 1; }
 
 // One CTA: GEMV_WARPS warps of GEMV_R rows each, or (KS = 2, for narrow linears at M <= 2) GEMV_WARPS / 2 groups of
-// GEMV_R rows, each group's two warps taking alternate 64-unit halves of every 128 units of K and adding their
-// sums through shared memory at the end: twice the warps, so twice the loads in flight, where N / GEMV_ROWS
-// CTAs would not fill the SMs (N = 4096: 128 CTAs of one warp per 4 rows).  Every thread runs every slice
-// and reaches every barrier and shuffle (warps past N only skip the weight work and the store).  The order
-// of every sum depends on N, K and G only.
+// GEMV_R rows, each group's two warps taking alternate 64-unit halves of every 128 units of K and adding their sums
+// through shared memory at the end: twice the warps, so twice the loads in flight, where N / GEMV_ROWS CTAs would not
+// fill the SMs (N = 4096: 128 CTAs of one warp per 4 rows).  Every thread runs every slice and reaches every barrier
+// and shuffle (warps past N only skip the weight work and the store).  The order of every sum depends on N, K and G
+// only.
 template <int M, int VEC, int KS>
 __global__ void __launch_bounds__(32 * GEMV_WARPS, gemv_min_ctas(M))
     gemv_kernel(half *__restrict__ y, const half *__restrict__ x, const uint32_t *__restrict__ qw,

@@ -71,7 +71,8 @@ ncu)
     # hardware counters of the tensor-core kernel on gate/up (11008 x 4096) at M = 256: the timing test's
     # 1001st mma launch (12 M x 50 launches on the first shape, then 8 M x 50)
     LMB_W4A16_TIMING=1 ncu --clock-control none -k regex:mma_kernel --launch-skip 1000 --launch-count 1 \
-        --section SpeedOfLight --section ComputeWorkloadAnalysis --section WarpStateStats --section MemoryWorkloadAnalysis \
+        --section SpeedOfLight --section ComputeWorkloadAnalysis --section WarpStateStats \
+        --section MemoryWorkloadAnalysis \
         build/tests/gpu/test_w4a16_cuda --filter 'w4a16_cuda/timing' --jobs 1 2>&1 | grep -vE "^\[|^==PROF==|^ *$" |
         tee "$O/ncu.txt" | grep -E "Throughput|Stall|Issue|Warp Cycles|Bank|Duration|Pipe|Occupancy" | head -n 40
     ;;
