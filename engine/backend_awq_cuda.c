@@ -201,15 +201,23 @@ int lmb_cuda_awq_gemm(cuda_backend *c, const void *x, const void *w, void *y, in
         CUDA_CHECK(lmb_cuda_w4a16_mma(y, x, d->qweight, d->zeros, d->scales, M, N, K, d->group, s));
         return 0;
     }
-    /* dequantize runs of rows (fp16 [nc, K] row-major; the whole linear unless it exceeds the scratch), multiply
-     * each with cuBLAS: OP_T makes the [K, nc] column-major scratch W^T's rows n0.. */
+    /* the whole linear unless it exceeds the scratch */
+    return lmb_cuda_awq_dq_gemm(c->blas, s, a->scratch, (int)(a->scratch_bytes / ((size_t)K * 2)), d, x, y, M, err);
+}
+
+int lmb_cuda_awq_dq_gemm(cublasHandle_t blas, lmb_stream s, void *scratch, int chunk, const lmb_cuda_awq_linear *d,
+                         const void *x, void *y, int M, lmb_error *err) {
+    /* runs of rows dequantized to fp16 [nc, K] row-major, each multiplied with cuBLAS: OP_T makes the [K, nc]
+     * column-major scratch W^T's rows n0.. */
     const float one = 1.f, zero = 0.f;
-    int chunk = (int)(a->scratch_bytes / ((size_t)K * 2)) & ~7;
+    const int N = d->N, K = d->K;
+    chunk &= ~7;
     if (chunk > N) chunk = N;
+    if (chunk < 8) return lmb_fail(err, "W4A16 dequant scratch of %d rows: it needs at least 8", chunk);
     for (int n0 = 0; n0 < N; n0 += chunk) {
         int nc = N - n0 < chunk ? N - n0 : chunk;
-        CUDA_CHECK(lmb_cuda_w4a16_dequant(a->scratch, d->qweight, d->zeros, d->scales, N, K, d->group, n0, nc, s));
-        CUBLAS_CHECK(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, nc, M, K, &one, a->scratch, CUDA_R_16F, K, x,
+        CUDA_CHECK(lmb_cuda_w4a16_dequant(scratch, d->qweight, d->zeros, d->scales, N, K, d->group, n0, nc, s));
+        CUBLAS_CHECK(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, nc, M, K, &one, scratch, CUDA_R_16F, K, x,
                                   CUDA_R_16F, K, &zero, (unsigned char *)y + (size_t)n0 * 2, CUDA_R_16F, N,
                                   CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     }

@@ -35,6 +35,11 @@ int lmb_cuda_awq_load_layer(cuda_backend *c, const lmb_model *m, int l, lmb_erro
 bool lmb_cuda_awq_owns(const cuda_backend *c, const void *w);
 /* y [M, N] = x [M, K] W^T for the AWQ linear w (fp16 in and out), enqueued on c->stream. */
 int lmb_cuda_awq_gemm(cuda_backend *c, const void *x, const void *w, void *y, int M, int N, int K, lmb_error *err);
+/* The large-M path of lmb_cuda_awq_gemm: runs of `chunk` rows of d (a multiple of 8, at most N) dequantized
+ * into scratch (fp16 [chunk, K]) on s, each multiplied by cuBLAS on blas's stream.  The timing harness
+ * (tests/gpu/test_w4a16_cuda.c) calls it too. */
+int lmb_cuda_awq_dq_gemm(cublasHandle_t blas, lmb_stream s, void *scratch, int chunk, const lmb_cuda_awq_linear *d,
+                         const void *x, void *y, int M, lmb_error *err);
 /* Frees the AWQ linears and scratch and clears the layer slots that pointed at them. */
 void lmb_cuda_awq_free(cuda_backend *c);
 

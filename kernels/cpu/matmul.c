@@ -2,11 +2,11 @@
  *
  * Tiles of 4 rows of x by 4 rows of W, two W rows at a time so the 8 vector accumulators stay in registers
  * (with all 16 at once, AVX2's 16 registers overflowed and every accumulate went through the stack: ~6 GFLOP/s
- * per core); each output is the same
- * chain of 8-wide partial sums over K (then the same horizontal reduction) wherever it sits in a tile,
- * so results are bit-identical whatever M is (batch invariance).  Short tiles reuse the last row and drop
- * the extra results.  Built for AVX2 and plain x86-64, chosen at load time by the CPU's flags
- * (target_clones); no contraction into FMAs (ISO C: -ffp-contract=off), so both clones give the same bits.
+ * per core).  Each output is the same chain of 8-wide partial sums over K (then the same horizontal reduction)
+ * wherever it sits in a tile, so results are bit-identical whatever M is (batch invariance).  Short tiles
+ * reuse the last row and drop the extra results.  Built for AVX2 and plain x86-64, chosen at load time by the
+ * CPU's flags (target_clones); no contraction into FMAs (ISO C: -ffp-contract=off), so both clones give the
+ * same bits.
  */
 #include <stddef.h>
 

@@ -74,6 +74,16 @@ __device__ __forceinline__ half2 dequant_pair(uint32_t w, int p, half2 zp, half2
 
 __device__ __forceinline__ half2 zero_pair(uint32_t z) { return as_half2((0x6400u | z) * 0x00010001u); }
 
+// The 8 inputs of word w in input order, dequantized (dequant_pair for pairs 0..3) into one 16-byte store's worth.
+__device__ __forceinline__ uint4 dequant_word(uint32_t w, half2 zp, half2 s2) {
+    half2 d[4];
+#pragma unroll
+    for (int p = 0; p < 4; p++) d[p] = dequant_pair(w, p, zp, s2); // inputs 2p, 2p+1
+    uint4 o;
+    memcpy(&o, d, 16);
+    return o;
+}
+
 // ---- gemv ---------------------------------------------------------------------------------------------
 
 constexpr int GEMV_WARPS = 8;                   // warps of a CTA
@@ -351,14 +361,7 @@ __global__ void __launch_bounds__(MMA_THREADS)
             const half2 zp = zero_pair(L.z), s2 = __half2half2(L.s);
             half *dst = &Bs[tid / PER_ROW][tid % PER_ROW * WPT * 8];
 #pragma unroll
-            for (int v = 0; v < WPT; v++) {
-                half2 d[4];
-#pragma unroll
-                for (int p = 0; p < 4; p++) d[p] = dequant_pair(L.w[v], p, zp, s2); // inputs 8v+2p, 8v+2p+1
-                uint4 o;
-                memcpy(&o, d, 16);
-                *reinterpret_cast<uint4 *>(dst + 8 * v) = o;
-            }
+            for (int v = 0; v < WPT; v++) *reinterpret_cast<uint4 *>(dst + 8 * v) = dequant_word(L.w[v], zp, s2);
         }
         __syncthreads();
         if (k0 + BK < K) mma_load<BK>(L, x, qw, qz, sc, M, N, K, G, m0, n0, k0 + BK, tid);
@@ -408,12 +411,7 @@ __global__ void __launch_bounds__(32 * DQ_ROWS)
         const int g = 8 * j / G; // G % 8 == 0: the word lies in one group
         const uint32_t w = __ldg(row + j);
         const half2 zp = zero_pair(zero_of(qz, n, ZW, g)), s2 = __half2half2(__ldg(sc + n * ng + g));
-        half2 d[4];
-#pragma unroll
-        for (int p = 0; p < 4; p++) d[p] = dequant_pair(w, p, zp, s2);
-        uint4 o;
-        memcpy(&o, d, 16);
-        *reinterpret_cast<uint4 *>(out + 8 * j) = o;
+        *reinterpret_cast<uint4 *>(out + 8 * j) = dequant_word(w, zp, s2);
     }
 }
 

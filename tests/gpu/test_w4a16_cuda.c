@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "../../engine/backend_awq_cuda.h"
 #include "../../engine/engine.h"
 #include "../../kernels/kernels.h"
 #include "../support/fixtures.h"
@@ -227,19 +228,9 @@ static double time_us(cudaEvent_t a, cudaEvent_t b, int reps) {
         time_us(e0, e1, reps);                                                                                       \
     })
 
-/* dequantize + cuBLAS in runs of `chunk` rows (the backend's path above the tensor-core bound) */
-static void dq_blas(cublasHandle_t h, const packed *p, void *scratch, size_t chunk, const void *x, void *y, int M) {
-    const float one = 1, zero = 0;
-    for (size_t n0 = 0; n0 < (size_t)p->N; n0 += chunk) {
-        int nc = (int)((size_t)p->N - n0 < chunk ? (size_t)p->N - n0 : chunk);
-        lmb_cuda_w4a16_dequant(scratch, p->d_qw, p->d_z, p->d_sc, p->N, p->K, p->G, (int)n0, nc, 0);
-        cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, nc, M, p->K, &one, scratch, CUDA_R_16F, p->K, x, CUDA_R_16F, p->K,
-                     &zero, (char *)y + 2 * n0, CUDA_R_16F, p->N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-    }
-}
-
-/* Columns: gemv; the tensor-core kernel; dequantize + cuBLAS on the whole linear (the backend's) and in runs of
- * rows that stay in L2 (24 MB, the backend's before v7); the dequantization alone; cuBLAS on fp16 weights. */
+/* Columns: gemv; the tensor-core kernel; dequantize + cuBLAS (the backend's lmb_cuda_awq_dq_gemm) on the whole
+ * linear and in runs of rows that stay in L2 (24 MB, the backend's before v7); the dequantization alone; cuBLAS
+ * on fp16 weights. */
 Test(w4a16_cuda, timing) {
     gpu_require();
     if (!getenv("LMB_W4A16_TIMING")) cr_skip_test("set LMB_W4A16_TIMING=1 to time the W4A16 kernels");
@@ -261,7 +252,9 @@ Test(w4a16_cuda, timing) {
         /* random, not zeros: an H100 compresses zero-filled lines in L2, which flatters the fp16 GEMM */
         GPU_OK(lmb_cuda_fill_uniform(d_x, (size_t)2048 * K, 1.f, 0.f, 11, LMB_CUDA_F16, 0));
         GPU_OK(lmb_cuda_fill_uniform(d_w16, (size_t)N * K, 0.02f, 0.f, 12, LMB_CUDA_F16, 0));
-        size_t l2 = ((size_t)24 << 20) / (2 * (size_t)K) & ~(size_t)7;
+        int l2 = (int)(((size_t)24 << 20) / (2 * (size_t)K));
+        lmb_cuda_awq_linear lin = {p.d_qw, p.d_z, p.d_sc, N, K, G};
+        lmb_error err;
         const float one = 1, zero = 0;
         double t_dq_only = TIME_US(reps, lmb_cuda_w4a16_dequant(d_scratch, p.d_qw, p.d_z, p.d_sc, N, K, G, 0, N, 0));
         double dq_bytes = (double)N * K * 2.5 + (double)K / G * N * 2.5; /* fp16 out, int4 + zeros + scales in */
@@ -270,8 +263,8 @@ Test(w4a16_cuda, timing) {
             double t_gemv = -1;
             if (M <= 8) t_gemv = TIME_US(reps, lmb_cuda_w4a16_gemv(d_y, d_x, p.d_qw, p.d_z, p.d_sc, M, N, K, G, 0));
             double t_mma = TIME_US(reps, lmb_cuda_w4a16_mma(d_y, d_x, p.d_qw, p.d_z, p.d_sc, M, N, K, G, 0));
-            double t_whole = TIME_US(reps, dq_blas(h, &p, d_scratch, (size_t)N, d_x, d_y, M));
-            double t_l2 = TIME_US(reps, dq_blas(h, &p, d_scratch, l2, d_x, d_y, M));
+            double t_whole = TIME_US(reps, lmb_cuda_awq_dq_gemm(h, 0, d_scratch, N, &lin, d_x, d_y, M, &err));
+            double t_l2 = TIME_US(reps, lmb_cuda_awq_dq_gemm(h, 0, d_scratch, l2, &lin, d_x, d_y, M, &err));
             double t_fp16 = TIME_US(reps, cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, d_w16, CUDA_R_16F, K,
                                                        d_x, CUDA_R_16F, K, &zero, d_y, CUDA_R_16F, N,
                                                        CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
