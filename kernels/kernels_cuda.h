@@ -148,6 +148,32 @@ int lmb_cuda_w4a16_dequant(void *w, const uint32_t *qweight, const uint32_t *zer
 /* p[i] = random 32-bit words, deterministic in (seed, i): random AWQ weights for benchmarks. */
 int lmb_cuda_fill_bits(void *p, size_t n_words, unsigned long long seed, lmb_stream s);
 
+/* ---- fp32 kernels of the quantize stage's GPU device (calib.cu; CPU references in quantize/qdev_cpu.c) ---- */
+int lmb_cuda_f32_rmsnorm(float *y, const float *x, const float *g, int T, int H, float eps, lmb_stream s);
+/* rotate-half RoPE of q [T, nh*hd], k [T, nkv*hd] in place; token t at position t % seqlen, whose cos and sin
+ * are cs[pos][i], sn[pos][i] (i < hd/2) */
+int lmb_cuda_f32_rope(float *q, float *k, const float *cs, const float *sn, int T, int seqlen, int nh, int nkv,
+                      int hd, lmb_stream s);
+/* n_mats score matrices [T, T] back to back: row i becomes softmax over columns j <= i, zeros after */
+int lmb_cuda_f32_causal_softmax(float *S, int n_mats, int T, lmb_stream s);
+int lmb_cuda_f32_silu_mul(float *out, const float *gate, const float *up, size_t n, lmb_stream s);
+int lmb_cuda_f32_add(float *x, const float *h, size_t n, lmb_stream s);
+int lmb_cuda_f32_add_bias(float *y, const float *b, int M, int N, lmb_stream s); /* y[M, N] += b[N] */
+int lmb_cuda_f32_scale_cols(float *x, int rows, int cols, const float *sc, int divide, lmb_stream s);
+int lmb_cuda_f32_unscale_rows(float *w, float *b, int rows, int cols, const float *sc, lmb_stream s);
+/* int4 fake quantization per group of `group` inputs of a row (quantize/int4.c, bit for bit) */
+int lmb_cuda_f32_fake_quant(float *w, int rows, int cols, int group, lmb_stream s);
+int lmb_cuda_f32_clamp_rows(float *dst, size_t ld_dst, const float *src, size_t ld_src, int rows, int cols,
+                            const float *m, lmb_stream s);
+int lmb_cuda_f32_row_absmax(const float *w, size_t ld, int rows, int cols, float *out, lmb_stream s);
+/* out[c] = sum over rows of |a| (b NULL) or (a - b)^2, in double; scratch of lmb_cuda_f32_col_sums_scratch bytes */
+size_t lmb_cuda_f32_col_sums_scratch(int rows, int cols);
+int lmb_cuda_f32_col_sums(const float *a, const float *b, int rows, int cols, double *scratch, double *out,
+                          lmb_stream s);
+/* partial[0 .. lmb_cuda_f32_sq_err_blocks()) = block sums of (a - b)^2 (n > 0); the caller adds them */
+int lmb_cuda_f32_sq_err_blocks(void);
+int lmb_cuda_f32_sq_err(const float *a, const float *b, size_t n, double *partial, lmb_stream s);
+
 #ifdef __cplusplus
 }
 #endif

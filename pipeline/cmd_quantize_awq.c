@@ -1,6 +1,7 @@
 /* cmd_quantize_awq.c — `lmbatch quantize awq --model DIR --calib FILE --out DIR [...]`, the flags of
  * `lmdeploy lite auto_awq` (--calib-samples, --calib-seqlen, --w-bits, --w-group-size; --work-dir for
- * --out), plus --method rtn (or --rtn) for the round-to-nearest baseline with the same packing. */
+ * --out), plus --method rtn (or --rtn) for the round-to-nearest baseline with the same packing.
+ * --backend auto (default) runs the calibration on the GPU when there is one, else on the CPU. */
 #include <omp.h>
 #include <stdio.h>
 #include <string.h>
@@ -10,9 +11,9 @@
 #include "../quantize/quantize.h"
 
 int lmb_cmd_quantize_awq(int argc, char **argv) {
-    const char *model = NULL, *calib = NULL, *out = NULL, *method = "awq";
-    long samples = 128, seqlen = 2048, bits = 4, group = 128, threads = 0;
-    bool rtn = false, no_clip = false, duo = false, dense = false, quiet = false, help = false;
+    const char *model = NULL, *calib = NULL, *out = NULL, *method = "awq", *backend = "auto";
+    long samples = 128, seqlen = 2048, bits = 4, group = 128, threads = 0, device = 0;
+    bool rtn = false, no_clip = false, duo = false, dense = false, quiet = false, help = false, exact = false;
     lmb_arg opts[] = {
         {"--model", LMB_ARG_STRING, &model, "model folder (Hugging Face layout, unquantized)"},
         {"--calib", LMB_ARG_STRING, &calib, "calibration text: plain text or JSONL with \"text\"/\"prompt\" fields"},
@@ -29,6 +30,9 @@ int lmb_cmd_quantize_awq(int argc, char **argv) {
         {"--no-clip", LMB_ARG_FLAG, &no_clip, "skip the clipping search"},
         {"--duo-scaling", LMB_ARG_FLAG, &duo, "AutoAWQ's duo scaling: s = x_mean^a / w_mean^(1-a) (default: x_mean^a)"},
         {"--dense", LMB_ARG_FLAG, &dense, "debug: write the scaled model unquantized (F32), to check the folding"},
+        {"--backend", LMB_ARG_STRING, &backend, "where the calibration runs: auto (default: the GPU if present), cpu or cuda"},
+        {"--device", LMB_ARG_INT, &device, "CUDA device index (default 0)"},
+        {"--exact-fp32", LMB_ARG_FLAG, &exact, "GPU: fp32 matmuls (default TF32, ~4x faster)"},
         {"--threads", LMB_ARG_INT, &threads, "CPU threads (default: all)"},
         {"--quiet", LMB_ARG_FLAG, &quiet, "no progress on stderr"},
         {"--help", LMB_ARG_FLAG, &help, "show this help"},
@@ -55,9 +59,17 @@ int lmb_cmd_quantize_awq(int argc, char **argv) {
         goto done;
     }
     if (samples < 1 || samples > 1000000 || seqlen < 2 || seqlen > 1000000 || group < 1 || group > 65536 ||
-        threads < 0) {
-        fprintf(stderr, "lmbatch quantize awq: --calib-samples, --calib-seqlen, --group-size and --threads must be "
-                        "positive (and sane)\n");
+        threads < 0 || device < 0 || device > 1024) {
+        fprintf(stderr, "lmbatch quantize awq: --calib-samples, --calib-seqlen, --group-size, --threads and --device "
+                        "must be positive (and sane)\n");
+        goto done;
+    }
+    lmb_qdev_kind kind = strcmp(backend, "auto") == 0 ? LMB_QDEV_AUTO
+                         : strcmp(backend, "cpu") == 0 ? LMB_QDEV_CPU
+                         : strcmp(backend, "cuda") == 0 ? LMB_QDEV_CUDA
+                                                        : (lmb_qdev_kind)-1;
+    if ((int)kind < 0) {
+        fprintf(stderr, "lmbatch quantize awq: --backend must be auto, cpu or cuda, got \"%s\"\n", backend);
         goto done;
     }
     if (threads > 0) omp_set_num_threads((int)threads);
@@ -67,6 +79,7 @@ int lmb_cmd_quantize_awq(int argc, char **argv) {
     o.calib_samples = (int)samples, o.calib_seqlen = (int)seqlen, o.w_bits = (int)bits, o.group_size = (int)group;
     o.method = is_rtn ? LMB_QUANT_RTN : LMB_QUANT_AWQ;
     o.clip = !no_clip, o.duo = duo, o.dense = dense, o.quiet = quiet;
+    o.backend = kind, o.device = (int)device, o.exact_fp32 = exact;
     if (lmb_quantize_awq(&o, NULL, &err)) {
         fprintf(stderr, "lmbatch quantize awq: %s\n", err.msg);
         rc = LMB_EXIT_MODEL;

@@ -30,6 +30,7 @@ void lmb_awq_options_default(lmb_awq_options *o) {
     o->method = LMB_QUANT_AWQ;
     o->clip = true;
     o->alpha = -1;
+    o->backend = LMB_QDEV_CPU;
 }
 
 void lmb_awq_report_free(lmb_awq_report *r) {
@@ -96,8 +97,8 @@ static void show_layer(int l, int n, const lmb_awq_group_stats *st, double secs)
 static int awq_layer(lmb_calib_fwd *f, lmb_qlayer *L, const lmb_awq_options *o, lmb_awq_group_stats *st,
                      lmb_error *err) {
     float *scales[LMB_AWQ_GROUPS] = {0};
-    lmb_calib_fwd_layer(f, L);
-    int rc = lmb_awq_search(f, L, o->group_size, o->alpha, o->duo, scales, st, err);
+    int rc = lmb_calib_fwd_layer(f, L, err);
+    if (!rc) rc = lmb_awq_search(f, L, o->group_size, o->alpha, o->duo, scales, st, err);
     if (!rc) rc = lmb_awq_fold(f, L, scales, err);
     if (!rc && o->clip && !o->dense) rc = lmb_awq_clip(f, L, o->group_size, err);
     if (!rc && !o->dense) rc = lmb_awq_measure(f, L, o->group_size, st, err);
@@ -114,7 +115,8 @@ int lmb_quantize_awq(const lmb_awq_options *o, lmb_awq_report *report, lmb_error
     lmb_calib_set cs = {0};
     lmb_calib_fwd f = {0};
     lmb_qwriter *w = NULL;
-    lmb_qlayer L = {0};
+    lmb_qlayer L = {0}, HL = {0};
+    lmb_qdev *d = NULL;
     bool awq = o->method == LMB_QUANT_AWQ;
     int rc = -1;
     if (lmb_model_open(o->model_dir, &m, err) || check_shapes(m, o->group_size, err) ||
@@ -126,6 +128,7 @@ int lmb_quantize_awq(const lmb_awq_options *o, lmb_awq_report *report, lmb_error
         goto done;
     }
     if (report) report->n_layers = nl;
+    if (lmb_qdev_open(&d, awq ? o->backend : LMB_QDEV_CPU, o->device, o->exact_fp32, err)) goto done;
     if (awq) {
         if (o->calib_set) {
             if (lmb_calib_from_stream(o->calib_set->tokens, (long)o->calib_set->n_seqs * o->calib_set->seqlen,
@@ -135,10 +138,10 @@ int lmb_quantize_awq(const lmb_awq_options *o, lmb_awq_report *report, lmb_error
                    lmb_calib_load(o->calib_path, tok, o->calib_samples, o->calib_seqlen, &cs, err)) {
             goto done;
         }
-        if (lmb_calib_fwd_init(&f, m, &cs, err)) goto done;
+        if (lmb_calib_fwd_init(&f, d, m, &cs, err)) goto done;
         if (!o->quiet)
-            fprintf(stderr, "quantize: calibration %d x %d tokens from %s (%ld tokens)\n", cs.n_seqs, cs.seqlen,
-                    o->calib_path ? o->calib_path : "token ids", cs.stream_tokens);
+            fprintf(stderr, "quantize: calibration %d x %d tokens from %s (%ld tokens) on the %s\n", cs.n_seqs,
+                    cs.seqlen, o->calib_path ? o->calib_path : "token ids", cs.stream_tokens, d->ops->name);
         if (report) {
             report->calib_seqs = cs.n_seqs;
             report->calib_seqlen = cs.seqlen;
@@ -149,13 +152,14 @@ int lmb_quantize_awq(const lmb_awq_options *o, lmb_awq_report *report, lmb_error
     for (int l = 0; l < nl; l++) {
         double tl = now_s();
         lmb_awq_group_stats st[LMB_AWQ_GROUPS] = {0};
-        if (lmb_qlayer_load(m, l, &L, err)) goto done;
+        if (lmb_qlayer_load(d, m, l, &L, err)) goto done;
         if (awq && awq_layer(&f, &L, o, st, err)) {
             lmb_error_prefix(err, "layer %d", l);
             goto done;
         }
-        if (lmb_qwriter_add_layer(w, l, &L, err)) goto done;
-        lmb_qlayer_free(&L);
+        if (lmb_qlayer_to_host(d, &L, &HL, err) || lmb_qwriter_add_layer(w, l, &HL, err)) goto done;
+        lmb_qlayer_free_host(d, &HL);
+        lmb_qlayer_free(d, &L);
         if (report) memcpy(report->layers[l], st, sizeof st);
         if (!o->quiet) {
             if (awq) show_layer(l, nl, st, now_s() - tl);
@@ -177,9 +181,13 @@ int lmb_quantize_awq(const lmb_awq_options *o, lmb_awq_report *report, lmb_error
     if (!o->quiet) fprintf(stderr, "quantize: wrote %s in %.1f s\n", o->out_dir, now_s() - t0);
     rc = 0;
 done:
-    lmb_qlayer_free(&L);
+    if (d) {
+        lmb_qlayer_free_host(d, &HL);
+        lmb_qlayer_free(d, &L);
+        if (f.d) lmb_calib_fwd_free(&f);
+    }
+    lmb_qdev_close(d);
     lmb_qwriter_close(w);
-    lmb_calib_fwd_free(&f);
     lmb_calib_free(&cs);
     lmb_tokenizer_free(tok);
     lmb_model_close(m);

@@ -10,68 +10,45 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../kernels/kernels.h"
 #include "awq_internal.h"
-#include "int4.h"
 
 #define N_GRID 20
 #define MAX_SHRINK_STEPS 10 /* max_shrink 0.5 */
 #define SAMPLE_TOKENS 512
 
 /* Group by group, as matmuls: Yref = Xg Wg^T over the sampled tokens, then per shrink Y = Xg Q(clamp(Wg))^T. */
-static int clip_linear(lmb_qlinear *l, const float *x, int N, int group_size, lmb_error *err) {
+static int clip_linear(lmb_qdev *d, lmb_qlinear *l, const float *x, int N, int group_size, lmb_error *err) {
+    const lmb_qdev_ops *op = d->ops;
     int in = l->in, out = l->out, G = group_size, ng = in / G, step = N / SAMPLE_TOKENS > 1 ? N / SAMPLE_TOKENS : 1;
     int T = (N + step - 1) / step;
-    float *xg = malloc(sizeof(float) * (size_t)T * G), *wg = malloc(sizeof(float) * (size_t)out * G),
-          *wq = malloc(sizeof(float) * (size_t)out * G), *yref = malloc(sizeof(float) * (size_t)T * out),
-          *y = malloc(sizeof(float) * (size_t)T * out), *amax = malloc(sizeof(float) * out),
-          *best_max = malloc(sizeof(float) * out);
-    double *best_err = malloc(sizeof(double) * out);
-    int rc = 0;
-    if (!xg || !wg || !wq || !yref || !y || !amax || !best_max || !best_err) {
-        rc = lmb_fail(err, "out of memory in the clipping search");
-        goto done;
-    }
-    for (int g = 0; g < ng; g++) {
-        for (int t = 0; t < T; t++)
-            memcpy(xg + (size_t)t * G, x + (size_t)t * step * in + (size_t)g * G, sizeof(float) * G);
-        for (int r = 0; r < out; r++) {
-            const float *w = l->w + (size_t)r * in + (size_t)g * G;
-            memcpy(wg + (size_t)r * G, w, sizeof(float) * G);
-            float a = 0;
-            for (int i = 0; i < G; i++) a = fabsf(w[i]) > a ? fabsf(w[i]) : a;
-            amax[r] = best_max[r] = a;
-            best_err[r] = INFINITY;
-        }
-        lmb_cpu_matmul(yref, xg, wg, NULL, T, out, G);
-        for (int s = 0; s < MAX_SHRINK_STEPS; s++) {
+    float *xg = op->alloc(d, (size_t)T * G), *wg = op->alloc(d, (size_t)out * G), *wq = op->alloc(d, (size_t)out * G),
+          *yref = op->alloc(d, (size_t)T * out), *y = op->alloc(d, (size_t)T * out);
+    float *amax = malloc(sizeof(float) * out), *best_max = malloc(sizeof(float) * out), *mv = malloc(sizeof(float) * out);
+    double *best_err = malloc(sizeof(double) * out), *e = malloc(sizeof(double) * out);
+    if (!amax || !best_max || !mv || !best_err || !e) lmb_qdev_fail(d, "out of memory in the clipping search");
+    for (int g = 0; g < ng && !d->failed; g++) {
+        op->copy2d(d, xg, (size_t)G, x + (size_t)g * G, (size_t)step * in, T, G);
+        op->copy2d(d, wg, (size_t)G, l->w + (size_t)g * G, (size_t)in, out, G);
+        op->row_absmax(d, wg, (size_t)G, out, G, amax);
+        for (int r = 0; r < out; r++) best_max[r] = amax[r], best_err[r] = INFINITY;
+        op->matmul(d, yref, xg, wg, NULL, T, out, G);
+        for (int s = 0; s < MAX_SHRINK_STEPS && !d->failed; s++) {
             float shrink = 1.0f - (float)s / N_GRID;
-#pragma omp parallel for schedule(static)
-            for (int r = 0; r < out; r++) {
-                float mv = amax[r] * shrink, *q = wq + (size_t)r * G;
-                const float *w = wg + (size_t)r * G;
-                for (int i = 0; i < G; i++) q[i] = w[i] > mv ? mv : w[i] < -mv ? -mv : w[i];
-            }
-            lmb_int4_fake_quant(wq, out, G, G);
-            lmb_cpu_matmul(y, xg, wq, NULL, T, out, G);
-#pragma omp parallel for schedule(static)
-            for (int r = 0; r < out; r++) {
-                double e = 0;
-                for (int t = 0; t < T; t++) {
-                    double d = (double)y[(size_t)t * out + r] - yref[(size_t)t * out + r];
-                    e += d * d;
-                }
-                if (e < best_err[r]) best_err[r] = e, best_max[r] = amax[r] * shrink;
-            }
+            for (int r = 0; r < out; r++) mv[r] = amax[r] * shrink;
+            op->clamp_rows(d, wq, (size_t)G, wg, (size_t)G, out, G, mv);
+            op->fake_quant(d, wq, out, G, G);
+            op->matmul(d, y, xg, wq, NULL, T, out, G);
+            op->col_sums(d, y, yref, T, out, e);
+            for (int r = 0; r < out; r++)
+                if (e[r] < best_err[r]) best_err[r] = e[r], best_max[r] = mv[r];
         }
-        for (int r = 0; r < out; r++) {
-            float *w = l->w + (size_t)r * in + (size_t)g * G, mv = best_max[r];
-            for (int i = 0; i < G; i++) w[i] = w[i] > mv ? mv : w[i] < -mv ? -mv : w[i];
-        }
+        op->clamp_rows(d, l->w + (size_t)g * G, (size_t)in, l->w + (size_t)g * G, (size_t)in, out, G, best_max);
     }
-done:
-    free(xg), free(wg), free(wq), free(yref), free(y), free(amax), free(best_max), free(best_err);
-    return rc;
+    float *bufs[] = {xg, wg, wq, yref, y};
+    for (int i = 0; i < 5; i++)
+        if (bufs[i]) op->release(d, bufs[i]);
+    free(amax), free(best_max), free(mv), free(best_err), free(e);
+    return lmb_qdev_status(d, err);
 }
 
 int lmb_awq_clip(lmb_calib_fwd *f, lmb_qlayer *L, int group_size, lmb_error *err) {
@@ -80,6 +57,6 @@ int lmb_awq_clip(lmb_calib_fwd *f, lmb_qlayer *L, int group_size, lmb_error *err
         const float *x;
     } todo[] = {{&L->v, f->in_qkv}, {&L->o, f->in_o}, {&L->gate, f->in_gu}, {&L->up, f->in_gu}, {&L->down, f->in_down}};
     for (size_t i = 0; i < sizeof todo / sizeof todo[0]; i++)
-        if (clip_linear(todo[i].l, todo[i].x, f->N, group_size, err)) return -1;
+        if (clip_linear(f->d, todo[i].l, todo[i].x, f->N, group_size, err)) return -1;
     return 0;
 }

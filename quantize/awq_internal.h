@@ -2,10 +2,11 @@
  * the layer-by-layer calibration forward with its captured linear inputs, the AWQ scale search, folding
  * and clipping, and the output writer.
  *
- * Data flow per layer (quantize/awq.c): lmb_qlayer_load (fp32 copy) -> lmb_calib_fwd_layer (captures the
- * inputs of q/k/v, o, gate/up, down; advances the fp residual stream) -> lmb_awq_search (α per group) ->
- * lmb_awq_fold (1/s into the preceding norm or linear, s into the group; captures divided by s) ->
- * lmb_awq_clip -> the writer quantizes and packs.  Only one layer is held in fp32 at a time.
+ * Data flow per layer (quantize/awq.c): lmb_qlayer_load (fp32 copy on the quantize device, qdev.h) ->
+ * lmb_calib_fwd_layer (captures the inputs of q/k/v, o, gate/up, down; advances the fp residual stream) ->
+ * lmb_awq_search (α per group) -> lmb_awq_fold (1/s into the preceding norm or linear, s into the group;
+ * captures divided by s) -> lmb_awq_clip -> lmb_qlayer_to_host -> the writer quantizes and packs.  Only one
+ * layer is held in fp32 at a time.
  */
 #ifndef LMB_AWQ_INTERNAL_H
 #define LMB_AWQ_INTERNAL_H
@@ -14,6 +15,7 @@
 
 #include "../engine/model.h"
 #include "calib.h"
+#include "qdev.h"
 #include "quantize.h"
 
 typedef struct lmb_qlinear {
@@ -27,36 +29,45 @@ typedef struct lmb_qlayer {
     lmb_qlinear q, k, v, o, gate, up, down;
 } lmb_qlayer;
 
-/* fp32 copies of layer l's weights (dense checkpoints only). */
-int lmb_qlayer_load(const lmb_model *m, int l, lmb_qlayer *L, lmb_error *err);
-void lmb_qlayer_free(lmb_qlayer *L);
+/* fp32 copies of layer l's weights in the device's memory (dense checkpoints only). */
+int lmb_qlayer_load(lmb_qdev *d, const lmb_model *m, int l, lmb_qlayer *L, lmb_error *err);
+void lmb_qlayer_free(lmb_qdev *d, lmb_qlayer *L);
+/* A host copy of L for the writer (L itself on the CPU device); free with lmb_qlayer_free_host. */
+int lmb_qlayer_to_host(lmb_qdev *d, const lmb_qlayer *L, lmb_qlayer *out, lmb_error *err);
+void lmb_qlayer_free_host(lmb_qdev *d, lmb_qlayer *H);
 
 /* ---- calibration forward (calibrate.c) ---------------------------------------------------------------- */
 typedef struct lmb_calib_fwd {
+    lmb_qdev *d;
     lmb_model_config cfg;
     int n_seqs, seqlen, N; /* N = n_seqs * seqlen tokens, sequence s at rows [s*seqlen, (s+1)*seqlen) */
-    int32_t *pos;          /* [N] position of each token in its sequence */
-    double *inv_freq;
-    float *x; /* the fp residual stream [N, H] entering the current layer */
-    /* inputs of the current layer's linears, filled by lmb_calib_fwd_layer */
+    int chunk_seqs;        /* sequences per chunk: the scratch below holds chunk_seqs * seqlen rows */
+    double *inv_freq;      /* host */
+    /* whole [N, *] device buffers: the fp residual stream entering the current layer, the inputs of its
+     * linears (filled by lmb_calib_fwd_layer) and a block output (the search's reference) */
+    float *x;       /* [N, H] */
     float *in_qkv;  /* [N, H]   input norm output */
     float *in_o;    /* [N, Q]   attention output (Q = heads * head_dim) */
     float *in_gu;   /* [N, H]   post-attention norm output */
     float *in_down; /* [N, F]   silu(gate) * up */
-    /* scratch */
-    float *q, *k, *v, *att, *gate, *up, *h, *attn_ws;
-    size_t attn_ws_per_thread;
+    float *ref;     /* [N, H] */
+    /* chunk scratch */
+    float *q, *k, *v, *att, *gate, *up, *h;
 } lmb_calib_fwd;
 
-int lmb_calib_fwd_init(lmb_calib_fwd *f, const lmb_model *m, const lmb_calib_set *c, lmb_error *err);
+int lmb_calib_fwd_init(lmb_calib_fwd *f, lmb_qdev *d, const lmb_model *m, const lmb_calib_set *c, lmb_error *err);
 void lmb_calib_fwd_free(lmb_calib_fwd *f);
 /* Runs layer L (unquantized) on the residual stream: fills in_* and advances x. */
-void lmb_calib_fwd_layer(lmb_calib_fwd *f, const lmb_qlayer *L);
-/* out [N, H] = o_proj(causal attention(RoPE(q), RoPE(k), v)) of xn [N, H]; att_out [N, Q] (may be NULL)
- * receives the attention output (o_proj's input). */
-void lmb_calib_attn_block(lmb_calib_fwd *f, const lmb_qlayer *L, const float *xn, float *out, float *att_out);
-/* out [N, H] = down(silu(gate(xn)) * up(xn)); act_out [N, F] (may be NULL) receives down's input. */
-void lmb_calib_mlp_block(lmb_calib_fwd *f, const lmb_qlayer *L, const float *xn, float *out, float *act_out);
+int lmb_calib_fwd_layer(lmb_calib_fwd *f, const lmb_qlayer *L, lmb_error *err);
+/* For n_seqs <= chunk_seqs whole sequences (pointers at their first row): out [rows, H] = o_proj(causal
+ * attention(RoPE(q), RoPE(k), v)) of xn [rows, H]; att_out [rows, Q] (may be NULL) receives the attention
+ * output (o_proj's input). */
+void lmb_calib_attn_block(lmb_calib_fwd *f, const lmb_qlayer *L, const float *xn, float *out, float *att_out,
+                          int n_seqs);
+/* The same for the MLP: out [rows, H] = down(silu(gate(xn)) * up(xn)); act_out [rows, F] (may be NULL)
+ * receives down's input. */
+void lmb_calib_mlp_block(lmb_calib_fwd *f, const lmb_qlayer *L, const float *xn, float *out, float *act_out,
+                         int n_seqs);
 
 /* ---- AWQ search, folding, clipping (awq_search.c, awq_clip.c) ------------------------------------------ */
 /* Searches each group's scale on the unmodified layer (as AutoAWQ does, every group against the fp layer):

@@ -11,9 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../kernels/kernels.h"
 #include "awq_internal.h"
-#include "int4.h"
 
 #define N_GRID 20
 
@@ -21,7 +19,7 @@ typedef struct group_def {
     lmb_qlinear *lin[3];
     int n_lin;
     const float *x; /* captured input [N, in] */
-    int in, out_dim; /* input channels; block output width */
+    int in;         /* input channels */
 } group_def;
 
 /* The group's linears inside the layer copy `view` (whose pointers the search swaps). */
@@ -29,39 +27,49 @@ static group_def group_of(const lmb_calib_fwd *f, lmb_qlayer *view, int g) {
     const lmb_model_config *c = &f->cfg;
     int H = c->hidden, Q = c->n_heads * c->head_dim;
     switch (g) {
-    case LMB_AWQ_QKV: return (group_def){{&view->q, &view->k, &view->v}, 3, f->in_qkv, H, H};
-    case LMB_AWQ_O: return (group_def){{&view->o}, 1, f->in_o, Q, H};
-    case LMB_AWQ_GATE_UP: return (group_def){{&view->gate, &view->up}, 2, f->in_gu, H, H};
-    default: return (group_def){{&view->down}, 1, f->in_down, c->ffn, H};
+    case LMB_AWQ_QKV: return (group_def){{&view->q, &view->k, &view->v}, 3, f->in_qkv, H};
+    case LMB_AWQ_O: return (group_def){{&view->o}, 1, f->in_o, Q};
+    case LMB_AWQ_GATE_UP: return (group_def){{&view->gate, &view->up}, 2, f->in_gu, H};
+    default: return (group_def){{&view->down}, 1, f->in_down, c->ffn};
     }
 }
 
-/* The block of group g on its captured input, with the weights of `view`. */
-static void run_block(lmb_calib_fwd *f, const lmb_qlayer *view, int g, float *out) {
-    switch (g) {
-    case LMB_AWQ_QKV: lmb_calib_attn_block(f, view, f->in_qkv, out, NULL); break;
-    case LMB_AWQ_O: lmb_cpu_matmul(out, f->in_o, view->o.w, view->o.b, f->N, view->o.out, view->o.in); break;
-    case LMB_AWQ_GATE_UP: lmb_calib_mlp_block(f, view, f->in_gu, out, NULL); break;
-    default: lmb_cpu_matmul(out, f->in_down, view->down.w, view->down.b, f->N, view->down.out, view->down.in); break;
+/* Group g's block (its output is [N, hidden] for every group) on its captured input with the weights of
+ * `view`, chunk by chunk: stored in f->ref when store, else its squared error against f->ref returned as a
+ * mean over the outputs. */
+static double run_block(lmb_calib_fwd *f, const lmb_qlayer *view, int g, bool store) {
+    lmb_qdev *d = f->d;
+    const lmb_model_config *c = &f->cfg;
+    size_t H = (size_t)c->hidden, Q = (size_t)c->n_heads * c->head_dim, F = (size_t)c->ffn;
+    double e = 0;
+    for (int s0 = 0; s0 < f->n_seqs; s0 += f->chunk_seqs) {
+        int ns = f->n_seqs - s0 < f->chunk_seqs ? f->n_seqs - s0 : f->chunk_seqs, rows = ns * f->seqlen;
+        size_t r0 = (size_t)s0 * f->seqlen;
+        float *out = store ? f->ref + r0 * H : f->h;
+        switch (g) {
+        case LMB_AWQ_QKV: lmb_calib_attn_block(f, view, f->in_qkv + r0 * H, out, NULL, ns); break;
+        case LMB_AWQ_O:
+            d->ops->matmul(d, out, f->in_o + r0 * Q, view->o.w, view->o.b, rows, view->o.out, view->o.in);
+            break;
+        case LMB_AWQ_GATE_UP: lmb_calib_mlp_block(f, view, f->in_gu + r0 * H, out, NULL, ns); break;
+        default:
+            d->ops->matmul(d, out, f->in_down + r0 * F, view->down.w, view->down.b, rows, view->down.out,
+                           view->down.in);
+            break;
+        }
+        if (!store) e += d->ops->sq_err(d, out, f->ref + r0 * H, (size_t)rows * H);
     }
-}
-
-static double mse(const float *a, const float *b, size_t n) {
-    double s = 0;
-#pragma omp parallel for reduction(+ : s) if (n > 65536)
-    for (size_t i = 0; i < n; i++) s += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-    return s / (double)(n ? n : 1);
+    return e / ((double)f->N * H);
 }
 
 /* x_mean over the N rows, per channel. */
-static void channel_mean(const lmb_calib_fwd *f, const group_def *gd, float *xm) {
-    int in = gd->in, N = f->N;
-#pragma omp parallel for schedule(static)
-    for (int c = 0; c < in; c++) {
-        double s = 0;
-        for (int t = 0; t < N; t++) s += fabs((double)gd->x[(size_t)t * in + c]);
-        xm[c] = (float)(s / N);
-    }
+static int channel_mean(lmb_calib_fwd *f, const group_def *gd, float *xm) {
+    double *sum = malloc(sizeof(double) * (size_t)gd->in);
+    if (!sum) return -1;
+    f->d->ops->col_sums(f->d, gd->x, NULL, f->N, gd->in, sum);
+    for (int c = 0; c < gd->in; c++) xm[c] = (float)(sum[c] / f->N);
+    free(sum);
+    return 0;
 }
 
 /* The o group under GQA: v's rows serve several query heads, so a per-channel statistic is averaged over the
@@ -80,27 +88,32 @@ static void tie_o_heads(const lmb_calib_fwd *f, int g, float *v) {
 
 /* Duo scaling's w_mean: per input channel, the mean over the group's weight rows of |w| / max|w| of the
  * quantization group (group_size consecutive inputs of a row) the weight falls in. */
-static void weight_mean(const group_def *gd, int group_size, float *wm) {
+static int weight_mean(lmb_qdev *d, const group_def *gd, int group_size, float *wm) {
     int in = gd->in;
     double *acc = calloc((size_t)in, sizeof(double));
     long rows = 0;
-    if (!acc) {
-        for (int c = 0; c < in; c++) wm[c] = 1.f;
-        return;
-    }
+    if (!acc) return -1;
     for (int i = 0; i < gd->n_lin; i++) {
         const lmb_qlinear *l = gd->lin[i];
+        float *tmp;
+        const float *W = lmb_qdev_host_view(d, l->w, (size_t)l->out * in, &tmp);
+        if (!W) {
+            free(acc);
+            return -1;
+        }
         for (int r = 0; r < l->out; r++, rows++) {
-            const float *w = l->w + (size_t)r * in;
+            const float *w = W + (size_t)r * in;
             for (int g0 = 0; g0 < in; g0 += group_size) {
                 float mx = 0;
                 for (int c = g0; c < g0 + group_size && c < in; c++) mx = fabsf(w[c]) > mx ? fabsf(w[c]) : mx;
                 for (int c = g0; c < g0 + group_size && c < in; c++) acc[c] += mx > 0 ? fabsf(w[c]) / mx : 0;
             }
         }
+        free(tmp);
     }
     for (int c = 0; c < in; c++) wm[c] = (float)(acc[c] / (double)(rows ? rows : 1));
     free(acc);
+    return 0;
 }
 
 static void scales_for(const float *xm, const float *wm, int in, double alpha, float *s) {
@@ -119,52 +132,58 @@ static void scales_for(const float *xm, const float *wm, int in, double alpha, f
     }
 }
 
-/* dst = Q(src diag(s)) diag(s)^-1 */
-static void scaled_fake_quant(float *dst, const lmb_qlinear *src, const float *s, int group_size) {
-    size_t n = (size_t)src->out * src->in;
-    for (size_t i = 0; i < n; i++) dst[i] = src->w[i] * s[i % (size_t)src->in];
-    lmb_int4_fake_quant(dst, src->out, src->in, group_size);
-    for (size_t i = 0; i < n; i++) dst[i] /= s[i % (size_t)src->in];
+/* dst = Q(src diag(s)) diag(s)^-1, or Q(src) when s == NULL */
+static void scaled_fake_quant(lmb_qdev *d, float *dst, const lmb_qlinear *src, const float *s, int group_size) {
+    d->ops->copy2d(d, dst, (size_t)src->in, src->w, (size_t)src->in, src->out, src->in);
+    if (s) d->ops->scale_cols(d, dst, src->out, src->in, s, false);
+    d->ops->fake_quant(d, dst, src->out, src->in, group_size);
+    if (s) d->ops->scale_cols(d, dst, src->out, src->in, s, true);
+}
+
+/* Device copies for the group's fake-quantized weights (NULL entries past n_lin). */
+static int alloc_tmp(lmb_qdev *d, const group_def *gd, float *tmp[3]) {
+    for (int i = 0; i < 3; i++) tmp[i] = NULL;
+    for (int i = 0; i < gd->n_lin; i++)
+        if (!(tmp[i] = d->ops->alloc(d, (size_t)gd->lin[i]->out * gd->in))) return -1;
+    return 0;
+}
+
+static void free_tmp(lmb_qdev *d, float *tmp[3]) {
+    for (int i = 0; i < 3; i++)
+        if (tmp[i]) d->ops->release(d, tmp[i]);
 }
 
 static int search_group(lmb_calib_fwd *f, const lmb_qlayer *L, int g, int group_size, double alpha, bool duo,
                         float **scale_out, lmb_awq_group_stats *st, lmb_error *err) {
+    lmb_qdev *d = f->d;
     lmb_qlayer view = *L;
     group_def gd = group_of(f, &view, g);
-    size_t n_out = (size_t)f->N * gd.out_dim;
     float *xm = malloc(sizeof(float) * gd.in), *s = malloc(sizeof(float) * gd.in), *best = malloc(sizeof(float) * gd.in);
-    float *wm = duo ? malloc(sizeof(float) * gd.in) : NULL;
-    float *ref = malloc(sizeof(float) * n_out), *cur = malloc(sizeof(float) * n_out), *tmp[3] = {0};
-    bool ok = xm && s && best && ref && cur && (wm || !duo);
-    for (int i = 0; i < gd.n_lin && ok; i++) ok = (tmp[i] = malloc(sizeof(float) * gd.lin[i]->out * gd.in)) != NULL;
-    if (!ok) {
-        free(xm), free(s), free(best), free(ref), free(cur), free(wm);
-        for (int i = 0; i < 3; i++) free(tmp[i]);
-        return lmb_fail(err, "out of memory in the AWQ search");
+    float *wm = duo ? malloc(sizeof(float) * gd.in) : NULL, *tmp[3] = {0};
+    int rc = -1;
+    if (!xm || !s || !best || (duo && !wm) || channel_mean(f, &gd, xm) || alloc_tmp(d, &gd, tmp) ||
+        (wm && weight_mean(d, &gd, group_size, wm))) {
+        if (!lmb_qdev_status(d, err)) lmb_fail(err, "out of memory in the AWQ search");
+        goto done;
     }
-    channel_mean(f, &gd, xm);
     tie_o_heads(f, g, xm);
-    if (wm) {
-        weight_mean(&gd, group_size, wm);
-        tie_o_heads(f, g, wm);
-    }
-    run_block(f, L, g, ref);
+    if (wm) tie_o_heads(f, g, wm);
+    run_block(f, L, g, true);
     const float *orig[3];
     for (int i = 0; i < gd.n_lin; i++) orig[i] = gd.lin[i]->w;
     st->scaled = true;
     /* α = 0 (s = 1, plain RTN) first, then the rest of the grid, or just the fixed α */
     int n_alpha = alpha < 0 ? N_GRID : 2;
-    for (int r = 0; r < n_alpha; r++) {
+    for (int r = 0; r < n_alpha && !d->failed; r++) {
         double a = alpha < 0 ? (double)r / N_GRID : r == 0 ? 0.0 : alpha;
         scales_for(xm, a == 0 ? NULL : wm, gd.in, a, s); /* α = 0 stays plain RTN */
         for (int i = 0; i < gd.n_lin; i++) {
             lmb_qlinear src = *gd.lin[i];
             src.w = (float *)orig[i];
-            scaled_fake_quant(tmp[i], &src, s, group_size);
+            scaled_fake_quant(d, tmp[i], &src, s, group_size);
             gd.lin[i]->w = tmp[i];
         }
-        run_block(f, &view, g, cur);
-        double e = mse(cur, ref, n_out);
+        double e = run_block(f, &view, g, false);
         if (r == 0) st->mse_rtn = e;
         if (r == 0 || e < st->mse_best || alpha >= 0) {
             st->mse_best = e;
@@ -172,12 +191,12 @@ static int search_group(lmb_calib_fwd *f, const lmb_qlayer *L, int g, int group_
             memcpy(best, s, sizeof(float) * gd.in);
         }
     }
-    *scale_out = best;
-    free(xm), free(s), free(ref), free(cur), free(wm);
-    for (int i = 0; i < 3; i++) free(tmp[i]);
-    return 0;
+    if (!(rc = lmb_qdev_status(d, err))) *scale_out = best, best = NULL;
+done:
+    free_tmp(d, tmp);
+    free(xm), free(s), free(best), free(wm);
+    return rc;
 }
-
 int lmb_awq_search(lmb_calib_fwd *f, const lmb_qlayer *L, int group_size, double alpha, bool duo,
                    float *scales[LMB_AWQ_GROUPS], lmb_awq_group_stats st[LMB_AWQ_GROUPS], lmb_error *err) {
     memset(st, 0, sizeof(lmb_awq_group_stats) * LMB_AWQ_GROUPS);
@@ -192,86 +211,64 @@ int lmb_awq_search(lmb_calib_fwd *f, const lmb_qlayer *L, int group_size, double
 
 /* ---- folding ----------------------------------------------------------------------------------------- */
 
-static void scale_columns(lmb_qlinear *l, const float *s) {
-#pragma omp parallel for schedule(static)
-    for (int r = 0; r < l->out; r++)
-        for (int c = 0; c < l->in; c++) l->w[(size_t)r * l->in + c] *= s[c];
-}
-
-/* Row r of l (and its bias) divided by s[r]. */
-static void unscale_rows(lmb_qlinear *l, const float *s) {
-#pragma omp parallel for schedule(static)
-    for (int r = 0; r < l->out; r++) {
-        for (int c = 0; c < l->in; c++) l->w[(size_t)r * l->in + c] /= s[r];
-        if (l->b) l->b[r] /= s[r];
-    }
-}
-
-static void unscale_input(float *x, int N, int in, const float *s) {
-#pragma omp parallel for schedule(static)
-    for (int t = 0; t < N; t++)
-        for (int c = 0; c < in; c++) x[(size_t)t * in + c] /= s[c];
-}
-
 int lmb_awq_fold(lmb_calib_fwd *f, lmb_qlayer *L, float *const scales[LMB_AWQ_GROUPS], lmb_error *err) {
     const lmb_model_config *c = &f->cfg;
+    lmb_qdev *d = f->d;
+    const lmb_qdev_ops *op = d->ops;
     int H = c->hidden, hd = c->head_dim, rep = c->n_heads / c->n_kv_heads;
     const float *s;
     if ((s = scales[LMB_AWQ_QKV])) {
-        for (int i = 0; i < H; i++) L->attn_norm[i] /= s[i];
-        scale_columns(&L->q, s), scale_columns(&L->k, s), scale_columns(&L->v, s);
-        unscale_input(f->in_qkv, f->N, H, s);
+        op->scale_cols(d, L->attn_norm, 1, H, s, true);
+        op->scale_cols(d, L->q.w, L->q.out, H, s, false);
+        op->scale_cols(d, L->k.w, L->k.out, H, s, false);
+        op->scale_cols(d, L->v.w, L->v.out, H, s, false);
+        op->scale_cols(d, f->in_qkv, f->N, H, s, true);
     }
     if ((s = scales[LMB_AWQ_O])) { /* o input channel h*hd + d comes from v row (h / rep)*hd + d */
         float *sv = malloc(sizeof(float) * (size_t)L->v.out);
         if (!sv) return lmb_fail(err, "out of memory folding the o scales");
         /* tied: every head of a KV group carries the same s, so its first head's will do */
         for (int kv = 0; kv < c->n_kv_heads; kv++)
-            for (int d = 0; d < hd; d++) sv[kv * hd + d] = s[(kv * rep) * hd + d];
-        unscale_rows(&L->v, sv);
-        scale_columns(&L->o, s);
-        unscale_input(f->in_o, f->N, L->o.in, s);
+            for (int i = 0; i < hd; i++) sv[kv * hd + i] = s[(kv * rep) * hd + i];
+        op->unscale_rows(d, L->v.w, L->v.b, L->v.out, L->v.in, sv);
+        op->scale_cols(d, L->o.w, L->o.out, L->o.in, s, false);
+        op->scale_cols(d, f->in_o, f->N, L->o.in, s, true);
         free(sv);
     }
     if ((s = scales[LMB_AWQ_GATE_UP])) {
-        for (int i = 0; i < H; i++) L->ffn_norm[i] /= s[i];
-        scale_columns(&L->gate, s), scale_columns(&L->up, s);
-        unscale_input(f->in_gu, f->N, H, s);
+        op->scale_cols(d, L->ffn_norm, 1, H, s, true);
+        op->scale_cols(d, L->gate.w, L->gate.out, H, s, false);
+        op->scale_cols(d, L->up.w, L->up.out, H, s, false);
+        op->scale_cols(d, f->in_gu, f->N, H, s, true);
     }
     if ((s = scales[LMB_AWQ_DOWN])) {
-        unscale_rows(&L->up, s);
-        scale_columns(&L->down, s);
-        unscale_input(f->in_down, f->N, c->ffn, s);
+        op->unscale_rows(d, L->up.w, L->up.b, L->up.out, L->up.in, s);
+        op->scale_cols(d, L->down.w, L->down.out, L->down.in, s, false);
+        op->scale_cols(d, f->in_down, f->N, c->ffn, s, true);
     }
-    return 0;
+    return lmb_qdev_status(d, err);
 }
 
 /* ---- measuring the result ---------------------------------------------------------------------------- */
 
 int lmb_awq_measure(lmb_calib_fwd *f, const lmb_qlayer *L, int group_size, lmb_awq_group_stats st[LMB_AWQ_GROUPS],
                     lmb_error *err) {
-    for (int g = 0; g < LMB_AWQ_GROUPS; g++) {
+    lmb_qdev *d = f->d;
+    for (int g = 0; g < LMB_AWQ_GROUPS && !d->failed; g++) {
         lmb_qlayer view = *L;
         group_def gd = group_of(f, &view, g);
-        size_t n_out = (size_t)f->N * gd.out_dim;
-        float *ref = malloc(sizeof(float) * n_out), *cur = malloc(sizeof(float) * n_out), *tmp[3] = {0};
-        bool ok = ref && cur;
-        for (int i = 0; i < gd.n_lin && ok; i++) {
-            size_t n = (size_t)gd.lin[i]->out * gd.in;
-            if ((ok = (tmp[i] = malloc(sizeof(float) * n)) != NULL)) {
-                memcpy(tmp[i], gd.lin[i]->w, sizeof(float) * n);
-                lmb_int4_fake_quant(tmp[i], gd.lin[i]->out, gd.in, group_size);
-            }
+        float *tmp[3];
+        if (alloc_tmp(d, &gd, tmp)) {
+            free_tmp(d, tmp);
+            break;
         }
-        if (ok) {
-            run_block(f, L, g, ref);
-            for (int i = 0; i < gd.n_lin; i++) gd.lin[i]->w = tmp[i];
-            run_block(f, &view, g, cur);
-            st[g].mse_final = mse(cur, ref, n_out);
+        for (int i = 0; i < gd.n_lin; i++) {
+            scaled_fake_quant(d, tmp[i], gd.lin[i], NULL, group_size);
+            gd.lin[i]->w = tmp[i];
         }
-        free(ref), free(cur);
-        for (int i = 0; i < 3; i++) free(tmp[i]);
-        if (!ok) return lmb_fail(err, "out of memory measuring the quantization error");
+        run_block(f, L, g, true);
+        st[g].mse_final = run_block(f, &view, g, false);
+        free_tmp(d, tmp);
     }
-    return 0;
+    return lmb_qdev_status(d, err);
 }

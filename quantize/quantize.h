@@ -16,9 +16,10 @@
  * RTN (the baseline) skips calibration, search and clipping: same quantizer and packing.
  * The embedding, norms and head stay unquantized (fp16), as AutoAWQ leaves them.
  *
- * The calibration forward runs on the CPU (fp32, OpenMP): minutes for models of tens of millions of
- * parameters; for 7B-class models it is hours and needs N * ~(6 H + 3 F) * 4 bytes of activations
- * (N = samples * seqlen).
+ * The calibration forward, the searches and the fake quantization run in fp32 on a quantize device
+ * (qdev.h): the GPU (cuBLAS, TF32 matmuls by default) or the CPU (OpenMP; minutes for models of tens of
+ * millions of parameters, hours for 7B-class ones).  They hold N * (4 H + Q + F) * 4 bytes of activations
+ * (N = samples * seqlen) plus a bounded scratch.
  */
 #ifndef LMB_QUANTIZE_H
 #define LMB_QUANTIZE_H
@@ -27,6 +28,7 @@
 
 #include "../engine/error.h"
 #include "calib.h"
+#include "qdev.h"
 
 typedef enum lmb_quant_method { LMB_QUANT_AWQ, LMB_QUANT_RTN } lmb_quant_method;
 
@@ -46,6 +48,9 @@ typedef struct lmb_awq_options {
     double alpha; /* < 0 (default): search α; else use this α for every group (tests) */
     bool dense;   /* write the scaled (folded) model unquantized in F32, without clipping: checks the folding */
     bool quiet;   /* no progress on stderr */
+    lmb_qdev_kind backend; /* where the calibration runs: CPU (default here), CUDA, or AUTO (the CLI's default) */
+    int device;            /* CUDA device index */
+    bool exact_fp32;       /* GPU: fp32 matmuls instead of TF32 */
 } lmb_awq_options;
 
 void lmb_awq_options_default(lmb_awq_options *o);

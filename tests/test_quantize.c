@@ -520,6 +520,19 @@ Test(quantize, command_line) {
     cr_assert_eq(run(args), 0);
     snprintf(args, sizeof args, "awq --model '%s/nothere' --work-dir '%s/q2' --method rtn", tmp, tmp);
     cr_assert_eq(run(args), 4);
+    snprintf(args, sizeof args, "awq --model '%s/fp' --out '%s/q3' --calib x --backend tpu", tmp, tmp);
+    cr_assert_eq(run(args), 2, "an unknown --backend is a usage error");
+    /* AWQ with --backend auto (the GPU where there is one, else the CPU), on a model with a tokenizer */
+    s.vocab = 2048;
+    make_model("fpt", &s);
+    snprintf(args, sizeof args, "cp tests/fixtures/bytelevel/tokenizer.json tests/fixtures/bytelevel/tokenizer_config.json '%s/fpt/'", tmp);
+    cr_assert_eq(system(args), 0, "%s", args);
+    char calib_path[4096];
+    const char *text = "def f(x):\n    return x * 2\n\nclass A:\n    pass\n";
+    cr_assert_eq(lmb_test_write_file(tmp, "calib.txt", text, strlen(text), calib_path, sizeof calib_path), 0);
+    snprintf(args, sizeof args, "awq --model '%s/fpt' --out '%s/q3' --calib '%s' --calib-samples 2 --calib-seqlen 8 --group-size 32 --quiet",
+             tmp, tmp, calib_path);
+    cr_assert_eq(run(args), 0, "%s", args);
     char dir[4096];
     lmb_model *m;
     lmb_error err;

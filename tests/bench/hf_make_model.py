@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""hf_make_model.py DIR [--shape llama2-7b] — a random-weight Llama model of a real shape, saved by
+"""hf_make_model.py DIR [--shape llama2-7b] [--layers N] — a random-weight Llama model of a real shape, saved by
 transformers (save_pretrained, fp16 safetensors), for lmbatch to load on the GPU machine (which has no
 checkpoints).  Weights come from transformers' own initialisation (normal, std initializer_range) on the GPU."""
-import sys, time, torch
+import argparse, time, torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 SHAPES = {
@@ -11,11 +11,17 @@ SHAPES = {
 }
 
 def main():
-    out = sys.argv[1]
-    shape = sys.argv[3] if len(sys.argv) > 3 and sys.argv[2] == "--shape" else "llama2-7b"
+    ap = argparse.ArgumentParser()
+    ap.add_argument("out")
+    ap.add_argument("--shape", default="llama2-7b", choices=sorted(SHAPES))
+    ap.add_argument("--layers", type=int, default=0, help="fewer layers than the shape has (0: all)")
+    a = ap.parse_args()
+    out, shape = a.out, a.shape
     t0 = time.time()
     torch.manual_seed(0)
-    cfg = LlamaConfig(**SHAPES[shape], rope_theta=10000.0, bos_token_id=1, eos_token_id=2, tie_word_embeddings=False)
+    kw = dict(SHAPES[shape])
+    if a.layers: kw["num_hidden_layers"] = a.layers
+    cfg = LlamaConfig(**kw, rope_theta=10000.0, bos_token_id=1, eos_token_id=2, tie_word_embeddings=False)
     with torch.device("cuda"):
         model = LlamaForCausalLM(cfg).to(torch.float16)
     model.save_pretrained(out, safe_serialization=True)

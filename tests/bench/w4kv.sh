@@ -3,7 +3,7 @@
 # timings and W4A16 speed (Llama-2-7B shape: bs1, bs128 with both large-M paths, offline), int8-KV offline, and
 # AWQ perplexity against the calibration size (CALIB_SAMPLES x 512 tokens, default 32; quantized on CPU cores
 # 4-15 in the background while the GPU runs, then evaluated).  Carry .devicekit and the pack (devpack.sh).
-# BENCH (default "bs1 bs128 offline"; also kvspeed, mma256, large, profile1, ncu, ncu1), AWQ_GROUPS (default "128 64",
+# BENCH (default "bs1 bs128 offline"; also kvspeed, mma256, large, profile1, ncu, ncu1, gpuquant), AWQ_GROUPS (default "128 64",
 # empty: none; QUANT_FLAGS: more `quantize awq` flags), TESTS (names between test_ and _cuda; default all) and
 # TIMING=0 (no kernel timing table) pick the parts.
 set -u
@@ -88,6 +88,21 @@ profile1)
     LMB_PROFILE=1 $B --dtype awq --num-prompts 2 --input-len 128 --output-len 256 --max-seqs 1 2>&1 |
         grep -A 16 'decode-only' | grep -v '^{'
     ;;
+gpuquant)
+    # the quantize stage on the GPU (TF32): pycoder at the CPU runs' calibration (evaluated below with them),
+    # then a Llama-2-7B-shaped model (random weights, 2 layers) at AutoAWQ's 128 x 512 and LMDeploy's 128 x 2048
+    while [ ! -s $Q/calib.txt ]; do sleep 1; done
+    for g in ${AWQ_GROUPS-128 64}; do
+        $G build/lmbatch quantize awq --backend cuda --model $M --calib $Q/calib.txt --calib-samples $N \
+            --calib-seqlen 512 --group-size $g --out $Q/gpu-g$g-n$N ${QUANT_FLAGS:-} 2>&1 | tail -n 2
+    done
+    python3 tests/bench/hf_make_model.py $Q/l7 --layers 2 2>&1 | tail -n 1
+    cp $M/tokenizer.json $M/tokenizer_config.json $Q/l7/
+    for sl in 512 2048; do
+        $G build/lmbatch quantize awq --backend cuda --model $Q/l7 --calib $T --calib-samples 128 --calib-seqlen $sl \
+            --out $Q/l7-awq-$sl 2>&1 | tail -n 4
+    done
+    ;;
 offline)
     one "W4A16 offline 1000x(512->256)" $B --dtype awq --num-prompts 1000 --input-len 512 --output-len 256 \
         --max-batch-tokens 8192
@@ -101,6 +116,7 @@ while [ ! -f $Q/done ] && [ $i -lt ${QUANT_WAIT:-240} ]; do sleep 2; i=$((i + 2)
 cat $O/quant.log
 for g in ${AWQ_GROUPS-128 64}; do
     [ -f $Q/awq-g$g-n$N/config.json ] && one "weights AWQ g$g calib ${N}x512 ${QUANT_FLAGS:-}" $P --model $Q/awq-g$g-n$N
+    [ -f $Q/gpu-g$g-n$N/config.json ] && one "weights AWQ g$g calib ${N}x512, quantized on the GPU" $P --model $Q/gpu-g$g-n$N
 done
 echo "---- summary ($(nvidia-smi --query-gpu=name --format=csv,noheader | head -n 1)) ----"
 python3 tests/bench/summary.py $R
