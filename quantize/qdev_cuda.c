@@ -66,12 +66,17 @@ static float *cu_alloc(lmb_qdev *d, size_t n) {
     return p;
 }
 
-static void cu_release(lmb_qdev *d, float *p) { cudaFree(p); }
+/* cudaFree after the stream has drained: the buffer's last readers are on the non-blocking stream. */
+static void cu_release(lmb_qdev *d, float *p) {
+    cudaStreamSynchronize(impl(d)->stream);
+    cudaFree(p);
+}
 
 /* Grows a device scratch buffer to at least `bytes`. */
 static void *grow(lmb_qdev *d, void **buf, size_t *cap, size_t bytes) {
     if (d->failed) return NULL;
     if (bytes <= *cap) return *buf;
+    cudaStreamSynchronize(impl(d)->stream);
     cudaFree(*buf);
     *buf = NULL;
     *cap = 0;
@@ -137,12 +142,14 @@ static void cu_rope(lmb_qdev *d, float *q, float *k, int T, int seqlen, int nh, 
                 h[(size_t)p * (hd / 2) + i] = (float)cos(ang);
                 h[n + (size_t)p * (hd / 2) + i] = (float)sin(ang);
             }
+        cudaStreamSynchronize(c->stream);
         cudaFree(c->rope_cs);
         c->rope_cs = c->rope_sn = NULL;
         c->rope_seqlen = 0;
         if ((c->rope_cs = cu_alloc(d, 2 * n))) {
             c->rope_sn = c->rope_cs + n;
-            QCUDA(d, cudaMemcpy(c->rope_cs, h, sizeof(float) * 2 * n, cudaMemcpyHostToDevice));
+            QCUDA(d, cudaMemcpyAsync(c->rope_cs, h, sizeof(float) * 2 * n, cudaMemcpyHostToDevice, c->stream));
+            QCUDA(d, cudaStreamSynchronize(c->stream)); /* before h is freed */
             c->rope_seqlen = seqlen, c->rope_hd = hd, c->rope_inv_freq = inv_freq;
         }
         free(h);
