@@ -18,7 +18,7 @@
 typedef struct group_def {
     lmb_qlinear *lin[3];
     int n_lin;
-    const float *x; /* captured input [N, in] */
+    float *x; /* captured input [N, in] */
     int in;         /* input channels */
 } group_def;
 
@@ -197,6 +197,7 @@ done:
     free(xm), free(s), free(best), free(wm);
     return rc;
 }
+
 int lmb_awq_search(lmb_calib_fwd *f, const lmb_qlayer *L, int group_size, double alpha, bool duo,
                    float *scales[LMB_AWQ_GROUPS], lmb_awq_group_stats st[LMB_AWQ_GROUPS], lmb_error *err) {
     memset(st, 0, sizeof(lmb_awq_group_stats) * LMB_AWQ_GROUPS);
@@ -211,40 +212,34 @@ int lmb_awq_search(lmb_calib_fwd *f, const lmb_qlayer *L, int group_size, double
 
 /* ---- folding ----------------------------------------------------------------------------------------- */
 
+/* Each group's s: 1/s into what precedes it (norm, or v / up rows), s into its linears' input columns, 1/s
+ * into its captured input. */
 int lmb_awq_fold(lmb_calib_fwd *f, lmb_qlayer *L, float *const scales[LMB_AWQ_GROUPS], lmb_error *err) {
     const lmb_model_config *c = &f->cfg;
     lmb_qdev *d = f->d;
     const lmb_qdev_ops *op = d->ops;
     int H = c->hidden, hd = c->head_dim, rep = c->n_heads / c->n_kv_heads;
-    const float *s;
-    if ((s = scales[LMB_AWQ_QKV])) {
-        op->scale_cols(d, L->attn_norm, 1, H, s, true);
-        op->scale_cols(d, L->q.w, L->q.out, H, s, false);
-        op->scale_cols(d, L->k.w, L->k.out, H, s, false);
-        op->scale_cols(d, L->v.w, L->v.out, H, s, false);
-        op->scale_cols(d, f->in_qkv, f->N, H, s, true);
-    }
-    if ((s = scales[LMB_AWQ_O])) { /* o input channel h*hd + d comes from v row (h / rep)*hd + d */
-        float *sv = malloc(sizeof(float) * (size_t)L->v.out);
-        if (!sv) return lmb_fail(err, "out of memory folding the o scales");
-        /* tied: every head of a KV group carries the same s, so its first head's will do */
-        for (int kv = 0; kv < c->n_kv_heads; kv++)
-            for (int i = 0; i < hd; i++) sv[kv * hd + i] = s[(kv * rep) * hd + i];
-        op->unscale_rows(d, L->v.w, L->v.b, L->v.out, L->v.in, sv);
-        op->scale_cols(d, L->o.w, L->o.out, L->o.in, s, false);
-        op->scale_cols(d, f->in_o, f->N, L->o.in, s, true);
-        free(sv);
-    }
-    if ((s = scales[LMB_AWQ_GATE_UP])) {
-        op->scale_cols(d, L->ffn_norm, 1, H, s, true);
-        op->scale_cols(d, L->gate.w, L->gate.out, H, s, false);
-        op->scale_cols(d, L->up.w, L->up.out, H, s, false);
-        op->scale_cols(d, f->in_gu, f->N, H, s, true);
-    }
-    if ((s = scales[LMB_AWQ_DOWN])) {
-        op->unscale_rows(d, L->up.w, L->up.b, L->up.out, L->up.in, s);
-        op->scale_cols(d, L->down.w, L->down.out, L->down.in, s, false);
-        op->scale_cols(d, f->in_down, f->N, c->ffn, s, true);
+    for (int g = 0; g < LMB_AWQ_GROUPS; g++) {
+        const float *s = scales[g];
+        if (!s) continue;
+        group_def gd = group_of(f, L, g);
+        switch (g) {
+        case LMB_AWQ_QKV: op->scale_cols(d, L->attn_norm, 1, H, s, true); break;
+        case LMB_AWQ_O: { /* o input channel h*hd + i comes from v row (h / rep)*hd + i */
+            float *sv = malloc(sizeof(float) * (size_t)L->v.out);
+            if (!sv) return lmb_fail(err, "out of memory folding the o scales");
+            /* tied: every head of a KV group carries the same s, so its first head's will do */
+            for (int kv = 0; kv < c->n_kv_heads; kv++)
+                for (int i = 0; i < hd; i++) sv[kv * hd + i] = s[(kv * rep) * hd + i];
+            op->unscale_rows(d, L->v.w, L->v.b, L->v.out, L->v.in, sv);
+            free(sv);
+            break;
+        }
+        case LMB_AWQ_GATE_UP: op->scale_cols(d, L->ffn_norm, 1, H, s, true); break;
+        default: op->unscale_rows(d, L->up.w, L->up.b, L->up.out, L->up.in, s); break;
+        }
+        for (int i = 0; i < gd.n_lin; i++) op->scale_cols(d, gd.lin[i]->w, gd.lin[i]->out, gd.in, s, false);
+        op->scale_cols(d, gd.x, f->N, gd.in, s, true);
     }
     return lmb_qdev_status(d, err);
 }

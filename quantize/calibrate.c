@@ -128,10 +128,11 @@ int lmb_calib_fwd_init(lmb_calib_fwd *f, lmb_qdev *d, const lmb_model *m, const 
     for (size_t i = 0; i < 6 && !d->failed; i++) *whole[i] = d->ops->alloc(d, whole_n[i]);
     for (size_t i = 0; i < 7 && !d->failed; i++) *chunk[i] = d->ops->alloc(d, chunk_n[i]);
     f->inv_freq = malloc(sizeof(double) * (size_t)(g->head_dim / 2 + 1));
-    float *rows = malloc(sizeof(float) * C * H);
-    if (d->failed || !f->inv_freq || !rows) {
+    /* embedding rows are converted straight into x on the host, through a chunk buffer otherwise */
+    float *rows = d->host_memory ? NULL : malloc(sizeof(float) * C * H);
+    if (d->failed || !f->inv_freq || (!d->host_memory && !rows)) {
         free(rows);
-        lmb_qdev_status(d, err);
+        if (!lmb_qdev_status(d, err)) lmb_fail(err, "out of host memory");
         lmb_calib_fwd_free(f);
         return lmb_error_prefix(err, "the calibration activations (%zu tokens: %.2f GiB on the %s, plus %.2f GiB "
                                      "of scratch for %d sequences at a time): lower --calib-samples or --calib-seqlen",
@@ -141,8 +142,9 @@ int lmb_calib_fwd_init(lmb_calib_fwd *f, lmb_qdev *d, const lmb_model *m, const 
     lmb_rope_inv_freq(g, f->inv_freq);
     const lmb_tensor *e = &m->w.embed;
     size_t row_bytes = H * lmb_dtype_size(e->dtype);
-    for (size_t t0 = 0; t0 < N; t0 += C) { /* embedding rows, C tokens at a time */
+    for (size_t t0 = 0; t0 < N; t0 += C) { /* C tokens at a time */
         size_t n = N - t0 < C ? N - t0 : C;
+        float *dst = rows ? rows : f->x + t0 * H;
         for (size_t t = 0; t < n; t++) {
             int32_t id = c->tokens[t0 + t];
             if (id < 0 || id >= g->vocab) {
@@ -150,9 +152,9 @@ int lmb_calib_fwd_init(lmb_calib_fwd *f, lmb_qdev *d, const lmb_model *m, const 
                 lmb_calib_fwd_free(f);
                 return lmb_fail(err, "calibration token id %d is outside the vocabulary (%d)", id, g->vocab);
             }
-            lmb_to_f32(rows + t * H, (const unsigned char *)e->data + (size_t)id * row_bytes, e->dtype, H);
+            lmb_to_f32(dst + t * H, (const unsigned char *)e->data + (size_t)id * row_bytes, e->dtype, H);
         }
-        d->ops->put(d, f->x + t0 * H, rows, n * H);
+        if (rows) d->ops->put(d, f->x + t0 * H, rows, n * H);
     }
     free(rows);
     return lmb_qdev_status(d, err);

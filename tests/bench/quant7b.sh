@@ -2,11 +2,12 @@
 # quant7b.sh — the quantize stage on the GPU at Llama-2-7B's full shape (random weights from transformers, 32
 # layers) with AutoAWQ's default calibration (128 x 512 tokens of pycode.valid), then the packed folder
 # loaded and run (bs1 128 -> 256).  One GPU-machine call after devpack.sh (carry .devicekit and .devpack).
+# Q7_LAYERS (fewer layers), Q7_SAMPLES and Q7_SEQLEN (calibration) change the case.
 set -u
 export LMB_TEST_SHARED=${LMB_TEST_SHARED:-$PWD/.devcarry/shared}
 sh .devicekit/on-device.sh true >/dev/null 2>&1
 export LD_LIBRARY_PATH=/tmp/kitlib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-D=/tmp/lmb-q7
+D=/tmp/lmb-q7-${Q7_LAYERS:-32}
 mkdir -p $D
 [ -f $D/fp/config.json ] || python3 tests/bench/hf_make_model.py $D/fp ${Q7_LAYERS:+--layers $Q7_LAYERS} 2>&1 | tail -n 1
 cp $LMB_TEST_SHARED/models/pycoder-22M/tokenizer.json $LMB_TEST_SHARED/models/pycoder-22M/tokenizer_config.json $D/fp/

@@ -96,12 +96,7 @@ gpuquant)
         $G build/lmbatch quantize awq --backend cuda --model $M --calib $Q/calib.txt --calib-samples $N \
             --calib-seqlen 512 --group-size $g --out $Q/gpu-g$g-n$N ${QUANT_FLAGS:-} 2>&1 | tail -n 2
     done
-    python3 tests/bench/hf_make_model.py $Q/l7 --layers 2 2>&1 | tail -n 1
-    cp $M/tokenizer.json $M/tokenizer_config.json $Q/l7/
-    for sl in 512 2048; do
-        $G build/lmbatch quantize awq --backend cuda --model $Q/l7 --calib $T --calib-samples 128 --calib-seqlen $sl \
-            --out $Q/l7-awq-$sl 2>&1 | tail -n 4
-    done
+    for sl in 512 2048; do Q7_LAYERS=2 Q7_SEQLEN=$sl sh tests/bench/quant7b.sh 2>&1 | grep '^quantize'; done
     ;;
 offline)
     one "W4A16 offline 1000x(512->256)" $B --dtype awq --num-prompts 1000 --input-len 512 --output-len 256 \
