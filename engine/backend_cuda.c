@@ -71,11 +71,38 @@ int lmb_cuda_dev_alloc(void **p, size_t bytes, lmb_error *err) {
     return 0;
 }
 
-/* Fills a buffer of n elements with random values (benchmarks on random-weight models). */
-static int fill_random(cuda_backend *c, void *dev, size_t n, float a, float offset, lmb_error *err) {
+/* Fills a buffer of n elements with random values (benchmarks on random-weight models); the bytes count as
+ * weights on the GPU, or in host memory where dev is the device alias of mapped host memory. */
+static int fill_random_to(cuda_backend *c, void *dev, size_t n, float a, float offset, size_t *bytes, lmb_error *err) {
     static unsigned long long seq = 1;
     CUDA_CHECK(lmb_cuda_fill_uniform(dev, n, a, offset, 0x5eedULL * (seq++), c->dt, c->stream));
-    c->weight_bytes += n * c->esz;
+    *bytes += n * c->esz;
+    return 0;
+}
+
+static int fill_random(cuda_backend *c, void *dev, size_t n, float a, float offset, lmb_error *err) {
+    return fill_random_to(c, dev, n, a, offset, &c->weight_bytes, err);
+}
+
+/* The embedding table in pinned host memory mapped into the device's address space (llama.cpp keeps
+ * token_embd on the CPU too).  A step reads only its tokens' rows, over PCIe: 8 KiB a token for Llama-2-7B,
+ * 4 MiB for a 512-token prefill.  c->embed is the device alias; the table's bytes stay free on the GPU. */
+static int upload_host_table(cuda_backend *c, const lmb_tensor *t, bool random, float a, lmb_error *err) {
+    if (t->dtype != LMB_F32 && t->dtype != LMB_F16 && t->dtype != LMB_BF16)
+        return lmb_fail(err, "tensor %s has dtype %s; the CUDA backend reads F32, F16 or BF16", t->name,
+                        lmb_dtype_name(t->dtype));
+    size_t n = (size_t)lmb_tensor_numel(t);
+    cudaError_t e = cudaHostAlloc(&c->embed_host, n * c->esz,
+                                  cudaHostAllocMapped | cudaHostAllocPortable | cudaHostAllocWriteCombined);
+    if (e != cudaSuccess) {
+        c->embed_host = NULL;
+        return lmb_fail(err, "cannot pin %.2f GiB of host memory for %s (--embedding gpu keeps it on the GPU): %s",
+                        n * c->esz / 1073741824.0, t->name, cudaGetErrorString(e));
+    }
+    CUDA_CHECK(cudaHostGetDevicePointer(&c->embed, c->embed_host, 0));
+    if (random) return fill_random_to(c, c->embed, n, a, 0.f, &c->host_weight_bytes, err);
+    convert_chunk(c->embed_host, c->dt, t->data, t->dtype, n);
+    c->host_weight_bytes += n * c->esz;
     return 0;
 }
 
@@ -110,7 +137,9 @@ static void cuda_destroy(lmb_backend *b) {
         free(c->layers);
     }
     if (c->head != c->embed) cudaFree(c->head);
-    void *ps[] = {c->embed, c->final_norm, c->inv_freq, c->kv, c->kv_fixed, c->resid, c->xn, c->qkv, c->attn, c->gu, c->act,
+    if (c->embed_host) cudaFreeHost(c->embed_host);
+    else cudaFree(c->embed);
+    void *ps[] = {c->final_norm, c->inv_freq, c->kv, c->kv_fixed, c->resid, c->xn, c->qkv, c->attn, c->gu, c->act,
                   c->y, c->xh, c->logits, c->sampled, c->attn_ws, c->meta_d, c->blas_ws};
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) cudaFree(ps[i]);
     cudaFreeHost(c->meta_h);
@@ -176,6 +205,7 @@ static int cuda_kv_alloc(lmb_backend *b, int n_blocks, int block_size, lmb_error
 static void cuda_stats(lmb_backend *b, lmb_engine_stats *s) {
     cuda_backend *c = (cuda_backend *)b;
     s->weight_bytes = c->weight_bytes;
+    s->host_weight_bytes = c->host_weight_bytes;
     s->peak_device_bytes = c->peak_bytes;
 }
 
@@ -189,7 +219,7 @@ static const lmb_backend_ops cuda_ops = {
     .destroy = cuda_destroy,
 };
 
-static int load_weights(cuda_backend *c, const lmb_model *model, lmb_error *err) {
+static int load_weights(cuda_backend *c, const lmb_model *model, bool embed_host, lmb_error *err) {
     const lmb_model_config *m = &c->cfg;
     const lmb_weights *w = &model->w;
     bool rnd = model->random_weights;
@@ -209,7 +239,11 @@ static int load_weights(cuda_backend *c, const lmb_model *model, lmb_error *err)
         const lmb_tensor *p_[1] = {(tensor)};                                                                  \
         if (upload_stacked(c, &sg, (void **)&(dst), p_, 1, (cols), rnd, (amp), (off), err)) goto done;         \
     } while (0)
-    ONE(c->embed, &w->embed, H, a, 0.f);
+    if (embed_host) {
+        if (upload_host_table(c, &w->embed, rnd, a, err)) goto done;
+    } else {
+        ONE(c->embed, &w->embed, H, a, 0.f);
+    }
     ONE(c->final_norm, &w->final_norm, 1, 0.f, 1.f);
     if (m->tied_embeddings) c->head = c->embed;
     else ONE(c->head, &w->head.w, H, a, 0.f);
@@ -344,14 +378,24 @@ int lmb_backend_cuda_create(const lmb_model *model, const lmb_engine_config *cfg
         TRY(cudaMalloc((void **)&c->kv_fixed, sizeof(float) * n));
         TRY(cudaMemcpy(c->kv_fixed, cfg->kv_fixed, sizeof(float) * n, cudaMemcpyHostToDevice));
     }
-    if (load_weights(c, model, err) || alloc_activations(c, cfg, err)) goto done;
+    if (cfg->embedding == LMB_EMBED_HOST && m->tied_embeddings) {
+        lmb_fail(err, "--embedding host: this model ties its head to the embedding, which the head's GEMM reads "
+                      "whole every step; use --embedding gpu or auto");
+        goto done;
+    }
+    bool embed_host = cfg->embedding == LMB_EMBED_HOST ||
+                      (cfg->embedding == LMB_EMBED_AUTO && m->quant.awq && !m->tied_embeddings);
+    if (load_weights(c, model, embed_host, err) || alloc_activations(c, cfg, err)) goto done;
     if (!cfg->quiet) {
         struct cudaDeviceProp prop;
         TRY(cudaGetDeviceProperties(&prop, c->device));
-        fprintf(stderr, "lmbatch: %s, %s weights %.2f GiB %s in %.2f s (%.1f GB/s)\n", prop.name,
-                c->dt == LMB_CUDA_BF16 ? "bf16" : "fp16", c->weight_bytes / 1073741824.0,
+        char host[96] = "";
+        if (c->host_weight_bytes)
+            snprintf(host, sizeof host, " (+ %.2f GiB embedding in host memory)", c->host_weight_bytes / 1073741824.0);
+        fprintf(stderr, "lmbatch: %s, %s weights %.2f GiB%s %s in %.2f s (%.1f GB/s)\n", prop.name,
+                c->dt == LMB_CUDA_BF16 ? "bf16" : "fp16", c->weight_bytes / 1073741824.0, host,
                 model->random_weights ? "generated" : "uploaded", c->load_seconds,
-                c->load_seconds > 0 ? c->weight_bytes / c->load_seconds / 1e9 : 0);
+                c->load_seconds > 0 ? (c->weight_bytes + c->host_weight_bytes) / c->load_seconds / 1e9 : 0);
     }
 #undef TRY
     rc = 0;

@@ -43,9 +43,11 @@ typedef struct cuda_backend {
     void *blas_ws;
     /* weights */
     void *embed, *final_norm, *head;
+    void *embed_host;         /* the embedding table in pinned, mapped host memory (embed is its device alias), or NULL */
     cuda_layer *layers;
     float *inv_freq;
-    size_t weight_bytes;
+    size_t weight_bytes;      /* on the GPU */
+    size_t host_weight_bytes; /* the embedding table when it lives in host memory */
     double load_seconds;
     /* KV cache */
     void *kv;

@@ -81,7 +81,13 @@ typedef struct lmb_engine_config {
     bool batch_invariant;  /* CUDA: same kernels and reduction orders whatever the batch size (no GEMV for small
                             * batches, fixed attention splits), so a request's tokens do not depend on its
                             * batch; the CPU backend always is */
+    int embedding;         /* CUDA: where the token-embedding table lives: LMB_EMBED_AUTO (0: in host memory for
+                            * AWQ models with an untied head, as llama.cpp keeps token_embd; else on the GPU),
+                            * LMB_EMBED_GPU or LMB_EMBED_HOST (pinned, mapped host memory: a step reads only its
+                            * tokens' rows over PCIe, and the GPU keeps the table's bytes for the KV cache) */
 } lmb_engine_config;
+
+enum { LMB_EMBED_AUTO = 0, LMB_EMBED_GPU = 1, LMB_EMBED_HOST = 2 };
 
 void lmb_engine_config_default(lmb_engine_config *c);
 
@@ -119,7 +125,8 @@ typedef struct lmb_engine_stats {
     long preemptions;
     int kv_bits;         /* as stored: 32 (CPU fp32), 16, 8 or 4 */
     size_t kv_bytes_per_token; /* all layers, K and V, scales included (block bytes / block size) */
-    size_t weight_bytes; /* as held by the backend */
+    size_t weight_bytes; /* as held by the backend (CUDA: on the GPU) */
+    size_t host_weight_bytes; /* CUDA: weights kept in host memory (the embedding table, see config.embedding) */
     size_t peak_device_bytes; /* CUDA: peak device memory in use; CPU: 0 */
 } lmb_engine_stats;
 void lmb_engine_get_stats(const lmb_engine *e, lmb_engine_stats *s);

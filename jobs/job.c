@@ -186,11 +186,12 @@ static int load_defaults(lmb_job *job, json_t *d, lmb_error *err) {
 static int load_engine(lmb_job *job, json_t *e, lmb_error *err) {
     const char *f = job->file, *w = "engine.";
     static const char *const known[] = {"backend", "max_batch_tokens", "max_seqs", "block_size", "kv_cache_mb",
-                                        "cache_fraction", "threads", "device", "devices", "kv", NULL};
+                                        "cache_fraction", "threads", "device", "devices", "kv", "embedding", NULL};
     if (!json_is_object(e)) return lmb_fail(err, "%s: field \"engine\" must be an object", f);
     if (check_keys(e, w, known, f, err)) return -1;
     lmb_cli_engine *c = &job->engine;
     if (get_string(e, "backend", w, f, &c->backend, err) || get_string(e, "kv", w, f, &c->kv, err) ||
+        get_string(e, "embedding", w, f, &c->embedding, err) ||
         get_long(e, "max_batch_tokens", w, f, &c->max_batch_tokens, err) ||
         get_long(e, "max_seqs", w, f, &c->max_seqs, err) || get_long(e, "block_size", w, f, &c->block_size, err) ||
         get_double(e, "kv_cache_mb", w, f, &c->kv_cache_mb, err) ||

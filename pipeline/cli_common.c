@@ -12,6 +12,7 @@ void lmb_cli_engine_init(lmb_cli_engine *e) {
     *e = (lmb_cli_engine){
         .backend = c.backend,
         .kv = "fp16",
+        .embedding = "auto",
         .max_batch_tokens = c.max_batch_tokens,
         .max_seqs = c.max_seqs,
         .block_size = c.block_size,
@@ -39,6 +40,9 @@ int lmb_cli_engine_opts(lmb_arg *o, int n, lmb_cli_engine *e) {
     o[n++] = (lmb_arg){"--quiet", LMB_ARG_FLAG, &e->quiet, "no start-up report or progress"};
     o[n++] = (lmb_arg){"--batch-invariant", LMB_ARG_FLAG, &e->batch_invariant,
                        "CUDA: each request's tokens independent of what shares its batch (slower at small batch)"};
+    o[n++] = (lmb_arg){"--embedding", LMB_ARG_STRING, &e->embedding,
+                       "CUDA: the token-embedding table on the gpu or in pinned host memory (auto, the default: "
+                       "host for AWQ models with an untied head)"};
     return n;
 }
 
@@ -58,6 +62,12 @@ int lmb_cli_engine_config(const lmb_cli_engine *e, lmb_engine_config *c, lmb_err
     int kv_bits = lmb_kv_bits_parse(e->kv);
     if (!kv_bits) return lmb_fail(err, "--kv must be fp16, int8 or int4, got \"%s\"", e->kv);
     if (e->kv_params && kv_bits == 16) return lmb_fail(err, "--kv-params needs --kv int8 or --kv int4");
+    static const char *const places[] = {"auto", "gpu", "host"};
+    int place = -1;
+    for (int i = 0; i < 3; i++)
+        if (e->embedding && !strcmp(e->embedding, places[i])) place = i;
+    if (place < 0) return lmb_fail(err, "--embedding must be auto, gpu or host, got \"%s\"", e->embedding ? e->embedding : "");
+    c->embedding = place == 0 ? LMB_EMBED_AUTO : place == 1 ? LMB_EMBED_GPU : LMB_EMBED_HOST;
     c->kv_bits = kv_bits;
     c->kv_params = e->kv_params;
     c->backend = e->backend;

@@ -10,6 +10,7 @@
 typedef struct lmb_cli_engine {
     const char *backend;
     const char *kv, *kv_params; /* --kv fp16|int8|int4, --kv-params FILE */
+    const char *embedding;      /* --embedding auto|gpu|host */
     long max_batch_tokens, max_seqs, block_size, threads, device;
     double kv_cache_mb, cache_fraction;
     bool quiet, batch_invariant;
@@ -24,7 +25,7 @@ typedef struct lmb_cli_sampling {
 
 void lmb_cli_engine_init(lmb_cli_engine *e);
 /* Appends the engine options to opts (room for LMB_CLI_ENGINE_N more); returns the new count. */
-#define LMB_CLI_ENGINE_N 13
+#define LMB_CLI_ENGINE_N 14
 int lmb_cli_engine_opts(lmb_arg *opts, int n, lmb_cli_engine *e);
 int lmb_cli_engine_config(const lmb_cli_engine *e, lmb_engine_config *c, lmb_error *err);
 

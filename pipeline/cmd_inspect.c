@@ -148,18 +148,20 @@ typedef struct mem_opts {
 /* AWQ int4, group 128: packed codes K*N/2, fp16 scales and packed int4 zeros per group of 128 inputs. */
 static uint64_t awq_bytes(uint64_t in, uint64_t out) { return in * out / 2 + (in / 128) * out * 2 + (in / 128) * out / 2; }
 
-/* The weights as the CUDA backend holds them: every dense parameter in 16 bits (fp32 checkpoints too); an AWQ
- * folder as stored; --w4a16: the layers' linears as AWQ int4 would store them. */
+/* The weights as the CUDA backend holds them on the GPU: every dense parameter in 16 bits (fp32 checkpoints
+ * too); an AWQ folder as stored; --w4a16: the layers' linears as AWQ int4 would store them.  Quantized models
+ * with an untied head keep the embedding table in host memory (--embedding auto, backend_cuda.c). */
 static uint64_t gpu_weight_bytes(const lmb_model *m, uint64_t tensor_total, bool w4a16) {
     const lmb_model_config *c = &m->cfg;
-    if (c->quant.awq && !m->random_weights) return tensor_total;
+    uint64_t embed = c->tied_embeddings ? 0 : (uint64_t)c->vocab * (uint64_t)c->hidden * 2;
+    if (c->quant.awq && !m->random_weights) return tensor_total - embed;
     uint64_t params = (uint64_t)lmb_config_param_count(c), total = params * 2;
-    if (!w4a16) return total;
+    if (!w4a16 && !c->quant.awq) return total;
     uint64_t H = (uint64_t)c->hidden, q = (uint64_t)c->n_heads * c->head_dim, kv = (uint64_t)c->n_kv_heads * c->head_dim;
     uint64_t F = (uint64_t)c->ffn, lin[7][2] = {{H, q}, {H, kv}, {H, kv}, {q, H}, {H, F}, {H, F}, {F, H}};
     for (int l = 0; l < c->n_layers; l++)
         for (int i = 0; i < 7; i++) total = total - 2 * lin[i][0] * lin[i][1] + awq_bytes(lin[i][0], lin[i][1]);
-    return total;
+    return total - embed;
 }
 
 static json_t *memory_report(const lmb_model *m, uint64_t tensor_total, const mem_opts *o, bool json) {
@@ -173,8 +175,10 @@ static json_t *memory_report(const lmb_model *m, uint64_t tensor_total, const me
         printf("%-18s computed, not measured: %.1f GiB GPU, cache fraction %g of what the CUDA context (%.2f GiB, "
                "assumed), weights and activations leave\n",
                "memory", o->gpu_gb, o->fraction, LMB_CUDA_CONTEXT_BYTES / GiB);
-        printf("%-18s %zu bytes (%.2f GiB)%s\n", "gpu weights", wb, wb / GiB,
-               o->w4a16 ? ", linears as AWQ int4 group 128" : "");
+        bool q = o->w4a16 || c->quant.awq;
+        printf("%-18s %zu bytes (%.2f GiB)%s%s\n", "gpu weights", wb, wb / GiB,
+               o->w4a16 ? ", linears as AWQ int4 group 128" : "",
+               q && !c->tied_embeddings ? ", embedding in host memory (--embedding auto)" : "");
         printf("%-18s %zu bytes (%.2f GiB) for %ld batch tokens, %ld sequences\n", "gpu activations", act, act / GiB,
                o->max_batch_tokens, o->max_seqs);
     }

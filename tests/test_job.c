@@ -65,10 +65,12 @@ static char *slurp(const char *path) {
 
 Test(job, load_resolves_paths_and_fills_defaults) {
     write_job("j.json", "{\"model\": \"model\", \"inputs\": \"in.jsonl\", \"output\": \"out/r-{date}.jsonl\", "
-                        "\"defaults\": {\"stop\": \"END\", \"max_tokens\": 9}, \"engine\": {\"devices\": \"0,1\"}}");
+                        "\"defaults\": {\"stop\": \"END\", \"max_tokens\": 9}, \"engine\": {\"devices\": \"0,1\", "
+                        "\"embedding\": \"host\"}}");
     lmb_job job;
     lmb_error err;
     cr_assert_eq(lmb_job_load(p("j.json"), &job, &err), 0, "%s", err.msg);
+    cr_assert_str_eq(job.engine.embedding, "host");
     cr_assert_str_eq(job.name, "j", "the name defaults to the file's");
     cr_assert_str_eq(job.model, model);
     cr_assert_eq(job.n_inputs, 1);
@@ -127,6 +129,8 @@ Test(job, bad_job_files_name_the_field) {
          "{\"output\": \"q\", \"kv\": {\"bits\": 4}}}",
          "engine.kv"},
         {"{\"model\": \"m\", \"inputs\": \"x\", \"output\": \"o.jsonl\", \"engine\": {\"kv\": \"int2\"}}", "kv"},
+        {"{\"model\": \"m\", \"inputs\": \"x\", \"output\": \"o.jsonl\", \"engine\": {\"embedding\": \"disk\"}}",
+         "--embedding must be auto, gpu or host"},
         {"{\"model\": \"m\", \"model\": \"n\", \"inputs\": \"x\", \"output\": \"o.jsonl\"}", "not valid JSON"},
         {"[1]", "JSON object"},
     };

@@ -48,6 +48,53 @@ __device__ __forceinline__ float block_max(float v, float *sh) {
     return warp_max(v);
 }
 
+// Programmatic dependent launch (sm_90; no-ops below).  A kernel launched with launch_pdl may start while the
+// kernel before it in the stream is still running: it must call pdl_wait() before it reads what that kernel
+// writes or writes what it reads (the wait returns once the predecessor has completed and its writes are
+// visible; in a kernel launched without the attribute it returns at once).  pdl_trigger() in a predecessor lets
+// such a follower's CTAs start as soon as every CTA of the predecessor has run it, instead of at their exits.
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+// Asks for [p, p + bytes) to be brought into L2 (one bulk request; p and bytes multiples of 16).
+__device__ __forceinline__ void prefetch_l2(const void *p, uint32_t bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    if (((uintptr_t)p & 15) == 0 && (bytes & 15) == 0 && bytes)
+        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");
+#endif
+}
+
+// Whether launch_pdl asks for programmatic dependent launch: a device of compute capability >= 9, unless
+// LMB_PDL=0 (to compare both in one process).  Read once per process.
+bool pdl_enabled();
+
+// Launches kernel k like k<<<grid, block, smem, s>>>(args...), with programmatic stream serialization allowed when
+// pdl_enabled(): k must call pdl_wait() before touching what the previous kernel reads or writes.  Used by the
+// W4A16 gemv (w4a16.cu), which prefetches its weights before it waits.  Tried on the decode chain's small kernels
+// too (RMSnorm, RoPE + KV write, attention and merge, SiLU, each waiting first): no faster at bs1 on the H100
+// (W4A16 368.5 against 370.5 tok/s, fp16 189.7 against 189.8), so they launch plainly and only trigger.
+template <typename... KArgs, typename... Args>
+cudaError_t launch_pdl(void (*k)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t s, Args... args) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = s;
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = at;
+    cfg.numAttrs = pdl_enabled() ? 1 : 0;
+    return cudaLaunchKernelEx(&cfg, k, static_cast<KArgs>(args)...);
+}
+
 } // namespace lmb
 
 #define LMB_DISPATCH(dt, T, ...)                                                                              \

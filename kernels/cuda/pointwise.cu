@@ -1,15 +1,42 @@
 // pointwise.cu — embedding gather, fused residual-add + RMSNorm, RoPE fused with the paged KV write,
 // SiLU-gate.  One row per CTA (norm) or one thread per element pair; all memory-bound, 16-byte-friendly
 // contiguous rows.  CPU references: kernels/cpu/pointwise.c, kernels/cpu/attention.c (KV write).
+#include <stdlib.h>
+#include <string.h>
+
 #include "common.cuh"
 
 using namespace lmb;
 
+bool lmb::pdl_enabled() {
+    static int on = -1; // read once: the device's capability and LMB_PDL
+    if (on < 0) {
+        int dev = 0, major = 0;
+        const char *e = getenv("LMB_PDL");
+        on = !(e && !strcmp(e, "0")) && cudaGetDevice(&dev) == cudaSuccess &&
+             cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major >= 9;
+    }
+    return on == 1;
+}
+
+// One CTA per token.  Rows whose width divides by 8 go in 16-byte loads: the table may live in mapped host
+// memory (backend_cuda.c, --embedding host), where each load is a PCIe read and wide ones keep the link busy.
 template <typename T>
 __global__ void embed_kernel(float *resid, const T *table, const int32_t *tokens, int H) {
     int t = blockIdx.x;
     const T *row = table + (size_t)tokens[t] * H;
     float *o = resid + (size_t)t * H;
+    if (H % 8 == 0) {
+        for (int i = threadIdx.x * 8; i < H; i += blockDim.x * 8) {
+            uint4 u = *(const uint4 *)(row + i);
+            const T *e = (const T *)&u;
+            float4 a = make_float4(to_f(e[0]), to_f(e[1]), to_f(e[2]), to_f(e[3]));
+            float4 b = make_float4(to_f(e[4]), to_f(e[5]), to_f(e[6]), to_f(e[7]));
+            *(float4 *)(o + i) = a;
+            *(float4 *)(o + i + 4) = b;
+        }
+        return;
+    }
     for (int i = threadIdx.x; i < H; i += blockDim.x) o[i] = to_f(row[i]);
 }
 
@@ -24,6 +51,7 @@ template <typename T>
 __global__ void add_rmsnorm_kernel(float *resid, const T *delta, const T *w, T *out, const int32_t *rows, int H,
                                    float eps) {
     __shared__ float sh[32];
+    pdl_trigger(); // a W4A16 gemv after it may start and prefetch its weights (w4a16.cu)
     int r = blockIdx.x;
     size_t row = rows ? (size_t)rows[r] : (size_t)r;
     float *x = resid + row * H;
@@ -61,6 +89,7 @@ template <typename T, int V>
 __global__ void add_rmsnorm_vec_kernel(float *resid, const T *delta, const T *w, T *out, const int32_t *rows, int H,
                                        float eps) {
     __shared__ float sh[32];
+    pdl_trigger(); // a W4A16 gemv after it may start and prefetch its weights (w4a16.cu)
     int r = blockIdx.x, n4 = H / 4;
     size_t row = rows ? (size_t)rows[r] : (size_t)r;
     float4 *x4 = (float4 *)(resid + row * H), v[V];
@@ -168,6 +197,7 @@ extern "C" int lmb_cuda_rope_kv_write(void *qkv, void *k_cache, void *v_cache, c
 }
 
 template <typename T> __global__ void silu_mul_kernel(T *out, const T *gu, int F, size_t n) {
+    pdl_trigger(); // the down projection's W4A16 gemv may start and prefetch its weights
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
         size_t t = i / F, j = i % F;
         float g = to_f(gu[t * 2 * F + j]), u = to_f(gu[t * 2 * F + F + j]);

@@ -221,6 +221,14 @@ __global__ void __launch_bounds__(32 * GEMV_WARPS, gemv_min_ctas(M))
     const int n0 = (blockIdx.x * GROUPS + grp) * GEMV_R;
     const bool active = n0 < N; // N % 8 == 0: a warp's rows are all in range or all past it
     const int KW = K / 8, U = KW / VEC, ng = K / G, ZW = (ng + 7) / 8;
+    if (threadIdx.x == 0) { // this CTA's rows are contiguous in all three arrays: bring them into L2 while the
+                            // kernel before finishes (launched with PDL), then wait for it before reading x
+        const int r0 = blockIdx.x * GROUPS * GEMV_R, nr = min(GROUPS * GEMV_R, N - r0);
+        prefetch_l2(qw + (size_t)r0 * KW, (uint32_t)nr * KW * 4);
+        prefetch_l2(sc + (size_t)r0 * ng, (uint32_t)nr * ng * 2);
+        prefetch_l2(qz + (size_t)r0 * ZW, (uint32_t)nr * ZW * 4);
+    }
+    pdl_wait();
     float tot[GEMV_R][M];
 #pragma unroll
     for (int r = 0; r < GEMV_R; r++)
@@ -264,11 +272,14 @@ int launch_gemv_ks(half *y, const half *x, const uint32_t *qw, const uint32_t *q
                    int G, cudaStream_t s) {
     const int rows = GEMV_ROWS / KS;
     dim3 grid((N + rows - 1) / rows), block(32 * GEMV_WARPS);
+    // with PDL: the CTAs may start during the kernel before (an RMSnorm, the SiLU, attention's merge) and
+    // prefetch their weights, which do not depend on it
+    cudaError_t e;
     if (K % 32 == 0 && G % 32 == 0 && (uintptr_t)qw % 16 == 0) // a 16-byte unit lies in one group
-        gemv_kernel<M, 4, KS><<<grid, block, 0, s>>>(y, x, qw, qz, sc, N, K, G);
+        e = launch_pdl(gemv_kernel<M, 4, KS>, grid, block, 0, s, y, x, qw, qz, sc, N, K, G);
     else
-        gemv_kernel<M, 1, KS><<<grid, block, 0, s>>>(y, x, qw, qz, sc, N, K, G);
-    return LMB_LAUNCH_RESULT();
+        e = launch_pdl(gemv_kernel<M, 1, KS>, grid, block, 0, s, y, x, qw, qz, sc, N, K, G);
+    return e != cudaSuccess ? (int)e : LMB_LAUNCH_RESULT();
 }
 
 // The K split for M <= 2 only: from M = 3 a CTA needs ~150-180 registers a thread, one CTA fits an SM, and

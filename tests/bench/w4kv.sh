@@ -3,7 +3,7 @@
 # timings and W4A16 speed (Llama-2-7B shape: bs1, bs128 with both large-M paths, offline), int8-KV offline, and
 # AWQ perplexity against the calibration size (CALIB_SAMPLES x 512 tokens, default 32; quantized on CPU cores
 # 4-15 in the background while the GPU runs, then evaluated).  Carry .devicekit and the pack (devpack.sh).
-# BENCH (default "bs1 bs128 offline"; also kvspeed, mma256, large, profile1, ncu, ncu1, gpuquant), AWQ_GROUPS (default "128 64",
+# BENCH (default "bs1 bs128 offline"; also pdl, embed, kvspeed, mma256, large, profile1, ncu, ncu1, gpuquant), AWQ_GROUPS (default "128 64",
 # empty: none; QUANT_FLAGS: more `quantize awq` flags), TESTS (names between test_ and _cuda; default all) and
 # TIMING=0 (no kernel timing table) pick the parts.
 set -u
@@ -44,6 +44,19 @@ for b in ${BENCH-bs1 bs128 offline}; do case $b in
 bs1)
     one "W4A16 bs1 128->256" $B --dtype awq --num-prompts 3 --input-len 128 --output-len 256 --max-seqs 1
     one "fp16 bs1 128->256" $B --num-prompts 3 --input-len 128 --output-len 256 --max-seqs 1
+    ;;
+pdl)
+    # the W4A16 gemv without programmatic dependent launch (LMB_PDL=0: no weight prefetch during the kernel
+    # before), and the embedding table on the GPU instead of host memory
+    one "W4A16 bs1 128->256, LMB_PDL=0" env LMB_PDL=0 $B --dtype awq --num-prompts 3 --input-len 128 --output-len 256 --max-seqs 1
+    one "W4A16 bs1 128->256, --embedding gpu" $B --dtype awq --embedding gpu --num-prompts 3 --input-len 128 --output-len 256 --max-seqs 1
+    ;;
+embed)
+    # offline with the embedding table in host memory (the AWQ default) and on the GPU, and fp16, in one call
+    O1="--num-prompts 1000 --input-len 512 --output-len 256 --max-batch-tokens 8192"
+    one "W4A16 offline 1000x(512->256)" $B --dtype awq $O1
+    one "W4A16 offline 1000x(512->256), --embedding gpu" $B --dtype awq --embedding gpu $O1
+    one "fp16 offline 1000x(512->256)" $B $O1
     ;;
 kvspeed)
     KV_PROFILE=0 KV_CASES="fp16 int8 int8:LMB_ATTN_SPLIT=256" sh tests/bench/kv.sh speed 2>&1 | tail -n 3

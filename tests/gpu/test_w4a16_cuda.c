@@ -132,10 +132,12 @@ Test(w4a16_cuda, dequant_is_exact) {
 
 static char tmp[64];
 
-static float *backend_logits(const char *dir, const char *backend, const int32_t *ids, int n, int *V) {
+static float *backend_logits_with(const char *dir, const char *backend, int embedding, const int32_t *ids, int n,
+                                 int *V, lmb_engine_stats *st) {
     lmb_engine_config cfg;
     lmb_engine_config_default(&cfg);
     cfg.backend = backend;
+    cfg.embedding = embedding;
     cfg.quiet = true;
     cfg.kv_cache_mb = 64;
     lmb_engine *e;
@@ -144,8 +146,13 @@ static float *backend_logits(const char *dir, const char *backend, const int32_t
     *V = lmb_engine_model_config(e)->vocab;
     float *l = malloc(sizeof(float) * (size_t)n * *V);
     cr_assert_eq(lmb_engine_logits(e, ids, n, 0, l, &err), 0, "%s", err.msg);
+    if (st) lmb_engine_get_stats(e, st);
     lmb_engine_close(e);
     return l;
+}
+
+static float *backend_logits(const char *dir, const char *backend, const int32_t *ids, int n, int *V) {
+    return backend_logits_with(dir, backend, LMB_EMBED_AUTO, ids, n, V, NULL);
 }
 
 /* Prompts of 5 (gemv), 96 (mma) and 160 tokens (dequant + cuBLAS, whole and in runs of rows) through an
@@ -183,6 +190,69 @@ Test(w4a16_cuda, awq_model_matches_cpu_backend_on_every_path) {
     lmb_test_rmtree(tmp, NULL);
 }
 
+/* --embedding: the table in mapped host memory gives the same bits as on the GPU, and its bytes move from the
+ * GPU's count to the host's; auto puts it in host memory for AWQ models only; a tied head refuses host. */
+Test(w4a16_cuda, embedding_in_host_memory) {
+    gpu_require();
+    lmb_error err;
+    cr_assert_eq(lmb_test_tmpdir(tmp, sizeof tmp, &err), 0, "%s", err.msg);
+    for (int awq = 0; awq < 2; awq++) {
+        lmb_test_model_spec s;
+        lmb_test_model_spec_default(&s, LMB_ARCH_LLAMA);
+        s.awq_group = awq ? 32 : 0;
+        s.dtype = LMB_F16;
+        s.hidden = 128, s.heads = 4, s.kv_heads = 2, s.ffn = 256;
+        char dir[128];
+        snprintf(dir, sizeof dir, "%s/e%d", tmp, awq);
+        mkdir(dir, 0755);
+        cr_assert_eq(lmb_test_make_model(dir, &s, &err), 0, "%s", err.msg);
+        int32_t ids[100];
+        for (int t = 0; t < 100; t++) ids[t] = (int32_t)((t * 53 + 7) % s.vocab);
+        for (int i = 0; i < 2; i++) { /* 3 tokens (gemv at bs1), 100 tokens (a prefill) */
+            int n = i ? 100 : 3, V;
+            lmb_engine_stats sg, sh, sa;
+            float *g = backend_logits_with(dir, "cuda", LMB_EMBED_GPU, ids, n, &V, &sg);
+            float *h = backend_logits_with(dir, "cuda", LMB_EMBED_HOST, ids, n, &V, &sh);
+            float *a = backend_logits_with(dir, "cuda", LMB_EMBED_AUTO, ids, n, &V, &sa);
+            cr_assert_eq(memcmp(g, h, sizeof(float) * (size_t)n * V), 0, "awq %d, %d tokens: host table differs", awq, n);
+            cr_assert_eq(memcmp(g, a, sizeof(float) * (size_t)n * V), 0, "awq %d, %d tokens: auto differs", awq, n);
+            size_t table = (size_t)s.vocab * s.hidden * 2;
+            cr_assert_eq(sg.host_weight_bytes, 0);
+            cr_assert_eq(sh.host_weight_bytes, table, "host bytes %zu, table %zu", sh.host_weight_bytes, table);
+            cr_assert_eq(sh.weight_bytes + table, sg.weight_bytes, "GPU bytes %zu + %zu != %zu", sh.weight_bytes, table,
+                         sg.weight_bytes);
+            cr_assert_eq(sa.host_weight_bytes, awq ? table : 0, "auto: host bytes %zu", sa.host_weight_bytes);
+            free(g), free(h), free(a);
+        }
+    }
+    lmb_test_model_spec s;
+    lmb_test_model_spec_default(&s, LMB_ARCH_LLAMA);
+    s.tied = true;
+    s.awq_group = 32;
+    s.dtype = LMB_F16;
+    s.hidden = 128, s.heads = 4, s.kv_heads = 2, s.ffn = 256;
+    char dir[128];
+    snprintf(dir, sizeof dir, "%s/tied", tmp);
+    mkdir(dir, 0755);
+    cr_assert_eq(lmb_test_make_model(dir, &s, &err), 0, "%s", err.msg);
+    lmb_engine_config cfg;
+    lmb_engine_config_default(&cfg);
+    cfg.backend = "cuda";
+    cfg.quiet = true;
+    cfg.kv_cache_mb = 64;
+    cfg.embedding = LMB_EMBED_HOST;
+    lmb_engine *e = NULL;
+    cr_assert_neq(lmb_engine_open(&cfg, dir, &e, &err), 0, "a tied head with --embedding host must be refused");
+    cr_assert(strstr(err.msg, "ties its head"), "message: %s", err.msg);
+    cfg.embedding = LMB_EMBED_AUTO;
+    cr_assert_eq(lmb_engine_open(&cfg, dir, &e, &err), 0, "tied, auto: %s", err.msg);
+    lmb_engine_stats st;
+    lmb_engine_get_stats(e, &st);
+    cr_assert_eq(st.host_weight_bytes, 0, "tied, auto keeps the table on the GPU");
+    lmb_engine_close(e);
+    lmb_test_rmtree(tmp, NULL);
+}
+
 Test(w4a16_cuda, random_awq_llama_runs) {
     gpu_require();
     lmb_model *m;
@@ -203,8 +273,9 @@ Test(w4a16_cuda, random_awq_llama_runs) {
     for (size_t i = 0; i < (size_t)40 * m->cfg.vocab; i++) cr_assert(isfinite(l[i]), "logit %zu is %g", i, l[i]);
     lmb_engine_stats st;
     lmb_engine_get_stats(e, &st);
-    /* 4-bit linears: about 0.52 bytes per linear parameter, plus fp16 embedding and head */
+    /* 4-bit linears: about 0.52 bytes per linear parameter, plus the fp16 head; the embedding in host memory */
     cr_assert_lt(st.weight_bytes, (size_t)800 << 20, "weights %zu bytes", st.weight_bytes);
+    cr_assert_eq(st.host_weight_bytes, (size_t)m->cfg.vocab * m->cfg.hidden * 2, "host %zu bytes", st.host_weight_bytes);
     free(l);
     lmb_engine_close(e);
     lmb_model_close(m);
