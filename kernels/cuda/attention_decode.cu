@@ -80,7 +80,7 @@ template <typename T, int BITS> __device__ __forceinline__ float row_elem(const 
 template <typename T, bool VEC, int BITS>
 __global__ void __launch_bounds__(128) decode_generic(T *out, const T *qkv, const uint8_t *kc, const uint8_t *vc, Args a) {
     extern __shared__ float smem[];
-    pdl_trigger(); // the o projection's W4A16 gemv, where no merge follows, may start and prefetch its weights
+    pdl_trigger(); // the o projection's W4A16 gemv (PDL), where no merge follows, may start launching
     const int r = blockIdx.x, h = blockIdx.y, sp = blockIdx.z, tid = threadIdx.x;
     const int t = a.rows ? a.rows[r] : r;
     const int ctx = a.positions[t] + 1;
@@ -198,7 +198,7 @@ __global__ void __launch_bounds__(128) decode_kernel(T *out, const T *qkv, const
     constexpr int HD = LPK * EPL, KPW = 32 / LPK, STEP = 4 * KPW, LB = EPL * BITS / 8;
     using Raw = typename RawOf<LB>::T;
     extern __shared__ float smem[];
-    pdl_trigger(); // the o projection's W4A16 gemv, where no merge follows, may start and prefetch its weights
+    pdl_trigger(); // the o projection's W4A16 gemv (PDL), where no merge follows, may start launching
     const int r = blockIdx.x, h0 = blockIdx.y * G, sp = blockIdx.z, tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
     const int t = a.rows ? a.rows[r] : r;
     const int ctx = a.positions[t] + 1;
@@ -384,7 +384,7 @@ __global__ void __launch_bounds__(128) decode_kernel(T *out, const T *qkv, const
 }
 
 template <typename T> __global__ void merge_kernel(T *out, Args a) {
-    pdl_trigger(); // the o projection's W4A16 gemv may start and prefetch its weights
+    pdl_trigger(); // the o projection's W4A16 gemv (PDL) may start launching
     const int r = blockIdx.x, h = blockIdx.y, t = a.rows ? a.rows[r] : r;
     const int ctx = a.positions[t] + 1, ns = (ctx + a.split_len - 1) / a.split_len;
     if (ns <= 1) return;

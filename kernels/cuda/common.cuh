@@ -63,21 +63,13 @@ __device__ __forceinline__ void pdl_trigger() {
     asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
 }
-// Asks for [p, p + bytes) to be brought into L2 (one bulk request; p and bytes multiples of 16).
-__device__ __forceinline__ void prefetch_l2(const void *p, uint32_t bytes) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    if (((uintptr_t)p & 15) == 0 && (bytes & 15) == 0 && bytes)
-        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");
-#endif
-}
-
 // Whether launch_pdl asks for programmatic dependent launch: a device of compute capability >= 9, unless
 // LMB_PDL=0 (to compare both in one process).  Read once per process.
 bool pdl_enabled();
 
 // Launches kernel k like k<<<grid, block, smem, s>>>(args...), with programmatic stream serialization allowed when
 // pdl_enabled(): k must call pdl_wait() before touching what the previous kernel reads or writes.  Used by the
-// W4A16 gemv (w4a16.cu), which prefetches its weights before it waits.  Tried on the decode chain's small kernels
+// W4A16 gemv (w4a16.cu).  Tried on the decode chain's small kernels
 // too (RMSnorm, RoPE + KV write, attention and merge, SiLU, each waiting first): no faster at bs1 on the H100
 // (W4A16 368.5 against 370.5 tok/s, fp16 189.7 against 189.8), so they launch plainly and only trigger.
 template <typename... KArgs, typename... Args>

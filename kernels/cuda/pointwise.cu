@@ -51,7 +51,7 @@ template <typename T>
 __global__ void add_rmsnorm_kernel(float *resid, const T *delta, const T *w, T *out, const int32_t *rows, int H,
                                    float eps) {
     __shared__ float sh[32];
-    pdl_trigger(); // a W4A16 gemv after it may start and prefetch its weights (w4a16.cu)
+    pdl_trigger(); // a W4A16 gemv after it (PDL, w4a16.cu) may start launching
     int r = blockIdx.x;
     size_t row = rows ? (size_t)rows[r] : (size_t)r;
     float *x = resid + row * H;
@@ -89,7 +89,7 @@ template <typename T, int V>
 __global__ void add_rmsnorm_vec_kernel(float *resid, const T *delta, const T *w, T *out, const int32_t *rows, int H,
                                        float eps) {
     __shared__ float sh[32];
-    pdl_trigger(); // a W4A16 gemv after it may start and prefetch its weights (w4a16.cu)
+    pdl_trigger(); // a W4A16 gemv after it (PDL, w4a16.cu) may start launching
     int r = blockIdx.x, n4 = H / 4;
     size_t row = rows ? (size_t)rows[r] : (size_t)r;
     float4 *x4 = (float4 *)(resid + row * H), v[V];
@@ -197,7 +197,7 @@ extern "C" int lmb_cuda_rope_kv_write(void *qkv, void *k_cache, void *v_cache, c
 }
 
 template <typename T> __global__ void silu_mul_kernel(T *out, const T *gu, int F, size_t n) {
-    pdl_trigger(); // the down projection's W4A16 gemv may start and prefetch its weights
+    pdl_trigger(); // the down projection's W4A16 gemv (PDL) may start launching
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
         size_t t = i / F, j = i % F;
         float g = to_f(gu[t * 2 * F + j]), u = to_f(gu[t * 2 * F + F + j]);

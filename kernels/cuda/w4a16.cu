@@ -31,9 +31,11 @@
 // split/ticket gemv and its workspace are gone.  H100: bs1 210 -> 355 tok/s (1.95x fp16).  Tried: x read
 // straight from global memory (L1) for M <= 2, no staging and no barrier: 328 tok/s, so x stays in shared
 // memory.  v6 — mma: 64x64 tiles (each dequantized weight serves 64 rows of x, not 32), k-tiles of 64, the next
-// tile's loads in flight during the MMAs (v5: 32x128, k-tiles of 32, nothing in flight).  v7 (this) — dequant: a warp
+// tile's loads in flight during the MMAs (v5: 32x128, k-tiles of 32, nothing in flight).  v7 — dequant: a warp
 // per row, no 64-bit division per word; the caller dequantizes whole linears (24 MB runs of rows before).  gemv:
 // K split over two warps for linears up to 8192 outputs at M <= 2 (bs1 358 -> 368 tok/s).
+// v8 (this) — gemv launched with programmatic dependent launch (common.cuh): its CTAs start while the kernel
+// before finishes (bs1 388.6 -> 397.1 tok/s).
 // Tried for v7 and dropped: the mma kernel with 128x64 and 128x128 tiles (8 warps of 64x32) and two shared
 // stages (no faster at M 192-2048, ~200 TFLOP/s whatever the tile, and slower at M <= 128); dequantizing K
 // slices into two L2-sized buffers on a side stream while cuBLAS multiplied the slice before (2-3x slower than
@@ -221,13 +223,9 @@ __global__ void __launch_bounds__(32 * GEMV_WARPS, gemv_min_ctas(M))
     const int n0 = (blockIdx.x * GROUPS + grp) * GEMV_R;
     const bool active = n0 < N; // N % 8 == 0: a warp's rows are all in range or all past it
     const int KW = K / 8, U = KW / VEC, ng = K / G, ZW = (ng + 7) / 8;
-    if (threadIdx.x == 0) { // this CTA's rows are contiguous in all three arrays: bring them into L2 while the
-                            // kernel before finishes (launched with PDL), then wait for it before reading x
-        const int r0 = blockIdx.x * GROUPS * GEMV_R, nr = min(GROUPS * GEMV_R, N - r0);
-        prefetch_l2(qw + (size_t)r0 * KW, (uint32_t)nr * KW * 4);
-        prefetch_l2(sc + (size_t)r0 * ng, (uint32_t)nr * ng * 2);
-        prefetch_l2(qz + (size_t)r0 * ZW, (uint32_t)nr * ZW * 4);
-    }
+    // launched with PDL: the CTAs may be resident while the kernel before still runs; wait for it before x is read
+    // or y written.  (Tried: a bulk L2 prefetch of the CTA's weight rows before the wait.  It made bs1 slower on the
+    // H100: 369.0 against 397.1 tok/s in one call.)
     pdl_wait();
     float tot[GEMV_R][M];
 #pragma unroll
@@ -272,8 +270,8 @@ int launch_gemv_ks(half *y, const half *x, const uint32_t *qw, const uint32_t *q
                    int G, cudaStream_t s) {
     const int rows = GEMV_ROWS / KS;
     dim3 grid((N + rows - 1) / rows), block(32 * GEMV_WARPS);
-    // with PDL: the CTAs may start during the kernel before (an RMSnorm, the SiLU, attention's merge) and
-    // prefetch their weights, which do not depend on it
+    // with PDL: the CTAs start while the kernel before (an RMSnorm, the SiLU, attention's merge) finishes, which
+    // hides the launch (H100 bs1: 388.6 -> 397.1 tok/s)
     cudaError_t e;
     if (K % 32 == 0 && G % 32 == 0 && (uintptr_t)qw % 16 == 0) // a 16-byte unit lies in one group
         e = launch_pdl(gemv_kernel<M, 4, KS>, grid, block, 0, s, y, x, qw, qz, sc, N, K, G);

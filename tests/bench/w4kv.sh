@@ -46,8 +46,8 @@ bs1)
     one "fp16 bs1 128->256" $B --num-prompts 3 --input-len 128 --output-len 256 --max-seqs 1
     ;;
 pdl)
-    # the W4A16 gemv without programmatic dependent launch (LMB_PDL=0: no weight prefetch during the kernel
-    # before), and the embedding table on the GPU instead of host memory
+    # the W4A16 gemv without programmatic dependent launch (LMB_PDL=0), and the embedding table on the GPU
+    # instead of host memory
     one "W4A16 bs1 128->256, LMB_PDL=0" env LMB_PDL=0 $B --dtype awq --num-prompts 3 --input-len 128 --output-len 256 --max-seqs 1
     one "W4A16 bs1 128->256, --embedding gpu" $B --dtype awq --embedding gpu --num-prompts 3 --input-len 128 --output-len 256 --max-seqs 1
     ;;
