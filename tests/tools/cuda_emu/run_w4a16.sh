@@ -7,7 +7,7 @@ T=$(mktemp -d /tmp/lmb-emu-XXXXXX)
 trap 'rm -rf "$T"' EXIT
 mkdir -p "$T/kernels/cuda"
 cp kernels/kernels_cuda.h kernels/kernels.h kernels/kv_quant.h "$T/kernels/"
-# kernel launches become emu::launcher calls; launch results are always 0; WMMA comes from the shim
+# kernel launches (<<<>>> and launch_pdl) become emu::launcher calls; launch results are always 0; WMMA comes from the shim
 python3 - "$T" <<'PY'
 import re, sys
 t = sys.argv[1]
@@ -15,6 +15,10 @@ for name, out in (("kernels/cuda/common.cuh", "kernels/cuda/common.cuh"), ("kern
     s = open(name).read()
     s = s.replace("#include <mma.h>", "")
     s = s.replace("((int)cudaGetLastError())", "0")
+    # launch_pdl (cudaLaunchKernelEx with the PDL attribute) becomes a plain emulated launch
+    s = re.sub(r"(cudaError_t launch_pdl\(.*?Args\.\.\. args\) \{).*?\n\}\n",
+               "\\1\n    emu::launcher{grid, block}(k)(static_cast<KArgs>(args)...);\n    return cudaSuccess;\n}\n", s, flags=re.S)
+    s = s.replace("bool pdl_enabled();", "inline bool pdl_enabled() { return false; }")
     def launch(m):  # kernel<<<grid, block, ...>>>( -> emu::launcher{dim3(grid), dim3(block)}(kernel)(
         args, depth, cur = [], 0, ""
         for ch in m.group(2):
