@@ -41,6 +41,7 @@
 // slices into two L2-sized buffers on a side stream while cuBLAS multiplied the slice before (2-3x slower than
 // one whole dequant and one cuBLAS call: short-K GEMMs and per-slice hand-offs).  Figures in docs/PERF.md.
 #include <mma.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common.cuh"
@@ -342,7 +343,7 @@ template <int BK> __device__ __forceinline__ void mma_load(MmaLoads<BK> &L, cons
 // weights dequantized to fp16 B[n][k] (read as col_major fragments).  WMMA 16x16x16, fp16 in, fp32 accumulate.
 template <int BK>
 __global__ void __launch_bounds__(MMA_THREADS)
-    mma_kernel(half *__restrict__ y, const half *__restrict__ x, const uint32_t *__restrict__ qw,
+    wmma_kernel(half *__restrict__ y, const half *__restrict__ x, const uint32_t *__restrict__ qw,
                const uint32_t *__restrict__ qz, const half *__restrict__ sc, int M, int N, int K, int G) {
     using namespace nvcuda;
     constexpr int LD = BK + 8, WPT = MmaLoads<BK>::WPT, PER_ROW = BK / 8 / WPT, LDC = BN + 4;
@@ -399,6 +400,159 @@ __global__ void __launch_bounds__(MMA_THREADS)
         const int r = i / (BN / 2), cc = i % (BN / 2) * 2, m = m0 + r, nn = n0 + cc;
         if (m < M && nn < N) *reinterpret_cast<half2 *>(y + (size_t)m * N + nn) = __floats2half2_rn(Cs[r][cc], Cs[r][cc + 1]);
     }
+}
+
+// ---- mma.sync (v9) --------------------------------------------------------------------------------------
+
+// A CTA (4 warps, 2 x 2) computes a 64 x 64 tile of y; a warp 32 rows x 32 outputs: 2 m16 x 4 n8 tiles, 8
+// mma.sync m16n8k16 per 16 inputs.  x goes through shared memory (a double-buffered 64 x BK tile, rows padded to
+// BK + 8 halves so ldmatrix's eight 16-byte rows fall in distinct banks) and reaches the MMAs by ldmatrix.  The
+// weights never touch shared memory: in the W4 rows layout a row's K inputs are contiguous, which is what the B
+// fragment wants, so lane (g, c) loads the words of its 4 output rows g, g + 8, g + 16, g + 24 (16-byte loads; the
+// four lanes of a quad load the same words, one request) and makes its B registers from them: pair c of word
+// 2s gives inputs 16s + 2c, +1, pair c of word 2s + 1 gives 16s + 8 + 2c, +1 -- dequant_pair, the CPU's
+// fp16((q - z) * s) bit for bit.  The next k-tile's x and words are loaded into registers while the current one
+// is multiplied; one barrier per k-tile.
+constexpr int QM = 64, QN = 64, Q_THREADS = 128;
+
+template <int BK> struct QLoads {
+    static constexpr int XV = QM * BK / 8 / Q_THREADS; // 16-byte x loads per thread (BK 64: 4)
+    static constexpr int WV = BK / 32;                 // 16-byte word loads per row (BK 64: 2)
+    uint4 x[XV];
+    uint4 w[4][WV]; // rows g + 8j
+    uint32_t z[4];
+    half s[4];
+};
+
+// x tile k0 of rows m0.. straight into shared memory (cp.async; rows past M zero-filled).
+template <int BK>
+__device__ __forceinline__ void q_copy_x(half (*As)[BK + 8], const half *__restrict__ x, int M, int K, int m0, int k0,
+                                         int tid) {
+#pragma unroll
+    for (int j = 0; j < QM * BK / 8 / Q_THREADS; j++) {
+        const int i = tid + Q_THREADS * j, r = i / (BK / 8), c = i % (BK / 8) * 8, m = m0 + r;
+        cp_async16(&As[r][c], x + (size_t)(m < M ? m : 0) * K + k0 + c, m < M);
+    }
+    cp_async_commit();
+}
+
+template <int BK, bool CP>
+__device__ __forceinline__ void q_load(QLoads<BK> &L, const half *__restrict__ x, const uint32_t *__restrict__ qw,
+                                       const uint32_t *__restrict__ qz, const half *__restrict__ sc, int M, int N,
+                                       int K, int G, int m0, int nw, int k0, int tid, int g) {
+    if constexpr (!CP) {
+#pragma unroll
+        for (int j = 0; j < QLoads<BK>::XV; j++) {
+            const int i = tid + Q_THREADS * j, r = i / (BK / 8), c = i % (BK / 8) * 8, m = m0 + r;
+            L.x[j] = m < M ? __ldg(reinterpret_cast<const uint4 *>(x + (size_t)m * K + k0 + c)) : make_uint4(0, 0, 0, 0);
+        }
+    }
+    const int KW = K / 8, ng = K / G, gi = k0 / G; // G % BK == 0: the tile lies in one group
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        const int n = nw + 8 * j + g;
+        if (n < N) {
+            const uint4 *src = reinterpret_cast<const uint4 *>(qw + (size_t)n * KW + k0 / 8);
+#pragma unroll
+            for (int v = 0; v < QLoads<BK>::WV; v++) L.w[j][v] = __ldg(src + v);
+            L.z[j] = zero_of(qz, (size_t)n, (ng + 7) / 8, gi);
+            L.s[j] = __ldg(sc + (size_t)n * ng + gi);
+        } else { // rows past N: zero weights
+#pragma unroll
+            for (int v = 0; v < QLoads<BK>::WV; v++) L.w[j][v] = make_uint4(0, 0, 0, 0);
+            L.z[j] = 0, L.s[j] = __float2half(0.f);
+        }
+    }
+}
+
+__device__ __forceinline__ uint32_t word_of(const uint4 &u, int i) { return i == 0 ? u.x : i == 1 ? u.y : i == 2 ? u.z : u.w; }
+
+__device__ __forceinline__ uint32_t as_u32(half2 h) {
+    uint32_t u;
+    memcpy(&u, &h, 4);
+    return u;
+}
+
+// CP: x through cp.async instead of registers (fewer registers; two barriers per k-tile).
+template <int BK, bool CP>
+__global__ void __launch_bounds__(Q_THREADS)
+    mma_kernel(half *__restrict__ y, const half *__restrict__ x, const uint32_t *__restrict__ qw,
+               const uint32_t *__restrict__ qz, const half *__restrict__ sc, int M, int N, int K, int G) {
+    constexpr int LD = BK + 8;
+    __shared__ __align__(128) half As[2][QM][LD];
+    const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32, wm = warp / 2, wn = warp % 2;
+    const int g = lane / 4, c = lane % 4;
+    const int m0 = blockIdx.y * QM, n0 = blockIdx.x * QN, nw = n0 + wn * 32;
+    float acc[2][4][4];
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) acc[i][j][e] = 0.f;
+    QLoads<BK> cur, nxt;
+    if constexpr (CP) q_copy_x<BK>(As[0], x, M, K, m0, 0, tid);
+    q_load<BK, CP>(cur, x, qw, qz, sc, M, N, K, G, m0, nw, 0, tid, g);
+    if constexpr (!CP) {
+#pragma unroll
+        for (int j = 0; j < QLoads<BK>::XV; j++) {
+            const int i = tid + Q_THREADS * j;
+            *reinterpret_cast<uint4 *>(&As[0][i / (BK / 8)][i % (BK / 8) * 8]) = cur.x[j];
+        }
+        __syncthreads();
+    }
+    const int T = K / BK;
+    for (int t = 0; t < T; t++) {
+        const int b = t & 1;
+        if (t + 1 < T) {
+            if constexpr (CP) q_copy_x<BK>(As[b ^ 1], x, M, K, m0, (t + 1) * BK, tid);
+            q_load<BK, CP>(nxt, x, qw, qz, sc, M, N, K, G, m0, nw, (t + 1) * BK, tid, g);
+        }
+        if constexpr (CP) {
+            if (t + 1 < T) cp_async_wait<1>();
+            else cp_async_wait<0>();
+            __syncthreads();
+        }
+        half2 zp[4], s2[4];
+#pragma unroll
+        for (int j = 0; j < 4; j++) zp[j] = zero_pair(cur.z[j]), s2[j] = __half2half2(cur.s[j]);
+#pragma unroll
+        for (int ks = 0; ks < BK / 16; ks++) {
+            uint32_t a[2][4];
+#pragma unroll
+            for (int i = 0; i < 2; i++) ldmatrix_x4(a[i], &As[b][wm * 32 + i * 16 + lane % 16][ks * 16 + lane / 16 * 8]);
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const uint32_t w0 = word_of(cur.w[j][ks / 2], (ks % 2) * 2), w1 = word_of(cur.w[j][ks / 2], (ks % 2) * 2 + 1);
+                const uint32_t b0 = as_u32(dequant_pair(w0, c, zp[j], s2[j])), b1 = as_u32(dequant_pair(w1, c, zp[j], s2[j]));
+#pragma unroll
+                for (int i = 0; i < 2; i++) mma_16816(acc[i][j], a[i], b0, b1);
+            }
+        }
+        if (t + 1 < T) {
+            if constexpr (!CP) {
+#pragma unroll
+                for (int j = 0; j < QLoads<BK>::XV; j++) {
+                    const int i = tid + Q_THREADS * j;
+                    *reinterpret_cast<uint4 *>(&As[b ^ 1][i / (BK / 8)][i % (BK / 8) * 8]) = nxt.x[j];
+                }
+            }
+            cur = nxt;
+        }
+        __syncthreads();
+    }
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const int n = nw + 8 * j + 2 * c;
+            if (n >= N) continue; // N % 8 == 0: a pair is all in or all out
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const int m = m0 + wm * 32 + i * 16 + g + 8 * h;
+                if (m < M) *reinterpret_cast<half2 *>(y + (size_t)m * N + n) = __floats2half2_rn(acc[i][j][2 * h], acc[i][j][2 * h + 1]);
+            }
+        }
 }
 
 // ---- dequant (for cuBLAS) -----------------------------------------------------------------------------
@@ -461,13 +615,21 @@ extern "C" int lmb_cuda_w4a16_mma(void *y, const void *x, const uint32_t *qweigh
     if (M <= 0) return 0;
     if (N % 8 || K % 32 || group <= 0 || group % 32 || K % group || (uintptr_t)x % 16 || (uintptr_t)qweight % 16)
         return (int)cudaErrorInvalidValue;
-    dim3 grid((N + BN - 1) / BN, (M + BM - 1) / BM);
-    if (group % 64 == 0) // k-tiles of 64 (a tile lies in one group)
-        mma_kernel<64><<<grid, MMA_THREADS, 0, s>>>((half *)y, (const half *)x, qweight, zeros, (const half *)scales, M,
-                                                    N, K, group);
-    else
-        mma_kernel<32><<<grid, MMA_THREADS, 0, s>>>((half *)y, (const half *)x, qweight, zeros, (const half *)scales, M,
-                                                    N, K, group);
+    const char *kv = getenv("LMB_W4A16_MMA"); // wmma (v6, the default) or sync (v9: mma.sync, not yet run on a GPU)
+    if (!kv || strcmp(kv, "sync")) {
+        dim3 grid((N + BN - 1) / BN, (M + BM - 1) / BM);
+        if (group % 64 == 0) // k-tiles of 64 (a tile lies in one group)
+            wmma_kernel<64><<<grid, MMA_THREADS, 0, s>>>((half *)y, (const half *)x, qweight, zeros, (const half *)scales,
+                                                         M, N, K, group);
+        else
+            wmma_kernel<32><<<grid, MMA_THREADS, 0, s>>>((half *)y, (const half *)x, qweight, zeros, (const half *)scales,
+                                                         M, N, K, group);
+        return LMB_LAUNCH_RESULT();
+    }
+    dim3 grid((N + QN - 1) / QN, (M + QM - 1) / QM);
+    const bool bk64 = group % 64 == 0 && !getenv("LMB_W4A16_BK32"), cp = getenv("LMB_W4A16_CPASYNC") != NULL;
+    auto k = bk64 ? (cp ? mma_kernel<64, true> : mma_kernel<64, false>) : (cp ? mma_kernel<32, true> : mma_kernel<32, false>);
+    k<<<grid, Q_THREADS, 0, s>>>((half *)y, (const half *)x, qweight, zeros, (const half *)scales, M, N, K, group);
     return LMB_LAUNCH_RESULT();
 }
 

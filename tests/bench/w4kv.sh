@@ -3,7 +3,7 @@
 # timings and W4A16 speed (Llama-2-7B shape: bs1, bs128 with both large-M paths, offline), int8-KV offline, and
 # AWQ perplexity against the calibration size (CALIB_SAMPLES x 512 tokens, default 32; quantized on CPU cores
 # 4-15 in the background while the GPU runs, then evaluated).  Carry .devicekit and the pack (devpack.sh).
-# BENCH (default "bs1 bs128 offline"; also pdl, embed, kvspeed, mma256, large, profile1, ncu, ncu1, gpuquant), AWQ_GROUPS (default "128 64",
+# BENCH (default "bs1 bs128 offline"; also pdl, embed, sync, mma2, kvspeed, mma256, large, profile1, ncu, ncu1, gpuquant), AWQ_GROUPS (default "128 64",
 # empty: none; QUANT_FLAGS: more `quantize awq` flags), TESTS (names between test_ and _cuda; default all) and
 # TIMING=0 (no kernel timing table) pick the parts.
 set -u
@@ -50,6 +50,24 @@ pdl)
     # instead of host memory
     one "W4A16 bs1 128->256, LMB_PDL=0" env LMB_PDL=0 $B --dtype awq --num-prompts 3 --input-len 128 --output-len 256 --max-seqs 1
     one "W4A16 bs1 128->256, --embedding gpu" $B --dtype awq --embedding gpu --num-prompts 3 --input-len 128 --output-len 256 --max-seqs 1
+    ;;
+sync)
+    # bs128 with v6's WMMA kernel (default) against the mma.sync one (LMB_W4A16_MMA=sync), also up to M 256
+    one "W4A16 bs128 128->128, wmma" $B --dtype awq --num-prompts 128 --input-len 128 --output-len 128 --max-seqs 128
+    one "W4A16 bs128 128->128, mma.sync" env LMB_W4A16_MMA=sync $B --dtype awq --num-prompts 128 --input-len 128 \
+        --output-len 128 --max-seqs 128
+    one "W4A16 bs128 128->128, mma.sync to M 256" env LMB_W4A16_MMA=sync LMB_W4A16_MMA_MAX_M=256 $B --dtype awq \
+        --num-prompts 128 --input-len 128 --output-len 128 --max-seqs 128
+    ;;
+mma2)
+    # the mma.sync kernel (v9) end to end: bs128 (its M = 128 steps), offline with the tensor-core bound at 128
+    # (default), 256 and 1024 (MMA_BOUNDS; above the bound: dequantize + cuBLAS), and fp16
+    one "W4A16 bs128 128->128" $B --dtype awq --num-prompts 128 --input-len 128 --output-len 128 --max-seqs 128
+    O1="--num-prompts 1000 --input-len 512 --output-len 256 --max-batch-tokens 8192"
+    for mm in ${MMA_BOUNDS:-128 256 1024}; do
+        one "W4A16 offline 1000x(512->256), mma.sync to M $mm" env LMB_W4A16_MMA=sync LMB_W4A16_MMA_MAX_M=$mm $B --dtype awq $O1
+    done
+    [ "${MMA_FP16:-1}" = 0 ] || one "fp16 offline 1000x(512->256)" $B $O1
     ;;
 embed)
     # offline with the embedding table in host memory (the AWQ default) and on the GPU, and fp16, in one call

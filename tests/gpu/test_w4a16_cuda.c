@@ -74,7 +74,9 @@ static void check_case(path pth, int M, int N, int K, int G) {
     lmb_cpu_w4a16_matmul(ref, x, p.qw, p.qz, p.sc, M, N, K, G);
     float *y = run_path(pth, &p, d_x, M);
     double r = gpu_rel(y, ref, (size_t)M * N);
-    cr_assert_lt(r, 5e-3, "%s M=%d N=%d K=%d G=%d: relative error %g", pth == PATH_GEMV ? "gemv" : "mma", M, N, K, G, r);
+    cr_assert_lt(r, 5e-3, "%s%s%s%s M=%d N=%d K=%d G=%d: relative error %g", pth == PATH_GEMV ? "gemv" : "mma",
+                 getenv("LMB_W4A16_MMA") ? " sync" : "", getenv("LMB_W4A16_BK32") ? " bk32" : "",
+                 getenv("LMB_W4A16_CPASYNC") ? " cp.async" : "", M, N, K, G, r);
     if (pth == PATH_GEMV) { /* fixed summation order: a second launch gives the same bits */
         float *y2 = run_path(pth, &p, d_x, M);
         cr_assert_eq(memcmp(y, y2, sizeof(float) * M * N), 0, "gemv M=%d N=%d K=%d is not repeatable", M, N, K);
@@ -99,11 +101,20 @@ Test(w4a16_cuda, gemv_matches_cpu_reference) {
         }
 }
 
+/* The WMMA kernel (v6) and the mma.sync one (v9: k-tiles of 64 or 32, x through registers or cp.async). */
 Test(w4a16_cuda, mma_matches_cpu_reference) {
     gpu_require();
-    int Ms[] = {1, 5, 8, 64, 300};
-    for (size_t s = 0; s < N_SHAPES; s++)
-        for (size_t m = 0; m < sizeof Ms / sizeof Ms[0]; m++) check_case(PATH_MMA, Ms[m], shapes[s][0], shapes[s][1], shapes[s][2]);
+    int Ms[] = {1, 5, 8, 64, 70, 300};
+    const char *variants[][3] = {{NULL, NULL, NULL}, {"sync", NULL, NULL}, {"sync", "1", NULL}, {"sync", NULL, "1"}};
+    for (size_t v = 0; v < 4; v++) {
+        if (variants[v][0]) setenv("LMB_W4A16_MMA", variants[v][0], 1);
+        if (variants[v][1]) setenv("LMB_W4A16_BK32", "1", 1);
+        if (variants[v][2]) setenv("LMB_W4A16_CPASYNC", "1", 1);
+        for (size_t s = 0; s < N_SHAPES; s++)
+            for (size_t m = 0; m < sizeof Ms / sizeof Ms[0]; m++)
+                check_case(PATH_MMA, Ms[m], shapes[s][0], shapes[s][1], shapes[s][2]);
+        unsetenv("LMB_W4A16_MMA"), unsetenv("LMB_W4A16_BK32"), unsetenv("LMB_W4A16_CPASYNC");
+    }
 }
 
 /* Rows [n0, n0 + nc) as fp16 [nc, K]: the AWQ dequantization rounded to fp16, bit for bit. */
@@ -310,7 +321,8 @@ Test(w4a16_cuda, timing) {
     cudaEvent_t e0, e1;
     cudaEventCreate(&e0), cudaEventCreate(&e1);
     int Ms[] = {1, 4, 8, 16, 32, 64, 128, 192, 256, 384, 512, 2048}, reps = 50;
-    fprintf(stderr, "%-12s %5s %8s %8s %8s %8s %8s %8s %10s %10s\n", "N x K", "M", "gemv", "mma", "dq+blas",
+    fprintf(stderr, "%-12s %5s %8s %8s %8s %8s %8s %8s %8s %8s %8s %10s %10s\n", "N x K", "M", "gemv", "wmma", "sync",
+            "sync32", "sync cp", "dq+blas",
             "dq 24MB", "dq only", "fp16", "gemv GB/s", "dq GB/s");
     for (size_t s = 0; s < 4; s++) {
         int N = shapes[s][0], K = shapes[s][1], G = shapes[s][2];
@@ -334,6 +346,15 @@ Test(w4a16_cuda, timing) {
             double t_gemv = -1;
             if (M <= 8) t_gemv = TIME_US(reps, lmb_cuda_w4a16_gemv(d_y, d_x, p.d_qw, p.d_z, p.d_sc, M, N, K, G, 0));
             double t_mma = TIME_US(reps, lmb_cuda_w4a16_mma(d_y, d_x, p.d_qw, p.d_z, p.d_sc, M, N, K, G, 0));
+            setenv("LMB_W4A16_MMA", "sync", 1);
+            double t_sync = TIME_US(reps, lmb_cuda_w4a16_mma(d_y, d_x, p.d_qw, p.d_z, p.d_sc, M, N, K, G, 0));
+            setenv("LMB_W4A16_BK32", "1", 1);
+            double t_mma32 = TIME_US(reps, lmb_cuda_w4a16_mma(d_y, d_x, p.d_qw, p.d_z, p.d_sc, M, N, K, G, 0));
+            unsetenv("LMB_W4A16_BK32");
+            setenv("LMB_W4A16_CPASYNC", "1", 1);
+            double t_cp = TIME_US(reps, lmb_cuda_w4a16_mma(d_y, d_x, p.d_qw, p.d_z, p.d_sc, M, N, K, G, 0));
+            unsetenv("LMB_W4A16_CPASYNC");
+            unsetenv("LMB_W4A16_MMA");
             double t_whole = TIME_US(reps, lmb_cuda_awq_dq_gemm(h, 0, d_scratch, N, &lin, d_x, d_y, M, &err));
             double t_l2 = TIME_US(reps, lmb_cuda_awq_dq_gemm(h, 0, d_scratch, l2, &lin, d_x, d_y, M, &err));
             double t_fp16 = TIME_US(reps, cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, d_w16, CUDA_R_16F, K,
@@ -342,8 +363,8 @@ Test(w4a16_cuda, timing) {
             char shape[32];
             snprintf(shape, sizeof shape, "%dx%d", N, K);
             double bytes = (double)K * N / 2 + (double)K / G * N * 2.5;
-            fprintf(stderr, "%-12s %5d %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f %10.0f %10.0f\n", shape, M, t_gemv, t_mma,
-                    t_whole, t_l2, t_dq_only, t_fp16, t_gemv > 0 ? bytes / t_gemv / 1e3 : 0.0,
+            fprintf(stderr, "%-12s %5d %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f %10.0f %10.0f\n", shape, M,
+                    t_gemv, t_mma, t_sync, t_mma32, t_cp, t_whole, t_l2, t_dq_only, t_fp16, t_gemv > 0 ? bytes / t_gemv / 1e3 : 0.0,
                     dq_bytes / t_dq_only / 1e3);
         }
         cudaFree(d_x), cudaFree(d_y), cudaFree(d_w16), cudaFree(d_scratch);

@@ -1,6 +1,6 @@
 // emu_w4a16.cpp — runs kernels/cuda/w4a16.cu's launchers under cuda_emu.h on small shapes and compares
 // with the CPU reference (kernels/cpu/w4a16.c): random AutoAWQ-layout weights, repacked into W4 rows with
-// lmb_w4_rows_from_awq as the backend does, through gemv (M = 1..8), mma (M = 1, 5, 9, 45) and dequant (bit
+// lmb_w4_rows_from_awq as the backend does, through gemv (M = 1..8), the tensor-core kernels (WMMA and mma.sync with its variants; M = 1, 5, 9, 45, 70) and dequant (bit
 // for bit).  The shapes cover the 16-byte units (K and group multiples of 32) and single words (a group of 24
 // or 8), ragged lane pairs, several x slices (K = 2304 at M >= 5), zero words with padding, N not a multiple
 // of 32, N past 8192 (the gemv without the K split).  Built and run by run_w4a16.sh.
@@ -82,7 +82,8 @@ static void check_mma(const Case &c, int M) {
     Inputs in = inputs(c, M);
     if (lmb_cuda_w4a16_mma(in.y, in.xh, c.rw, c.rz, c.rs, M, c.N, c.K, c.G, 0)) failures++, printf("mma refused FAIL\n");
     char what[96];
-    snprintf(what, sizeof what, "mma N=%d K=%d G=%d M=%d", c.N, c.K, c.G, M);
+    snprintf(what, sizeof what, "mma%s%s%s N=%d K=%d G=%d M=%d", getenv("LMB_W4A16_MMA") ? " sync" : "",
+             getenv("LMB_W4A16_BK32") ? " bk32" : "", getenv("LMB_W4A16_CPASYNC") ? " cp" : "", c.N, c.K, c.G, M);
     compare(what, in.y, in.ref, (size_t)M * c.N, 3e-3);
     free_inputs(in);
 }
@@ -102,8 +103,18 @@ int main() {
             compare(what, in.y, in.ref, (size_t)M * c.N, 2e-3);
             free_inputs(in);
         }
-        if (c.G % 32 == 0) { // the tensor-core kernel takes groups of 32k; M = 45: a second, ragged tile row
-            for (int M : {1, 5, 9, 45}) check_mma(c, M);
+        if (c.G % 32 == 0) { // the tensor-core kernels take groups of 32k; M = 45, 70: ragged tile rows
+            // v6's WMMA kernel (the default), then v9's mma.sync one: k-tiles of 64 (or 32 where the group is
+            // 32), k-tiles of 32, x through cp.async
+            const char *variants[][3] = {{nullptr, nullptr, nullptr}, {"sync", nullptr, nullptr},
+                                         {"sync", "1", nullptr}, {"sync", nullptr, "1"}};
+            for (auto &v : variants) {
+                if (v[0]) setenv("LMB_W4A16_MMA", v[0], 1);
+                if (v[1]) setenv("LMB_W4A16_BK32", v[1], 1);
+                if (v[2]) setenv("LMB_W4A16_CPASYNC", v[2], 1);
+                for (int M : {1, 5, 9, 45, 70}) check_mma(c, M);
+                unsetenv("LMB_W4A16_MMA"), unsetenv("LMB_W4A16_BK32"), unsetenv("LMB_W4A16_CPASYNC");
+            }
         } else if (lmb_cuda_w4a16_mma(nullptr, c.rw, c.rw, c.rz, c.rs, 1, c.N, c.K, c.G, 0) == 0) {
             failures++, printf("mma with group %d not refused FAIL\n", c.G);
         }
