@@ -11,7 +11,7 @@
 //            warp's 16-byte reads are conflict-free.  Math per unit and row: 16 half2 weight pairs made with two
 //            integer ops and one HFMA2 each ((1024 + q)/16 - (1024 + z)/16 = (q - z)/16, exact), 16 HFMA2 of x into an
 //            fp16 pair, then into fp32 as s * 16 * (lo + hi).
-//   mma      8 < M <= the caller's bound.  A CTA (4 warps) computes a 64x64 tile of y over k-tiles of 64 inputs
+//   mma      8 < M <= the caller's bound (v6's WMMA kernel below; LMB_W4A16_MMA=sync: the mma.sync one, v9).  A CTA (4 warps) computes a 64x64 tile of y over k-tiles of 64 inputs
 //            (32 when the group is not a multiple of 64): the next tile's x and weight words are loaded into
 //            registers while the current one is multiplied; then x is stored to shared memory as is and each
 //            thread dequantizes 4 words of one output row to fp16 B[n][k], read as col_major fragments; 4 warps
@@ -35,7 +35,9 @@
 // per row, no 64-bit division per word; the caller dequantizes whole linears (24 MB runs of rows before).  gemv:
 // K split over two warps for linears up to 8192 outputs at M <= 2 (bs1 358 -> 368 tok/s).
 // v8 (this) — gemv launched with programmatic dependent launch (common.cuh): its CTAs start while the kernel
-// before finishes (bs1 388.6 -> 397.1 tok/s).
+// before finishes (bs1 388.6 -> 397.1 tok/s).  The mma path has a second kernel, mma.sync with B made in
+// registers straight from the W4 rows (LMB_W4A16_MMA=sync; checked on the CPU emulator only, so WMMA stays the
+// default until it has been measured on the GPU).
 // Tried for v7 and dropped: the mma kernel with 128x64 and 128x128 tiles (8 warps of 64x32) and two shared
 // stages (no faster at M 192-2048, ~200 TFLOP/s whatever the tile, and slower at M <= 128); dequantizing K
 // slices into two L2-sized buffers on a side stream while cuBLAS multiplied the slice before (2-3x slower than
@@ -412,7 +414,7 @@ __global__ void __launch_bounds__(MMA_THREADS)
 // four lanes of a quad load the same words, one request) and makes its B registers from them: pair c of word
 // 2s gives inputs 16s + 2c, +1, pair c of word 2s + 1 gives 16s + 8 + 2c, +1 -- dequant_pair, the CPU's
 // fp16((q - z) * s) bit for bit.  The next k-tile's x and words are loaded into registers while the current one
-// is multiplied; one barrier per k-tile.
+// is multiplied; one barrier per k-tile (CP: x copied by cp.async instead, two barriers).
 constexpr int QM = 64, QN = 64, Q_THREADS = 128;
 
 template <int BK> struct QLoads {
