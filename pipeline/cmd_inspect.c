@@ -145,8 +145,11 @@ typedef struct mem_opts {
     bool w4a16;
 } mem_opts;
 
-/* AWQ int4, group 128: packed codes K*N/2, fp16 scales and packed int4 zeros per group of 128 inputs. */
-static uint64_t awq_bytes(uint64_t in, uint64_t out) { return in * out / 2 + (in / 128) * out * 2 + (in / 128) * out / 2; }
+/* AWQ int4, group 128, as the CUDA backend holds it (W4 rows, kernels.h): packed codes K*N/2, fp16 scales per
+ * group of 128 inputs, and each output row's int4 zero points packed in whole 32-bit words. */
+static uint64_t awq_bytes(uint64_t in, uint64_t out) {
+    return in * out / 2 + (in / 128) * out * 2 + (in / 128 + 7) / 8 * 4 * out;
+}
 
 /* The weights as the CUDA backend holds them on the GPU: every dense parameter in 16 bits (fp32 checkpoints
  * too); an AWQ folder as stored; --w4a16: the layers' linears as AWQ int4 would store them.  Quantized models
