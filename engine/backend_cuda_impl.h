@@ -43,7 +43,7 @@ typedef struct cuda_backend {
     void *blas_ws;
     /* weights */
     void *embed, *final_norm, *head;
-    void *embed_host;         /* the embedding table in pinned, mapped host memory (embed is its device alias), or NULL */
+    void *embed_host; /* the embedding table in pinned, mapped host memory (embed is its device alias), or NULL */
     cuda_layer *layers;
     float *inv_freq;
     size_t weight_bytes;      /* on the GPU */

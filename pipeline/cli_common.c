@@ -66,7 +66,8 @@ int lmb_cli_engine_config(const lmb_cli_engine *e, lmb_engine_config *c, lmb_err
     int place = -1;
     for (int i = 0; i < 3; i++)
         if (e->embedding && !strcmp(e->embedding, places[i])) place = i;
-    if (place < 0) return lmb_fail(err, "--embedding must be auto, gpu or host, got \"%s\"", e->embedding ? e->embedding : "");
+    if (place < 0)
+        return lmb_fail(err, "--embedding must be auto, gpu or host, got \"%s\"", e->embedding ? e->embedding : "");
     c->embedding = place == 0 ? LMB_EMBED_AUTO : place == 1 ? LMB_EMBED_GPU : LMB_EMBED_HOST;
     c->kv_bits = kv_bits;
     c->kv_params = e->kv_params;

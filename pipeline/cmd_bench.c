@@ -218,12 +218,14 @@ int lmb_cmd_bench(int argc, char **argv) {
         printf("{\"model\": \"%s\", \"backend\": \"%s\", \"requests\": %d, \"failed\": %d, \"prompt_tokens\": %ld, "
                "\"output_tokens\": %ld, \"seconds\": %.3f, \"requests_per_s\": %.3f, \"output_tok_per_s\": %.1f, "
                "\"total_tok_per_s\": %.1f, \"ttft_p50_s\": %.4f, \"ttft_p99_s\": %.4f, \"peak_gpu_bytes\": %zu, "
-               "\"weight_bytes\": %zu, \"host_weight_bytes\": %zu, \"kv_blocks_total\": %d, \"kv_blocks_peak\": %d, \"block_size\": %d, "
+               "\"weight_bytes\": %zu, \"host_weight_bytes\": %zu, \"kv_blocks_total\": %d, \"kv_blocks_peak\": %d, "
+               "\"block_size\": %d, "
                "\"preemptions\": %ld, \"steps\": %ld, \"load_s\": %.2f, \"max_batch_tokens\": %d, \"max_seqs\": %d, "
                "\"kv\": \"%s\", \"kv_bytes_per_token\": %zu, \"kv_tokens\": %ld}\n",
                random_shape ? random_shape : model, cfg.backend, nreq, failed, prompt_tokens, output_tokens, secs,
                nreq / secs, output_tokens / secs, (prompt_tokens + output_tokens) / secs, p50, p99,
-               st.peak_device_bytes, st.weight_bytes, st.host_weight_bytes, st.kv_blocks_total, st.kv_blocks_peak, st.block_size,
+               st.peak_device_bytes, st.weight_bytes, st.host_weight_bytes, st.kv_blocks_total, st.kv_blocks_peak,
+               st.block_size,
                st.preemptions, st.steps, t_load, cfg.max_batch_tokens, cfg.max_seqs, lmb_kv_bits_name(st.kv_bits),
                st.kv_bytes_per_token, (long)st.kv_blocks_total * st.block_size);
     } else {
@@ -234,7 +236,8 @@ int lmb_cmd_bench(int argc, char **argv) {
         printf("ttft            p50 %.3f s, p99 %.3f s\n", p50, p99);
         printf("memory          weights %.2f GiB (+ %.2f GiB in host memory), peak GPU %.2f GiB, KV blocks %d of %d "
                "(x %d tokens)\n",
-               st.weight_bytes / 1073741824.0, st.host_weight_bytes / 1073741824.0, st.peak_device_bytes / 1073741824.0, st.kv_blocks_peak,
+               st.weight_bytes / 1073741824.0, st.host_weight_bytes / 1073741824.0,
+               st.peak_device_bytes / 1073741824.0, st.kv_blocks_peak,
                st.kv_blocks_total, st.block_size);
         printf("kv cache        %s, %zu bytes/token, %ld tokens\n", lmb_kv_bits_name(st.kv_bits), st.kv_bytes_per_token,
                (long)st.kv_blocks_total * st.block_size);

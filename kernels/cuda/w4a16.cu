@@ -11,8 +11,9 @@
 //            warp's 16-byte reads are conflict-free.  Math per unit and row: 16 half2 weight pairs made with two
 //            integer ops and one HFMA2 each ((1024 + q)/16 - (1024 + z)/16 = (q - z)/16, exact), 16 HFMA2 of x into an
 //            fp16 pair, then into fp32 as s * 16 * (lo + hi).
-//   mma      8 < M <= the caller's bound (v6's WMMA kernel below; LMB_W4A16_MMA=sync: the mma.sync one, v9).  A CTA (4 warps) computes a 64x64 tile of y over k-tiles of 64 inputs
-//            (32 when the group is not a multiple of 64): the next tile's x and weight words are loaded into
+//   mma      8 < M <= the caller's bound (v6's WMMA kernel; LMB_W4A16_MMA=sync: v9's mma.sync one, further below).
+//            A CTA (4 warps) computes a 64x64 tile of y over k-tiles of 64 inputs (32 when the group is not a
+//            multiple of 64): the next tile's x and weight words are loaded into
 //            registers while the current one is multiplied; then x is stored to shared memory as is and each
 //            thread dequantizes 4 words of one output row to fp16 B[n][k], read as col_major fragments; 4 warps
 //            run WMMA 16x16x16 (fp16 in, fp32 accumulate) on 32x32 each.
@@ -346,7 +347,7 @@ template <int BK> __device__ __forceinline__ void mma_load(MmaLoads<BK> &L, cons
 template <int BK>
 __global__ void __launch_bounds__(MMA_THREADS)
     wmma_kernel(half *__restrict__ y, const half *__restrict__ x, const uint32_t *__restrict__ qw,
-               const uint32_t *__restrict__ qz, const half *__restrict__ sc, int M, int N, int K, int G) {
+                const uint32_t *__restrict__ qz, const half *__restrict__ sc, int M, int N, int K, int G) {
     using namespace nvcuda;
     constexpr int LD = BK + 8, WPT = MmaLoads<BK>::WPT, PER_ROW = BK / 8 / WPT, LDC = BN + 4;
     constexpr size_t AB = sizeof(half) * (size_t)(BM + BN) * LD, CB = sizeof(float) * (size_t)BM * LDC;
@@ -446,7 +447,8 @@ __device__ __forceinline__ void q_load(QLoads<BK> &L, const half *__restrict__ x
 #pragma unroll
         for (int j = 0; j < QLoads<BK>::XV; j++) {
             const int i = tid + Q_THREADS * j, r = i / (BK / 8), c = i % (BK / 8) * 8, m = m0 + r;
-            L.x[j] = m < M ? __ldg(reinterpret_cast<const uint4 *>(x + (size_t)m * K + k0 + c)) : make_uint4(0, 0, 0, 0);
+            L.x[j] =
+                m < M ? __ldg(reinterpret_cast<const uint4 *>(x + (size_t)m * K + k0 + c)) : make_uint4(0, 0, 0, 0);
         }
     }
     const int KW = K / 8, ng = K / G, gi = k0 / G; // G % BK == 0: the tile lies in one group
@@ -467,7 +469,9 @@ __device__ __forceinline__ void q_load(QLoads<BK> &L, const half *__restrict__ x
     }
 }
 
-__device__ __forceinline__ uint32_t word_of(const uint4 &u, int i) { return i == 0 ? u.x : i == 1 ? u.y : i == 2 ? u.z : u.w; }
+__device__ __forceinline__ uint32_t word_of(const uint4 &u, int i) {
+    return i == 0 ? u.x : i == 1 ? u.y : i == 2 ? u.z : u.w;
+}
 
 __device__ __forceinline__ uint32_t as_u32(half2 h) {
     uint32_t u;
@@ -522,11 +526,14 @@ __global__ void __launch_bounds__(Q_THREADS)
         for (int ks = 0; ks < BK / 16; ks++) {
             uint32_t a[2][4];
 #pragma unroll
-            for (int i = 0; i < 2; i++) ldmatrix_x4(a[i], &As[b][wm * 32 + i * 16 + lane % 16][ks * 16 + lane / 16 * 8]);
+            for (int i = 0; i < 2; i++)
+                ldmatrix_x4(a[i], &As[b][wm * 32 + i * 16 + lane % 16][ks * 16 + lane / 16 * 8]);
 #pragma unroll
             for (int j = 0; j < 4; j++) {
-                const uint32_t w0 = word_of(cur.w[j][ks / 2], (ks % 2) * 2), w1 = word_of(cur.w[j][ks / 2], (ks % 2) * 2 + 1);
-                const uint32_t b0 = as_u32(dequant_pair(w0, c, zp[j], s2[j])), b1 = as_u32(dequant_pair(w1, c, zp[j], s2[j]));
+                const uint32_t w0 = word_of(cur.w[j][ks / 2], (ks % 2) * 2);     // inputs 16 ks + 0..7
+                const uint32_t w1 = word_of(cur.w[j][ks / 2], (ks % 2) * 2 + 1); // inputs 16 ks + 8..15
+                const uint32_t b0 = as_u32(dequant_pair(w0, c, zp[j], s2[j]));
+                const uint32_t b1 = as_u32(dequant_pair(w1, c, zp[j], s2[j]));
 #pragma unroll
                 for (int i = 0; i < 2; i++) mma_16816(acc[i][j], a[i], b0, b1);
             }
@@ -552,7 +559,9 @@ __global__ void __launch_bounds__(Q_THREADS)
 #pragma unroll
             for (int h = 0; h < 2; h++) {
                 const int m = m0 + wm * 32 + i * 16 + g + 8 * h;
-                if (m < M) *reinterpret_cast<half2 *>(y + (size_t)m * N + n) = __floats2half2_rn(acc[i][j][2 * h], acc[i][j][2 * h + 1]);
+                if (m < M)
+                    *reinterpret_cast<half2 *>(y + (size_t)m * N + n) =
+                        __floats2half2_rn(acc[i][j][2 * h], acc[i][j][2 * h + 1]);
             }
         }
 }
@@ -621,16 +630,17 @@ extern "C" int lmb_cuda_w4a16_mma(void *y, const void *x, const uint32_t *qweigh
     if (!kv || strcmp(kv, "sync")) {
         dim3 grid((N + BN - 1) / BN, (M + BM - 1) / BM);
         if (group % 64 == 0) // k-tiles of 64 (a tile lies in one group)
-            wmma_kernel<64><<<grid, MMA_THREADS, 0, s>>>((half *)y, (const half *)x, qweight, zeros, (const half *)scales,
-                                                         M, N, K, group);
+            wmma_kernel<64><<<grid, MMA_THREADS, 0, s>>>((half *)y, (const half *)x, qweight, zeros,
+                                                         (const half *)scales, M, N, K, group);
         else
-            wmma_kernel<32><<<grid, MMA_THREADS, 0, s>>>((half *)y, (const half *)x, qweight, zeros, (const half *)scales,
-                                                         M, N, K, group);
+            wmma_kernel<32><<<grid, MMA_THREADS, 0, s>>>((half *)y, (const half *)x, qweight, zeros,
+                                                         (const half *)scales, M, N, K, group);
         return LMB_LAUNCH_RESULT();
     }
     dim3 grid((N + QN - 1) / QN, (M + QM - 1) / QM);
     const bool bk64 = group % 64 == 0 && !getenv("LMB_W4A16_BK32"), cp = getenv("LMB_W4A16_CPASYNC") != NULL;
-    auto k = bk64 ? (cp ? mma_kernel<64, true> : mma_kernel<64, false>) : (cp ? mma_kernel<32, true> : mma_kernel<32, false>);
+    auto k = bk64 ? (cp ? mma_kernel<64, true> : mma_kernel<64, false>)
+                  : (cp ? mma_kernel<32, true> : mma_kernel<32, false>);
     k<<<grid, Q_THREADS, 0, s>>>((half *)y, (const half *)x, qweight, zeros, (const half *)scales, M, N, K, group);
     return LMB_LAUNCH_RESULT();
 }
