@@ -2,13 +2,15 @@
  * official Jinja template with add_generation_prompt=True:
  *   llama2    <s>[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{user} [/INST] {assistant} </s><s>[INST] {user} [/INST]
  *   llama3    <|begin_of_text|><|start_header_id|>{role}<|end_header_id|>\n\n{content}<|eot_id|>... assistant header
- *   chatml    <|im_start|>{role}\n{content}<|im_end|>\n ... <|im_start|>assistant\n
+ *   chatml    <|im_start|>{role}\n{content}<|im_end|>\n ... <|im_start|>assistant\n, opened by the template's
+ *             default system turn when the conversation has none (Qwen2, Qwen2.5, SmolLM2)
  *   internlm2 <s> + chatml
  *   mistral   <s>[INST] {system\n\n}{user} [/INST]{assistant}</s>[INST] {user} [/INST]
  *   raw       the contents joined by "\n" (BOS comes from the tokenizer's post-processor)
  */
 #include "chat_template.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,6 +33,39 @@ lmb_chat_template lmb_chat_template_detect(const char *j) {
     if (strstr(j, "<|im_start|>")) return strstr(j, "bos_token") ? LMB_TPL_INTERNLM2 : LMB_TPL_CHATML;
     if (strstr(j, "[INST]")) return strstr(j, "<<SYS>>") ? LMB_TPL_LLAMA2 : LMB_TPL_MISTRAL;
     return LMB_TPL_RAW;
+}
+
+char *lmb_chat_template_default_system(const char *j) {
+    static const char *const opens[] = {"<|im_start|>system\\n", "<|im_start|>system\n"}; /* escaped, raw */
+    for (const char *p = j; p && *p; p++) {
+        size_t ol = 0;
+        for (int k = 0; k < 2 && !ol; k++)
+            if (!strncmp(p, opens[k], strlen(opens[k]))) ol = strlen(opens[k]);
+        if (!ol) continue;
+        const char *t = p + ol, *end = strstr(t, "<|im_end|>");
+        if (!end || end == t) continue;
+        /* literal text only: no quote (the literal would end) and no Jinja expression in between */
+        bool literal = true;
+        for (const char *q = t; q < end && literal; q++) {
+            if (*q == '\\' && q + 1 < end) {
+                q++;
+                continue;
+            }
+            if (*q == '\'' || *q == '"' || *q == '{' || *q == '}') literal = false;
+        }
+        if (!literal) continue;
+        lmb_strbuf b = {0};
+        for (const char *q = t; q < end; q++) {
+            char ch = *q;
+            if (ch == '\\' && q + 1 < end) {
+                ch = *++q;
+                ch = ch == 'n' ? '\n' : ch == 't' ? '\t' : ch;
+            }
+            lmb_sb_append(&b, &ch, 1);
+        }
+        return lmb_sb_take(&b);
+    }
+    return NULL;
 }
 
 const char *lmb_chat_template_stop_token(lmb_chat_template t) {
@@ -102,7 +137,7 @@ static int render_inst(lmb_strbuf *b, const lmb_message *m, int n, const char *b
 }
 
 int lmb_chat_template_render(lmb_chat_template t, const lmb_message *m, int n, const char *bos, const char *eos,
-                             char **out, lmb_error *err) {
+                             const char *default_system, char **out, lmb_error *err) {
     *out = NULL;
     if (n < 1) return lmb_fail(err, "messages is empty");
     lmb_strbuf b = {0};
@@ -132,6 +167,8 @@ int lmb_chat_template_render(lmb_chat_template t, const lmb_message *m, int n, c
     case LMB_TPL_INTERNLM2:
         if ((rc = check_roles(m, n, false, err))) break;
         if (t == LMB_TPL_INTERNLM2 && bos) lmb_sb_puts(&b, bos);
+        if (default_system && strcmp(m[0].role, "system"))
+            lmb_sb_printf(&b, "<|im_start|>system\n%s<|im_end|>\n", default_system);
         for (int i = 0; i < n; i++) lmb_sb_printf(&b, "<|im_start|>%s\n%s<|im_end|>\n", m[i].role, m[i].content);
         lmb_sb_puts(&b, "<|im_start|>assistant\n");
         break;

@@ -30,9 +30,16 @@ const char *lmb_chat_template_name(lmb_chat_template t);
 /* Guesses the template from a Jinja chat_template string (NULL -> raw). */
 lmb_chat_template lmb_chat_template_detect(const char *jinja);
 
-/* Renders into a heap string.  bos/eos are the tokenizer's BOS/EOS strings (e.g. "<s>"), may be NULL. */
+/* The system prompt a ChatML template inserts when the conversation starts without one (Qwen2: "You are a
+ * helpful assistant."; Qwen2.5 and SmolLM2 have their own), as a heap string; NULL when the template has none.
+ * Read from the Jinja source: the first string literal that holds "<|im_start|>system\n" followed by literal
+ * text up to "<|im_end|>" (Jinja's \n, \t, \', \" and \\ escapes undone). */
+char *lmb_chat_template_default_system(const char *jinja);
+
+/* Renders into a heap string.  bos/eos are the tokenizer's BOS/EOS strings (e.g. "<s>"), may be NULL.
+ * default_system (chatml, internlm2; may be NULL): the system turn to open with when msgs has none. */
 int lmb_chat_template_render(lmb_chat_template t, const lmb_message *msgs, int n, const char *bos,
-                             const char *eos, char **out, lmb_error *err);
+                             const char *eos, const char *default_system, char **out, lmb_error *err);
 
 /* The end-of-turn token text that should stop generation for this template (NULL if none). */
 const char *lmb_chat_template_stop_token(lmb_chat_template t);

@@ -172,6 +172,7 @@ int lmb_run(const lmb_run_options *o, lmb_run_summary *sum, lmb_error *err) {
     int n_paths = o->inputs ? o->n_inputs : 1;
     int n_dev = o->devices && o->n_devices > 0 ? o->n_devices : 1;
     lmb_tokenizer *tok = NULL;
+    char *tpl_system = NULL; /* the template's default system prompt (chatml), or NULL */
     lmb_sink *sink = NULL;
     lmb_worker *workers = NULL;
     lmb_workq q;
@@ -193,6 +194,8 @@ int lmb_run(const lmb_run_options *o, lmb_run_summary *sum, lmb_error *err) {
     if (lmb_tokenizer_load_dir(o->model_dir, &tok, err)) goto done;
     lmb_chat_template tpl = o->chat_template >= 0 ? (lmb_chat_template)o->chat_template
                                                   : lmb_chat_template_detect(lmb_tokenizer_chat_template(tok));
+    if (tpl == LMB_TPL_CHATML || tpl == LMB_TPL_INTERNLM2)
+        tpl_system = lmb_chat_template_default_system(lmb_tokenizer_chat_template(tok));
     const char *stop_tok = lmb_chat_template_stop_token(tpl);
     int32_t tpl_stop_id = stop_tok ? lmb_tokenizer_token_to_id(tok, stop_tok) : -1;
 
@@ -216,8 +219,9 @@ int lmb_run(const lmb_run_options *o, lmb_run_summary *sum, lmb_error *err) {
         if (lmb_sink_open(o->output, &sink, err)) goto done;
     }
     if (!o->quiet)
-        fprintf(stderr, "lmbatch: chat template %s%s\n", lmb_chat_template_name(tpl),
-                o->chat_template >= 0 ? "" : " (detected)");
+        fprintf(stderr, "lmbatch: chat template %s%s%s%s%s\n", lmb_chat_template_name(tpl),
+                o->chat_template >= 0 ? "" : " (detected)", tpl_system ? ", default system prompt \"" : "",
+                tpl_system ? tpl_system : "", tpl_system ? "\"" : "");
 
     if (lmb_workq_init(&q, err)) goto done;
     q_ready = true;
@@ -240,6 +244,7 @@ int lmb_run(const lmb_run_options *o, lmb_run_summary *sum, lmb_error *err) {
         if (o->devices) w->cfg.device = o->devices[i];
         w->tok = tok;
         w->tpl = tpl;
+        w->tpl_system = tpl_system;
         w->tpl_stop_id = tpl_stop_id;
         w->run_seed = o->seed;
         w->cap = lmb_worker_cap(o->engine.max_seqs);
@@ -355,5 +360,6 @@ done:
     free(st.origins);
     lmb_source_close(st.src);
     lmb_tokenizer_free(tok);
+    free(tpl_system);
     return rc;
 }

@@ -42,7 +42,7 @@ static int item_tokens(wstate *s, const lmb_item *it, lmb_error *err) {
         return lmb_tokenizer_encode(w->tok, it->prompt, strlen(it->prompt), LMB_TOK_ADD_SPECIAL, &s->ids, err);
     char *text;
     if (lmb_chat_template_render(w->tpl, it->messages, it->n_messages, lmb_tokenizer_bos_token(w->tok),
-                                 lmb_tokenizer_eos_token(w->tok), &text, err))
+                                 lmb_tokenizer_eos_token(w->tok), w->tpl_system, &text, err))
         return -1;
     /* templates carry their own BOS; raw chat text gets the tokenizer's */
     int flags = w->tpl == LMB_TPL_RAW ? LMB_TOK_ADD_SPECIAL : 0;

@@ -20,6 +20,7 @@ typedef struct lmb_worker {
     lmb_engine_config cfg; /* cfg.device is this worker's device */
     const lmb_tokenizer *tok;
     lmb_chat_template tpl;
+    const char *tpl_system; /* the template's default system prompt (chatml), or NULL */
     int32_t tpl_stop_id; /* end-of-turn token of the template, -1 if none */
     uint64_t run_seed;
     int cap;
