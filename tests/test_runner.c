@@ -128,6 +128,41 @@ Test(runner, plain_lines_and_per_line_errors) {
     json_decref(out);
 }
 
+/* A ChatML template with a default system turn (Qwen2's): a conversation without a system message is served
+ * exactly as one that starts with the default (same prompt tokens, same greedy text), and the fixture's plain
+ * ChatML template (no default) gives a shorter prompt. */
+Test(runner, chatml_default_system_turn) {
+    write_text("in.jsonl", "{\"id\": \"bare\", \"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}]}\n"
+                           "{\"id\": \"sys\", \"messages\": [{\"role\": \"system\", \"content\": "
+                           "\"You are a helpful assistant.\"}, {\"role\": \"user\", \"content\": \"Hi\"}]}\n");
+    lmb_run_options o;
+    lmb_run_summary s;
+    int n;
+    options(&o, path_in("in.jsonl"), path_in("plain.jsonl"));
+    json_t *plain = run_ok(&o, &s, &n);
+    const char *cfg = "{\"add_bos_token\": true, \"bos_token\": \"<|begin_of_text|>\", \"eos_token\": \"<|im_end|>\", "
+                      "\"chat_template\": \"{% for message in messages %}{% if loop.first and messages[0]['role'] != "
+                      "'system' %}{{ '<|im_start|>system\\\\nYou are a helpful assistant.<|im_end|>\\\\n' }}{% endif %}"
+                      "{{'<|im_start|>' + message['role'] + '\\\\n' + message['content'] + '<|im_end|>' + '\\\\n'}}"
+                      "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\\\n' }}{% endif %}\"}";
+    cr_assert_eq(lmb_test_write_file(model, "tokenizer_config.json", cfg, strlen(cfg), NULL, 0), 0);
+    options(&o, path_in("in.jsonl"), path_in("qwen2.jsonl"));
+    json_t *q = run_ok(&o, &s, &n);
+    json_t *bare = json_object_get(q, "id:\"bare\""), *sys = json_object_get(q, "id:\"sys\"");
+    json_t *pbare = json_object_get(plain, "id:\"bare\""), *psys = json_object_get(plain, "id:\"sys\"");
+    cr_assert(bare && sys && pbare && psys);
+    json_int_t tb = json_integer_value(json_object_get(json_object_get(bare, "usage"), "prompt_tokens")),
+               ts = json_integer_value(json_object_get(json_object_get(sys, "usage"), "prompt_tokens")),
+               tp = json_integer_value(json_object_get(json_object_get(pbare, "usage"), "prompt_tokens")),
+               tps = json_integer_value(json_object_get(json_object_get(psys, "usage"), "prompt_tokens"));
+    cr_assert(tb > 0 && tb == ts, "without a system message %lld prompt tokens, with the default %lld", (long long)tb,
+              (long long)ts);
+    cr_assert_eq(tps, ts, "an explicit system message renders the same under both templates");
+    cr_assert_lt(tp, tb, "the plain template adds no system turn (%lld against %lld)", (long long)tp, (long long)tb);
+    cr_assert(json_equal(lmb_test_line_text(bare), lmb_test_line_text(sys)), "same prompt, same greedy text");
+    json_decref(plain), json_decref(q);
+}
+
 Test(runner, openai_batch_lines) {
     write_text("oa.jsonl",
                "{\"custom_id\": \"c1\", \"method\": \"POST\", \"url\": \"/v1/chat/completions\", \"body\": {\"model\": "
