@@ -42,11 +42,17 @@ static void convert_chunk(void *dst, lmb_cuda_dtype dt, const void *src, lmb_dty
     }
 }
 
-/* Copies tensor t (converted to the device type) to dev, through the double-buffered pinned stage. */
-static int upload(cuda_backend *c, stager *sg, void *dev, const lmb_tensor *t, lmb_error *err) {
+/* The element types convert_chunk reads. */
+static int check_dtype(const lmb_tensor *t, lmb_error *err) {
     if (t->dtype != LMB_F32 && t->dtype != LMB_F16 && t->dtype != LMB_BF16)
         return lmb_fail(err, "tensor %s has dtype %s; the CUDA backend reads F32, F16 or BF16", t->name,
                         lmb_dtype_name(t->dtype));
+    return 0;
+}
+
+/* Copies tensor t (converted to the device type) to dev, through the double-buffered pinned stage. */
+static int upload(cuda_backend *c, stager *sg, void *dev, const lmb_tensor *t, lmb_error *err) {
+    if (check_dtype(t, err)) return -1;
     size_t n = (size_t)lmb_tensor_numel(t), per = STAGE_BYTES / c->esz, src_es = lmb_dtype_size(t->dtype);
     for (size_t off = 0; off < n; off += per) {
         size_t cnt = n - off < per ? n - off : per;
@@ -88,9 +94,7 @@ static int fill_random(cuda_backend *c, void *dev, size_t n, float a, float offs
  * token_embd on the CPU too).  A step reads only its tokens' rows, over PCIe: 8 KiB a token for Llama-2-7B,
  * 4 MiB for a 512-token prefill.  c->embed is the device alias; the table's bytes stay free on the GPU. */
 static int upload_host_table(cuda_backend *c, const lmb_tensor *t, bool random, float a, lmb_error *err) {
-    if (t->dtype != LMB_F32 && t->dtype != LMB_F16 && t->dtype != LMB_BF16)
-        return lmb_fail(err, "tensor %s has dtype %s; the CUDA backend reads F32, F16 or BF16", t->name,
-                        lmb_dtype_name(t->dtype));
+    if (check_dtype(t, err)) return -1;
     size_t n = (size_t)lmb_tensor_numel(t);
     cudaError_t e = cudaHostAlloc(&c->embed_host, n * c->esz,
                                   cudaHostAllocMapped | cudaHostAllocPortable | cudaHostAllocWriteCombined);

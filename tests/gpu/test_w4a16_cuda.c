@@ -166,6 +166,21 @@ static float *backend_logits(const char *dir, const char *backend, const int32_t
     return backend_logits_with(dir, backend, LMB_EMBED_AUTO, ids, n, V, NULL);
 }
 
+/* A small fp16 model (hidden 128, 4 heads over 2 KV heads, ffn 256) in tmp/name: AutoAWQ-layout linears of
+ * group awq_group (0: dense), the head tied to the embedding or not; its spec in *s. */
+static void small_model(char *dir, size_t cap, const char *name, lmb_arch arch, int awq_group, bool tied,
+                        lmb_test_model_spec *s) {
+    lmb_error err;
+    lmb_test_model_spec_default(s, arch);
+    s->awq_group = awq_group;
+    s->tied = tied;
+    s->dtype = LMB_F16;
+    s->hidden = 128, s->heads = 4, s->kv_heads = 2, s->ffn = 256;
+    snprintf(dir, cap, "%s/%s", tmp, name);
+    mkdir(dir, 0755);
+    cr_assert_eq(lmb_test_make_model(dir, s, &err), 0, "%s", err.msg);
+}
+
 /* Prompts of 5 (gemv), 96 (mma) and 160 tokens (dequant + cuBLAS, whole and in runs of rows) through an
  * AutoAWQ-layout fixture. */
 Test(w4a16_cuda, awq_model_matches_cpu_backend_on_every_path) {
@@ -174,14 +189,8 @@ Test(w4a16_cuda, awq_model_matches_cpu_backend_on_every_path) {
     cr_assert_eq(lmb_test_tmpdir(tmp, sizeof tmp, &err), 0, "%s", err.msg);
     for (int a = 0; a < 2; a++) {
         lmb_test_model_spec s;
-        lmb_test_model_spec_default(&s, a ? LMB_ARCH_QWEN2 : LMB_ARCH_LLAMA);
-        s.awq_group = 32;
-        s.dtype = LMB_F16;
-        s.hidden = 128, s.heads = 4, s.kv_heads = 2, s.ffn = 256;
         char dir[128];
-        snprintf(dir, sizeof dir, "%s/m%d", tmp, a);
-        mkdir(dir, 0755);
-        cr_assert_eq(lmb_test_make_model(dir, &s, &err), 0, "%s", err.msg);
+        small_model(dir, sizeof dir, a ? "m1" : "m0", a ? LMB_ARCH_QWEN2 : LMB_ARCH_LLAMA, 32, false, &s);
         /* gemv (M <= 8), mma (M <= 128 by default), dequant + cuBLAS on the whole linear, then in runs of 8 rows
          * (a scratch of the least size: LMB_W4A16_SCRATCH_MB is read at load) */
         int lens[4] = {5, 96, 160, 160};
@@ -209,14 +218,8 @@ Test(w4a16_cuda, embedding_in_host_memory) {
     cr_assert_eq(lmb_test_tmpdir(tmp, sizeof tmp, &err), 0, "%s", err.msg);
     for (int awq = 0; awq < 2; awq++) {
         lmb_test_model_spec s;
-        lmb_test_model_spec_default(&s, LMB_ARCH_LLAMA);
-        s.awq_group = awq ? 32 : 0;
-        s.dtype = LMB_F16;
-        s.hidden = 128, s.heads = 4, s.kv_heads = 2, s.ffn = 256;
         char dir[128];
-        snprintf(dir, sizeof dir, "%s/e%d", tmp, awq);
-        mkdir(dir, 0755);
-        cr_assert_eq(lmb_test_make_model(dir, &s, &err), 0, "%s", err.msg);
+        small_model(dir, sizeof dir, awq ? "e1" : "e0", LMB_ARCH_LLAMA, awq ? 32 : 0, false, &s);
         int32_t ids[100];
         for (int t = 0; t < 100; t++) ids[t] = (int32_t)((t * 53 + 7) % s.vocab);
         for (int i = 0; i < 2; i++) { /* 3 tokens (gemv at bs1), 100 tokens (a prefill) */
@@ -237,15 +240,8 @@ Test(w4a16_cuda, embedding_in_host_memory) {
         }
     }
     lmb_test_model_spec s;
-    lmb_test_model_spec_default(&s, LMB_ARCH_LLAMA);
-    s.tied = true;
-    s.awq_group = 32;
-    s.dtype = LMB_F16;
-    s.hidden = 128, s.heads = 4, s.kv_heads = 2, s.ffn = 256;
     char dir[128];
-    snprintf(dir, sizeof dir, "%s/tied", tmp);
-    mkdir(dir, 0755);
-    cr_assert_eq(lmb_test_make_model(dir, &s, &err), 0, "%s", err.msg);
+    small_model(dir, sizeof dir, "tied", LMB_ARCH_LLAMA, 32, true, &s);
     lmb_engine_config cfg;
     lmb_engine_config_default(&cfg);
     cfg.backend = "cuda";
