@@ -127,35 +127,45 @@ template <int VEC> __device__ __forceinline__ void load_x(const half *src, half2
     }
 }
 
-// NU units of a lane (slice units u, u + 32, ...; all in range) for the warp's GEMV_R rows n0.. and the M rows of
-// x: all NU * GEMV_R weight loads are issued first.  Per unit and row the products go into an fp16 pair (each of
-// its halves sums 4 * VEC products of |x| * 15/16 at most: it overflows only for |x| > ~4000, far beyond fp16
-// activations' range in practice), then into fp32 as s * 16 * (lo + hi).  The order of every sum is fixed by
-// the shapes alone, so results are deterministic and independent of the other rows of x.
-template <int M, int VEC, int NU>
-__device__ __forceinline__ void gemv_units(float (&tot)[GEMV_R][M], const half *__restrict__ xs, int u, int s0,
-                                           const uint32_t *__restrict__ qw, const uint32_t *__restrict__ qz,
-                                           const half *__restrict__ sc, int n0, int KW, int ng, int ZW, int G) {
-    constexpr int SU = slice_units<M, VEC>(), ST = unit_stride<VEC>(), P = 4 * VEC;
+// The weight side of NU units of a lane (slice units u, u + 32, ...; all in range) for the warp's GEMV_R rows
+// n0..: the NU * GEMV_R 16-byte words of the weights and, per unit and row, its group's scale * 16 and
+// -(1024 + z) / 16.  Loaded apart from the math so that the first batch can be in flight before the PDL wait:
+// the weights do not depend on the kernel before.
+template <int VEC, int NU> struct GemvBatch {
     uint32_t w[NU][GEMV_R][VEC];
+    float s16[NU][GEMV_R];
+    half2 c[NU][GEMV_R];
+};
+
+template <int VEC, int NU>
+__device__ __forceinline__ void gemv_load(GemvBatch<VEC, NU> &b, int u, int s0, const uint32_t *__restrict__ qw,
+                                          const uint32_t *__restrict__ qz, const half *__restrict__ sc, int n0,
+                                          int KW, int ng, int ZW, int G) {
 #pragma unroll
     for (int a = 0; a < NU; a++)
 #pragma unroll
         for (int r = 0; r < GEMV_R; r++)
-            load_words<VEC>(qw + (size_t)(n0 + r) * KW + (size_t)(s0 + u + 32 * a) * VEC, w[a][r]);
-    // the unit's group (it lies in one: G % (8 * VEC) == 0): scale * 16 and -(1024 + z) / 16, from L1
-    float s16[NU][GEMV_R];
-    half2 c[NU][GEMV_R];
+            load_words<VEC>(qw + (size_t)(n0 + r) * KW + (size_t)(s0 + u + 32 * a) * VEC, b.w[a][r]);
 #pragma unroll
     for (int a = 0; a < NU; a++) {
-        const int g = (s0 + u + 32 * a) * 8 * VEC / G;
+        const int g = (s0 + u + 32 * a) * 8 * VEC / G; // the unit lies in one group: G % (8 * VEC) == 0
 #pragma unroll
         for (int r = 0; r < GEMV_R; r++) {
             const size_t n = (size_t)(n0 + r);
-            s16[a][r] = 16.f * __half2float(__ldg(sc + n * ng + g));
-            c[a][r] = __float2half2_rn(-64.f - 0.0625f * (float)zero_of(qz, n, ZW, g));
+            b.s16[a][r] = 16.f * __half2float(__ldg(sc + n * ng + g));
+            b.c[a][r] = __float2half2_rn(-64.f - 0.0625f * (float)zero_of(qz, n, ZW, g));
         }
     }
+}
+
+// The math of a loaded batch against the M rows of x (shared memory).  Per unit and row the products go into an
+// fp16 pair (each of its halves sums 4 * VEC products of |x| * 15/16 at most: it overflows only for |x| > ~4000,
+// far beyond fp16 activations' range in practice), then into fp32 as s * 16 * (lo + hi).  The order of every sum
+// is fixed by the shapes alone, so results are deterministic and independent of the other rows of x.
+template <int M, int VEC, int NU>
+__device__ __forceinline__ void gemv_math(float (&tot)[GEMV_R][M], const GemvBatch<VEC, NU> &b,
+                                          const half *__restrict__ xs, int u) {
+    constexpr int SU = slice_units<M, VEC>(), ST = unit_stride<VEC>(), P = 4 * VEC;
     const half2 sixteenth = __float2half2_rn(0.0625f), hzero = __float2half2_rn(0.f);
 #pragma unroll
     for (int a = 0; a < NU; a++) {
@@ -173,13 +183,13 @@ __device__ __forceinline__ void gemv_units(float (&tot)[GEMV_R][M], const half *
                 for (int v = 0; v < VEC; v++)
 #pragma unroll
                     for (int p = 0; p < 4; p++) {
-                        half2 d = __hfma2(pair_1024(w[a][r][v], p), sixteenth, c[a][r]); // (q - z) / 16, exact
+                        half2 d = __hfma2(pair_1024(b.w[a][r][v], p), sixteenth, b.c[a][r]); // (q - z) / 16, exact
 #pragma unroll
                         for (int m = 0; m < M; m++) acc[m] = __hfma2(xr[m][4 * v + p], d, acc[m]);
                     }
 #pragma unroll
                 for (int m = 0; m < M; m++)
-                    tot[r][m] = fmaf(s16[a][r], __low2float(acc[m]) + __high2float(acc[m]), tot[r][m]);
+                    tot[r][m] = fmaf(b.s16[a][r], __low2float(acc[m]) + __high2float(acc[m]), tot[r][m]);
             }
         } else { // the GEMV_R rows' unit dequantized into registers, then shared by the M rows of x
             half2 d[GEMV_R][P];
@@ -188,7 +198,8 @@ __device__ __forceinline__ void gemv_units(float (&tot)[GEMV_R][M], const half *
 #pragma unroll
                 for (int v = 0; v < VEC; v++)
 #pragma unroll
-                    for (int p = 0; p < 4; p++) d[r][4 * v + p] = __hfma2(pair_1024(w[a][r][v], p), sixteenth, c[a][r]);
+                    for (int p = 0; p < 4; p++)
+                        d[r][4 * v + p] = __hfma2(pair_1024(b.w[a][r][v], p), sixteenth, b.c[a][r]);
 #pragma unroll
             for (int m = 0; m < M; m++) {
                 half2 xr[P];
@@ -198,7 +209,7 @@ __device__ __forceinline__ void gemv_units(float (&tot)[GEMV_R][M], const half *
                     half2 acc = hzero;
 #pragma unroll
                     for (int i = 0; i < P; i++) acc = __hfma2(xr[i], d[r][i], acc);
-                    tot[r][m] = fmaf(s16[a][r], __low2float(acc) + __high2float(acc), tot[r][m]);
+                    tot[r][m] = fmaf(b.s16[a][r], __low2float(acc) + __high2float(acc), tot[r][m]);
                 }
             }
         }
@@ -227,27 +238,45 @@ __global__ void __launch_bounds__(32 * GEMV_WARPS, gemv_min_ctas(M))
     const int n0 = (blockIdx.x * GROUPS + grp) * GEMV_R;
     const bool active = n0 < N; // N % 8 == 0: a warp's rows are all in range or all past it
     const int KW = K / 8, U = KW / VEC, ng = K / G, ZW = (ng + 7) / 8;
-    // launched with PDL: the CTAs may be resident while the kernel before still runs; wait for it before x is read
-    // or y written.  (Tried: a bulk L2 prefetch of the CTA's weight rows before the wait.  It made bs1 slower on the
+    // launched with PDL: the CTAs may be resident while the kernel before still runs.  The weights do not depend
+    // on it, so the warp's first batch of them is in flight before the wait; x is read and y written after it.
+    // (Tried: a bulk L2 prefetch of the CTA's whole weight rows before the wait.  It made bs1 slower on the
     // H100: 369.0 against 397.1 tok/s in one call.)
+    const int u0 = lane + 64 * h; // units u and u + 32 of each 64 * KS: this warp's half's 64
+    const bool early = active && u0 + 32 < min(SU, U);
+    GemvBatch<VEC, 2> b;
+    if (early) gemv_load(b, u0, 0, qw, qz, sc, n0, KW, ng, ZW, G);
     pdl_wait();
     float tot[GEMV_R][M];
 #pragma unroll
     for (int r = 0; r < GEMV_R; r++)
 #pragma unroll
         for (int m = 0; m < M; m++) tot[r][m] = 0.f;
-    for (int s0 = 0; s0 < U; s0 += SU) {
-        const int su = min(SU, U - s0);
-        for (int i = threadIdx.x; i < M * su * VEC; i += 32 * GEMV_WARPS) { // x[:, slice], 16 bytes a thread
+    auto stage = [&](int s0, int su) { // x[:, slice] into shared memory, 16 bytes a thread
+        for (int i = threadIdx.x; i < M * su * VEC; i += 32 * GEMV_WARPS) {
             const int m = i / (su * VEC), c = i % (su * VEC) / VEC, q = i % VEC;
             *reinterpret_cast<uint4 *>(xs + (m * SU + c) * ST + 8 * q) =
                 *reinterpret_cast<const uint4 *>(x + (size_t)m * K + (size_t)(s0 + c) * 8 * VEC + 8 * q);
         }
         __syncthreads();
-        if (active) { // units u and u + 32 of each 64 * KS, this warp's half's 64
-            int u = lane + 64 * h;
-            for (; u + 32 < su; u += 64 * KS) gemv_units<M, VEC, 2>(tot, xs, u, s0, qw, qz, sc, n0, KW, ng, ZW, G);
-            if (u < su) gemv_units<M, VEC, 1>(tot, xs, u, s0, qw, qz, sc, n0, KW, ng, ZW, G);
+    };
+    stage(0, min(SU, U));
+    if (early) gemv_math<M>(tot, b, xs, u0); // b's last use (outside the loop: not live in it)
+    for (int s0 = 0; s0 < U; s0 += SU) {
+        const int su = min(SU, U - s0);
+        if (s0 > 0) stage(s0, su);
+        if (active) {
+            int u = s0 == 0 && early ? u0 + 64 * KS : u0;
+            for (; u + 32 < su; u += 64 * KS) {
+                GemvBatch<VEC, 2> bu;
+                gemv_load(bu, u, s0, qw, qz, sc, n0, KW, ng, ZW, G);
+                gemv_math<M>(tot, bu, xs, u);
+            }
+            if (u < su) {
+                GemvBatch<VEC, 1> bu;
+                gemv_load(bu, u, s0, qw, qz, sc, n0, KW, ng, ZW, G);
+                gemv_math<M>(tot, bu, xs, u);
+            }
         }
         __syncthreads(); // the slice's x is read before the next one overwrites it
     }

@@ -3,7 +3,7 @@
 # timings and W4A16 speed (Llama-2-7B shape: bs1, bs128 with both large-M paths, offline), int8-KV offline, and
 # AWQ perplexity against the calibration size (CALIB_SAMPLES x 512 tokens, default 32; quantized on CPU cores
 # 4-15 in the background while the GPU runs, then evaluated).  Carry .devicekit and the pack (devpack.sh).
-# BENCH (default "bs1 bs128 offline"; also pdl, embed, sync, mma2, kvspeed, mma256, large, profile1, ncu, ncu1, gpuquant), AWQ_GROUPS (default "128 64",
+# BENCH (default "bs1 bs128 offline"; also early, pdl, embed, sync, mma2, kvspeed, mma256, large, profile1, ncu, ncu1, gpuquant), AWQ_GROUPS (default "128 64",
 # empty: none; QUANT_FLAGS: more `quantize awq` flags), TESTS (names between test_ and _cuda; default all) and
 # TIMING=0 (no kernel timing table) pick the parts.
 set -u
@@ -43,6 +43,17 @@ one() { c=$1; shift; "$@" | sed "s/^{/{\"case\": \"$c\", /" >>"$R"; tail -n 1 "$
 for b in ${BENCH-bs1 bs128 offline}; do case $b in
 bs1)
     one "W4A16 bs1 128->256" $B --dtype awq --num-prompts 3 --input-len 128 --output-len 256 --max-seqs 1
+    one "fp16 bs1 128->256" $B --num-prompts 3 --input-len 128 --output-len 256 --max-seqs 1
+    ;;
+early)
+    # bs1 with the gemv's first weight batch in flight before its PDL wait (this build) against the build before
+    # it (.devold/lmbatch, packed by `devpack.sh .devold` when present), alternating, then fp16
+    for i in 1 2; do
+        one "W4A16 bs1 128->256" $B --dtype awq --num-prompts 3 --input-len 128 --output-len 256 --max-seqs 1
+        [ -x .devold/lmbatch ] && one "W4A16 bs1 128->256, .devold build" $G .devold/lmbatch bench \
+            --random-weights llama2-7b --backend cuda --ignore-eos --json --dtype awq --num-prompts 3 --input-len 128 \
+            --output-len 256 --max-seqs 1
+    done
     one "fp16 bs1 128->256" $B --num-prompts 3 --input-len 128 --output-len 256 --max-seqs 1
     ;;
 pdl)
