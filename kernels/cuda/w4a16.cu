@@ -128,13 +128,14 @@ template <int VEC> __device__ __forceinline__ void load_x(const half *src, half2
 }
 
 // The weight side of NU units of a lane (slice units u, u + 32, ...; all in range) for the warp's GEMV_R rows
-// n0..: the NU * GEMV_R 16-byte words of the weights and, per unit and row, its group's scale * 16 and
-// -(1024 + z) / 16.  Loaded apart from the math so that the first batch can be in flight before the PDL wait:
-// the weights do not depend on the kernel before.
+// n0..: the NU * GEMV_R 16-byte words of the weights and, per unit, its group's scales (fp16, two rows a register)
+// and zero points (a nibble a row).  Loaded apart from the math so that the first batch can be in flight before
+// the PDL wait (the weights do not depend on the kernel before), and kept compact so that two batches fit.
 template <int VEC, int NU> struct GemvBatch {
+    static_assert(GEMV_R % 2 == 0 && GEMV_R <= 8, "scales go two rows a register, zero points a nibble a row");
     uint32_t w[NU][GEMV_R][VEC];
-    float s16[NU][GEMV_R];
-    half2 c[NU][GEMV_R];
+    half2 s[NU][GEMV_R / 2];
+    uint32_t z[NU];
 };
 
 template <int VEC, int NU>
@@ -149,13 +150,24 @@ __device__ __forceinline__ void gemv_load(GemvBatch<VEC, NU> &b, int u, int s0, 
 #pragma unroll
     for (int a = 0; a < NU; a++) {
         const int g = (s0 + u + 32 * a) * 8 * VEC / G; // the unit lies in one group: G % (8 * VEC) == 0
+        b.z[a] = 0;
 #pragma unroll
         for (int r = 0; r < GEMV_R; r++) {
             const size_t n = (size_t)(n0 + r);
-            b.s16[a][r] = 16.f * __half2float(__ldg(sc + n * ng + g));
-            b.c[a][r] = __float2half2_rn(-64.f - 0.0625f * (float)zero_of(qz, n, ZW, g));
+            b.z[a] |= zero_of(qz, n, ZW, g) << (4 * r);
+            if (r % 2 == 0) b.s[a][r / 2] = __halves2half2(__ldg(sc + n * ng + g), __ldg(sc + (n + 1) * ng + g));
         }
     }
+}
+
+// Row r's scale * 16 (fp32) and -(1024 + z) / 16 in both halves (exact in fp16) of unit a of a batch.
+template <int VEC, int NU>
+__device__ __forceinline__ float batch_s16(const GemvBatch<VEC, NU> &b, int a, int r) {
+    return 16.f * __half2float(r % 2 ? __high2half(b.s[a][r / 2]) : __low2half(b.s[a][r / 2]));
+}
+template <int VEC, int NU>
+__device__ __forceinline__ half2 batch_c(const GemvBatch<VEC, NU> &b, int a, int r) {
+    return __hmul2(zero_pair((b.z[a] >> (4 * r)) & 15u), __float2half2_rn(-0.0625f));
 }
 
 // The math of a loaded batch against the M rows of x (shared memory).  Per unit and row the products go into an
@@ -176,6 +188,7 @@ __device__ __forceinline__ void gemv_math(float (&tot)[GEMV_R][M], const GemvBat
             for (int m = 0; m < M; m++) load_x<VEC>(xu + m * SU * ST, xr[m]);
 #pragma unroll
             for (int r = 0; r < GEMV_R; r++) {
+                const half2 c = batch_c(b, a, r);
                 half2 acc[M];
 #pragma unroll
                 for (int m = 0; m < M; m++) acc[m] = hzero;
@@ -183,13 +196,13 @@ __device__ __forceinline__ void gemv_math(float (&tot)[GEMV_R][M], const GemvBat
                 for (int v = 0; v < VEC; v++)
 #pragma unroll
                     for (int p = 0; p < 4; p++) {
-                        half2 d = __hfma2(pair_1024(b.w[a][r][v], p), sixteenth, b.c[a][r]); // (q - z) / 16, exact
+                        half2 d = __hfma2(pair_1024(b.w[a][r][v], p), sixteenth, c); // (q - z) / 16, exact
 #pragma unroll
                         for (int m = 0; m < M; m++) acc[m] = __hfma2(xr[m][4 * v + p], d, acc[m]);
                     }
 #pragma unroll
                 for (int m = 0; m < M; m++)
-                    tot[r][m] = fmaf(b.s16[a][r], __low2float(acc[m]) + __high2float(acc[m]), tot[r][m]);
+                    tot[r][m] = fmaf(batch_s16(b, a, r), __low2float(acc[m]) + __high2float(acc[m]), tot[r][m]);
             }
         } else { // the GEMV_R rows' unit dequantized into registers, then shared by the M rows of x
             half2 d[GEMV_R][P];
@@ -199,7 +212,7 @@ __device__ __forceinline__ void gemv_math(float (&tot)[GEMV_R][M], const GemvBat
                 for (int v = 0; v < VEC; v++)
 #pragma unroll
                     for (int p = 0; p < 4; p++)
-                        d[r][4 * v + p] = __hfma2(pair_1024(b.w[a][r][v], p), sixteenth, b.c[a][r]);
+                        d[r][4 * v + p] = __hfma2(pair_1024(b.w[a][r][v], p), sixteenth, batch_c(b, a, r));
 #pragma unroll
             for (int m = 0; m < M; m++) {
                 half2 xr[P];
@@ -209,7 +222,7 @@ __device__ __forceinline__ void gemv_math(float (&tot)[GEMV_R][M], const GemvBat
                     half2 acc = hzero;
 #pragma unroll
                     for (int i = 0; i < P; i++) acc = __hfma2(xr[i], d[r][i], acc);
-                    tot[r][m] = fmaf(b.s16[a][r], __low2float(acc) + __high2float(acc), tot[r][m]);
+                    tot[r][m] = fmaf(batch_s16(b, a, r), __low2float(acc) + __high2float(acc), tot[r][m]);
                 }
             }
         }
@@ -219,7 +232,10 @@ __device__ __forceinline__ void gemv_math(float (&tot)[GEMV_R][M], const GemvBat
 // CTAs per SM the register budget is cut for (__launch_bounds__): the most that keep every variant free of spills
 // (-Xptxas -v, sm_90: M = 1 fits 80 registers, M = 2 128; M >= 3 takes up to ~180), so that big-N linears keep
 // more loads in flight per SM at small M.
-__host__ __device__ constexpr int gemv_min_ctas(int M) { return M == 1 ? 3 : M == 2 ? 2 : 1; }
+// PIPE (M = 1 only) holds two batches of weights: 1, 2 CTAs (ptxas spills ~170 bytes) or 2, 1 CTA (230 registers).
+__host__ __device__ constexpr int gemv_min_ctas(int M, int PIPE) {
+    return PIPE == 1 ? 2 : PIPE == 2 ? 1 : M == 1 ? 3 : M == 2 ? 2 : 1;
+}
 
 // One CTA: GEMV_WARPS warps of GEMV_R rows each, or (KS = 2, for narrow linears at M <= 2) GEMV_WARPS / 2 groups of
 // GEMV_R rows, each group's two warps taking alternate 64-unit halves of every 128 units of K and adding their sums
@@ -227,8 +243,10 @@ __host__ __device__ constexpr int gemv_min_ctas(int M) { return M == 1 ? 3 : M =
 // fill the SMs (N = 4096: 128 CTAs of one warp per 4 rows).  Every thread runs every slice and reaches every barrier
 // and shuffle (warps past N only skip the weight work and the store).  The order of every sum depends on N, K and G
 // only.
-template <int M, int VEC, int KS>
-__global__ void __launch_bounds__(32 * GEMV_WARPS, gemv_min_ctas(M))
+// PIPE: the loads of a warp's next batch are issued before the math of its current one (double buffering in
+// registers), so a warp always has a batch in flight.
+template <int M, int VEC, int KS, int PIPE>
+__global__ void __launch_bounds__(32 * GEMV_WARPS, gemv_min_ctas(M, PIPE))
     gemv_kernel(half *__restrict__ y, const half *__restrict__ x, const uint32_t *__restrict__ qw,
                 const uint32_t *__restrict__ qz, const half *__restrict__ sc, int N, int K, int G) {
     constexpr int SU = slice_units<M, VEC>(), ST = unit_stride<VEC>(), GROUPS = GEMV_WARPS / KS;
@@ -261,6 +279,33 @@ __global__ void __launch_bounds__(32 * GEMV_WARPS, gemv_min_ctas(M))
         __syncthreads();
     };
     stage(0, min(SU, U));
+    if constexpr (PIPE) {
+        for (int s0 = 0; s0 < U; s0 += SU) {
+            const int su = min(SU, U - s0);
+            if (s0 > 0) stage(s0, su);
+            int u = u0;
+            bool have = s0 == 0 && early;
+            if (!have && active && u + 32 < su) gemv_load(b, u, s0, qw, qz, sc, n0, KW, ng, ZW, G), have = true;
+            GemvBatch<VEC, 2> nb; // b and nb take turns (no copies): b holds unit pair u while nb's loads fly
+            while (have) {
+                have = u + 64 * KS + 32 < su;
+                if (have) gemv_load(nb, u + 64 * KS, s0, qw, qz, sc, n0, KW, ng, ZW, G);
+                gemv_math<M>(tot, b, xs, u);
+                u += 64 * KS;
+                if (!have) break;
+                have = u + 64 * KS + 32 < su;
+                if (have) gemv_load(b, u + 64 * KS, s0, qw, qz, sc, n0, KW, ng, ZW, G);
+                gemv_math<M>(tot, nb, xs, u);
+                u += 64 * KS;
+            }
+            if (active && u < su) {
+                GemvBatch<VEC, 1> bu;
+                gemv_load(bu, u, s0, qw, qz, sc, n0, KW, ng, ZW, G);
+                gemv_math<M>(tot, bu, xs, u);
+            }
+            __syncthreads(); // the slice's x is read before the next one overwrites it
+        }
+    } else {
     if (early) gemv_math<M>(tot, b, xs, u0); // b's last use (outside the loop: not live in it)
     for (int s0 = 0; s0 < U; s0 += SU) {
         const int su = min(SU, U - s0);
@@ -279,6 +324,7 @@ __global__ void __launch_bounds__(32 * GEMV_WARPS, gemv_min_ctas(M))
             }
         }
         __syncthreads(); // the slice's x is read before the next one overwrites it
+    }
     }
 #pragma unroll
     for (int r = 0; r < GEMV_R; r++)
@@ -306,10 +352,17 @@ int launch_gemv_ks(half *y, const half *x, const uint32_t *qw, const uint32_t *q
     // with PDL: the CTAs start while the kernel before (an RMSnorm, the SiLU, attention's merge) finishes, which
     // hides the launch (H100 bs1: 388.6 -> 397.1 tok/s)
     cudaError_t e;
-    if (K % 32 == 0 && G % 32 == 0 && (uintptr_t)qw % 16 == 0) // a 16-byte unit lies in one group
-        e = launch_pdl(gemv_kernel<M, 4, KS>, grid, block, 0, s, y, x, qw, qz, sc, N, K, G);
-    else
-        e = launch_pdl(gemv_kernel<M, 1, KS>, grid, block, 0, s, y, x, qw, qz, sc, N, K, G);
+    const char *pv = getenv("LMB_GEMV_PIPE"); // measured against the default, then one of them goes
+    const int pipe = pv ? atoi(pv) : 0;
+    if (K % 32 == 0 && G % 32 == 0 && (uintptr_t)qw % 16 == 0) { // a 16-byte unit lies in one group
+        if (M == 1 && pipe == 1)
+            e = launch_pdl(gemv_kernel<M, 4, KS, M == 1 ? 1 : 0>, grid, block, 0, s, y, x, qw, qz, sc, N, K, G);
+        else if (M == 1 && pipe == 2)
+            e = launch_pdl(gemv_kernel<M, 4, KS, M == 1 ? 2 : 0>, grid, block, 0, s, y, x, qw, qz, sc, N, K, G);
+        else
+            e = launch_pdl(gemv_kernel<M, 4, KS, 0>, grid, block, 0, s, y, x, qw, qz, sc, N, K, G);
+    } else
+        e = launch_pdl(gemv_kernel<M, 1, KS, 0>, grid, block, 0, s, y, x, qw, qz, sc, N, K, G);
     return e != cudaSuccess ? (int)e : LMB_LAUNCH_RESULT();
 }
 

@@ -3,7 +3,8 @@
 // lmb_w4_rows_from_awq as the backend does, through gemv (M = 1..8), the tensor-core kernels (WMMA and mma.sync with its variants; M = 1, 5, 9, 45, 70) and dequant (bit
 // for bit).  The shapes cover the 16-byte units (K and group multiples of 32) and single words (a group of 24
 // or 8), ragged lane pairs, several x slices (K = 2304 at M >= 5), zero words with padding, N not a multiple
-// of 32, N past 8192 (the gemv without the K split).  Built and run by run_w4a16.sh.
+// of 32, N past 8192 (the gemv without the K split), K = 12288 (three batches a warp: the double-buffered gemv's
+// both buffers).  Built and run by run_w4a16.sh.
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -90,7 +91,7 @@ static void check_mma(const Case &c, int M) {
 
 int main() {
     int shapes[][3] = {{64, 64, 32}, {136, 128, 64}, {256, 128, 32}, {512, 256, 128},
-                       {64, 48, 24}, {40, 792, 8},   {64, 2304, 64}, {8200, 32, 32}};
+                       {64, 48, 24}, {40, 792, 8},   {64, 2304, 64}, {8200, 32, 32}, {64, 12288, 128}};
     for (auto &s : shapes) {
         Case c = make(s[0], s[1], s[2]);
         for (int M = 1; M <= 8; M++) {
@@ -101,6 +102,21 @@ int main() {
             snprintf(what, sizeof what, "gemv N=%d K=%d G=%d M=%d (%s)", c.N, c.K, c.G, M,
                      c.K % 32 == 0 && c.G % 32 == 0 ? "16-byte units" : "words");
             compare(what, in.y, in.ref, (size_t)M * c.N, 2e-3);
+            if (M == 1) { // the double-buffered gemv (LMB_GEMV_PIPE=1, 2) sums in the same order: the same bits
+                uint16_t *y0 = (uint16_t *)amalloc(2 * (size_t)c.N);
+                memcpy(y0, in.y, 2 * (size_t)c.N);
+                for (const char *p : {"1", "2"}) {
+                    setenv("LMB_GEMV_PIPE", p, 1);
+                    memset(in.y, 0xff, 2 * (size_t)c.N);
+                    lmb_cuda_w4a16_gemv(in.y, in.xh, c.rw, c.rz, c.rs, M, c.N, c.K, c.G, 0);
+                    const bool same = memcmp(y0, in.y, 2 * (size_t)c.N) == 0;
+                    printf("gemv N=%d K=%d G=%d M=1 LMB_GEMV_PIPE=%s: %s\n", c.N, c.K, c.G, p,
+                           same ? "same bits ok" : "differs FAIL");
+                    failures += !same;
+                }
+                unsetenv("LMB_GEMV_PIPE");
+                free(y0);
+            }
             free_inputs(in);
         }
         if (c.G % 32 == 0) { // the tensor-core kernels take groups of 32k; M = 45, 70: ragged tile rows
