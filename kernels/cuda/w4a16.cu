@@ -648,6 +648,113 @@ __global__ void __launch_bounds__(Q_THREADS)
         }
 }
 
+// ---- mma.sync with a cp.async pipeline (v10) ------------------------------------------------------------
+
+// The mma.sync kernel above, with x and the weight words of each k-tile (64 inputs) brought to shared memory by
+// cp.async S - 1 tiles ahead (S stages), as Marlin does, instead of one tile ahead through registers: v9 holds 8
+// warps an SM (221 registers) and a k-tile's MMAs (~200 cycles) do not cover a load from HBM.  Here a CTA takes
+// ~90 registers and S x 12 KB of shared memory (S = 4: 4 CTAs an SM).  Per k-tile and warp: 8 ldmatrix.x4 of x,
+// 16 8-byte reads of words (rows 48 bytes apart: a quarter warp's 8 rows fall in distinct banks), the same
+// dequant_pair and 32 mma.sync as v9.  Zero points and scales come one k-tile ahead in registers.  Needs G % 64 == 0.
+constexpr int PBK = 64, PLD = PBK + 8, PWS = 12; // x row stride (halves), weight row stride (words)
+
+template <int S>
+__device__ __forceinline__ void p_issue(half (*As)[PLD], uint32_t (*Bs)[PWS], const half *__restrict__ x,
+                                        const uint32_t *__restrict__ qw, int M, int N, int K, int m0, int n0, int k0,
+                                        int tid) {
+#pragma unroll
+    for (int j = 0; j < QM * PBK / 8 / Q_THREADS; j++) { // x: 64 rows x 8 chunks, 4 a thread
+        const int i = tid + Q_THREADS * j, r = i / (PBK / 8), c = i % (PBK / 8) * 8, m = m0 + r;
+        cp_async16(&As[r][c], x + (size_t)(m < M ? m : 0) * K + k0 + c, m < M);
+    }
+    const int r = tid / 2, h = tid % 2, n = n0 + r; // words: 64 rows x 2 chunks, 1 a thread
+    cp_async16(&Bs[r][4 * h], qw + (size_t)(n < N ? n : 0) * (K / 8) + k0 / 8 + 4 * h, n < N);
+    cp_async_commit();
+}
+
+template <int S>
+__global__ void __launch_bounds__(Q_THREADS, 4)
+    mma_pipe_kernel(half *__restrict__ y, const half *__restrict__ x, const uint32_t *__restrict__ qw,
+                    const uint32_t *__restrict__ qz, const half *__restrict__ sc, int M, int N, int K, int G) {
+    __shared__ __align__(128) half As[S][QM][PLD];
+    __shared__ __align__(16) uint32_t Bs[S][QN][PWS];
+    const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32, wm = warp / 2, wn = warp % 2;
+    const int g = lane / 4, c = lane % 4;
+    const int m0 = blockIdx.y * QM, n0 = blockIdx.x * QN, nw = n0 + wn * 32;
+    const int T = K / PBK, ng = K / G, ZW = (ng + 7) / 8;
+    float acc[2][4][4];
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) acc[i][j][e] = 0.f;
+    // zero points and scales of this lane's rows nw + 8j + g for k-tile t (rows past N: zero)
+    auto zs = [&](int t, half2 (&zp)[4], half2 (&s2)[4]) {
+        const int gi = t * PBK / G;
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const int n = nw + 8 * j + g;
+            const bool in = n < N;
+            zp[j] = zero_pair(in ? zero_of(qz, (size_t)n, ZW, gi) : 0u);
+            s2[j] = __half2half2(in ? __ldg(sc + (size_t)n * ng + gi) : __float2half(0.f));
+        }
+    };
+#pragma unroll
+    for (int st = 0; st < S - 1; st++) {
+        if (st < T) p_issue<S>(As[st], Bs[st], x, qw, M, N, K, m0, n0, st * PBK, tid);
+        else cp_async_commit(); // an empty group keeps the count
+    }
+    half2 zp[4], s2[4], nzp[4], ns2[4];
+    zs(0, zp, s2);
+    for (int t = 0; t < T; t++) {
+        const int st = t % S;
+        cp_async_wait<S - 2>(); // tile t has landed (this thread's copies) ...
+        __syncthreads();        // ... everyone's; and tile t - 1's stage, overwritten next, is read
+        if (t + S - 1 < T) {
+            const int sn = (t + S - 1) % S;
+            p_issue<S>(As[sn], Bs[sn], x, qw, M, N, K, m0, n0, (t + S - 1) * PBK, tid);
+        } else {
+            cp_async_commit();
+        }
+        if (t + 1 < T) zs(t + 1, nzp, ns2);
+#pragma unroll
+        for (int ks = 0; ks < PBK / 16; ks++) {
+            uint32_t a[2][4];
+#pragma unroll
+            for (int i = 0; i < 2; i++)
+                ldmatrix_x4(a[i], &As[st][wm * 32 + i * 16 + lane % 16][ks * 16 + lane / 16 * 8]);
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const uint2 w = *reinterpret_cast<const uint2 *>(&Bs[st][wn * 32 + 8 * j + g][2 * ks]);
+                const uint32_t b0 = as_u32(dequant_pair(w.x, c, zp[j], s2[j])); // inputs 16 ks + 2c, +1
+                const uint32_t b1 = as_u32(dequant_pair(w.y, c, zp[j], s2[j])); // inputs 16 ks + 8 + 2c, +1
+#pragma unroll
+                for (int i = 0; i < 2; i++) mma_16816(acc[i][j], a[i], b0, b1);
+            }
+        }
+        if (t + 1 < T) {
+#pragma unroll
+            for (int j = 0; j < 4; j++) zp[j] = nzp[j], s2[j] = ns2[j];
+        }
+    }
+    cp_async_wait<0>();
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const int n = nw + 8 * j + 2 * c;
+            if (n >= N) continue; // N % 8 == 0: a pair is all in or all out
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const int m = m0 + wm * 32 + i * 16 + g + 8 * h;
+                if (m < M)
+                    *reinterpret_cast<half2 *>(y + (size_t)m * N + n) =
+                        __floats2half2_rn(acc[i][j][2 * h], acc[i][j][2 * h + 1]);
+            }
+        }
+}
+
 // ---- dequant (for cuBLAS) -----------------------------------------------------------------------------
 
 // A warp per output row (DQ_ROWS rows per CTA), its lanes over the row's words: each makes 8 fp16 values (one
@@ -720,6 +827,16 @@ extern "C" int lmb_cuda_w4a16_mma(void *y, const void *x, const uint32_t *qweigh
         return LMB_LAUNCH_RESULT();
     }
     dim3 grid((N + QN - 1) / QN, (M + QM - 1) / QM);
+    const char *pv = getenv("LMB_W4A16_PIPE"); // stages of the cp.async pipeline (v10): 3 or 4
+    if (pv && group % PBK == 0) {
+        if (atoi(pv) == 3)
+            mma_pipe_kernel<3><<<grid, Q_THREADS, 0, s>>>((half *)y, (const half *)x, qweight, zeros,
+                                                          (const half *)scales, M, N, K, group);
+        else
+            mma_pipe_kernel<4><<<grid, Q_THREADS, 0, s>>>((half *)y, (const half *)x, qweight, zeros,
+                                                          (const half *)scales, M, N, K, group);
+        return LMB_LAUNCH_RESULT();
+    }
     const bool bk64 = group % 64 == 0 && !getenv("LMB_W4A16_BK32"), cp = getenv("LMB_W4A16_CPASYNC") != NULL;
     auto k = bk64 ? (cp ? mma_kernel<64, true> : mma_kernel<64, false>)
                   : (cp ? mma_kernel<32, true> : mma_kernel<32, false>);

@@ -4,7 +4,8 @@
 # AWQ perplexity against the calibration size (CALIB_SAMPLES x 512 tokens, default 32; quantized on CPU cores
 # 4-15 in the background while the GPU runs, then evaluated).  Carry .devicekit and the pack (devpack.sh).
 # BENCH (default "bs1 bs128 offline"; also early, pdl, embed, sync, mma2, kvspeed, mma256, large, profile1, ncu, ncu1, gpuquant), AWQ_GROUPS (default "128 64",
-# empty: none; QUANT_FLAGS: more `quantize awq` flags), TESTS (names between test_ and _cuda; default all) and
+# empty: none; QUANT_FLAGS: more `quantize awq` flags; MMA_ENV: more environment for mma2's mma.sync runs, e.g.
+# LMB_W4A16_PIPE=4), TESTS (names between test_ and _cuda; default all) and
 # TIMING=0 (no kernel timing table) pick the parts.
 set -u
 export LMB_TEST_SHARED=${LMB_TEST_SHARED:-$PWD/.devcarry/shared}
@@ -50,7 +51,7 @@ early)
     # it (.devold/lmbatch, packed by `devpack.sh .devold` when present), alternating; the gemv with double-buffered
     # batches at M = 1 (LMB_GEMV_PIPE=1: 2 CTAs an SM, =2: 1); then fp16
     A="--dtype awq --num-prompts 3 --input-len 128 --output-len 256 --max-seqs 1"
-    for i in 1 2; do
+    for i in $(seq ${EARLY_REPS:-2}); do
         one "W4A16 bs1 128->256" $B $A
         [ -x .devold/lmbatch ] && one "W4A16 bs1 128->256, .devold build" $G .devold/lmbatch bench \
             --random-weights llama2-7b --backend cuda --ignore-eos --json $A
@@ -65,12 +66,15 @@ pdl)
     one "W4A16 bs1 128->256, --embedding gpu" $B --dtype awq --embedding gpu --num-prompts 3 --input-len 128 --output-len 256 --max-seqs 1
     ;;
 sync)
-    # bs128 with v6's WMMA kernel (default) against the mma.sync one (LMB_W4A16_MMA=sync), also up to M 256
-    one "W4A16 bs128 128->128, wmma" $B --dtype awq --num-prompts 128 --input-len 128 --output-len 128 --max-seqs 128
-    one "W4A16 bs128 128->128, mma.sync" env LMB_W4A16_MMA=sync $B --dtype awq --num-prompts 128 --input-len 128 \
-        --output-len 128 --max-seqs 128
-    one "W4A16 bs128 128->128, mma.sync to M 256" env LMB_W4A16_MMA=sync LMB_W4A16_MMA_MAX_M=256 $B --dtype awq \
-        --num-prompts 128 --input-len 128 --output-len 128 --max-seqs 128
+    # bs128 with v6's WMMA kernel (default) against the mma.sync ones (LMB_W4A16_MMA=sync: v9, and v10's cp.async
+    # pipeline of 4 stages, LMB_W4A16_PIPE=4), also up to M 256
+    A="--dtype awq --num-prompts 128 --input-len 128 --output-len 128 --max-seqs 128"
+    one "W4A16 bs128 128->128, wmma" $B $A
+    one "W4A16 bs128 128->128, mma.sync" env LMB_W4A16_MMA=sync $B $A
+    one "W4A16 bs128 128->128, mma.sync pipe 4" env LMB_W4A16_MMA=sync LMB_W4A16_PIPE=4 $B $A
+    one "W4A16 bs128 128->128, mma.sync to M 256" env LMB_W4A16_MMA=sync LMB_W4A16_MMA_MAX_M=256 $B $A
+    one "W4A16 bs128 128->128, mma.sync pipe 4 to M 256" env LMB_W4A16_MMA=sync LMB_W4A16_PIPE=4 \
+        LMB_W4A16_MMA_MAX_M=256 $B $A
     ;;
 mma2)
     # the mma.sync kernel (v9) end to end: bs128 (its M = 128 steps), offline with the tensor-core bound at 128
@@ -78,7 +82,8 @@ mma2)
     one "W4A16 bs128 128->128" $B --dtype awq --num-prompts 128 --input-len 128 --output-len 128 --max-seqs 128
     O1="--num-prompts 1000 --input-len 512 --output-len 256 --max-batch-tokens 8192"
     for mm in ${MMA_BOUNDS:-128 256 1024}; do
-        one "W4A16 offline 1000x(512->256), mma.sync to M $mm" env LMB_W4A16_MMA=sync LMB_W4A16_MMA_MAX_M=$mm $B --dtype awq $O1
+        one "W4A16 offline 1000x(512->256), mma.sync ${MMA_ENV:-} to M $mm" env LMB_W4A16_MMA=sync ${MMA_ENV:-} \
+            LMB_W4A16_MMA_MAX_M=$mm $B --dtype awq $O1
     done
     [ "${MMA_FP16:-1}" = 0 ] || one "fp16 offline 1000x(512->256)" $B $O1
     ;;

@@ -83,8 +83,10 @@ static void check_mma(const Case &c, int M) {
     Inputs in = inputs(c, M);
     if (lmb_cuda_w4a16_mma(in.y, in.xh, c.rw, c.rz, c.rs, M, c.N, c.K, c.G, 0)) failures++, printf("mma refused FAIL\n");
     char what[96];
-    snprintf(what, sizeof what, "mma%s%s%s N=%d K=%d G=%d M=%d", getenv("LMB_W4A16_MMA") ? " sync" : "",
-             getenv("LMB_W4A16_BK32") ? " bk32" : "", getenv("LMB_W4A16_CPASYNC") ? " cp" : "", c.N, c.K, c.G, M);
+    const char *pipe = getenv("LMB_W4A16_PIPE");
+    snprintf(what, sizeof what, "mma%s%s%s%s%s N=%d K=%d G=%d M=%d", getenv("LMB_W4A16_MMA") ? " sync" : "",
+             getenv("LMB_W4A16_BK32") ? " bk32" : "", getenv("LMB_W4A16_CPASYNC") ? " cp" : "", pipe ? " pipe" : "",
+             pipe ? pipe : "", c.N, c.K, c.G, M);
     compare(what, in.y, in.ref, (size_t)M * c.N, 3e-3);
     free_inputs(in);
 }
@@ -121,15 +123,18 @@ int main() {
         }
         if (c.G % 32 == 0) { // the tensor-core kernels take groups of 32k; M = 45, 70: ragged tile rows
             // v6's WMMA kernel (the default), then v9's mma.sync one: k-tiles of 64 (or 32 where the group is
-            // 32), k-tiles of 32, x through cp.async
-            const char *variants[][3] = {{nullptr, nullptr, nullptr}, {"sync", nullptr, nullptr},
-                                         {"sync", "1", nullptr}, {"sync", nullptr, "1"}};
+            // 32), k-tiles of 32, x through cp.async; v10's cp.async pipeline of 3 and 4 stages (groups of 64k)
+            const char *variants[][4] = {{nullptr, nullptr, nullptr, nullptr}, {"sync", nullptr, nullptr, nullptr},
+                                         {"sync", "1", nullptr, nullptr},      {"sync", nullptr, "1", nullptr},
+                                         {"sync", nullptr, nullptr, "3"},      {"sync", nullptr, nullptr, "4"}};
             for (auto &v : variants) {
                 if (v[0]) setenv("LMB_W4A16_MMA", v[0], 1);
                 if (v[1]) setenv("LMB_W4A16_BK32", v[1], 1);
                 if (v[2]) setenv("LMB_W4A16_CPASYNC", v[2], 1);
+                if (v[3]) setenv("LMB_W4A16_PIPE", v[3], 1);
                 for (int M : {1, 5, 9, 45, 70}) check_mma(c, M);
                 unsetenv("LMB_W4A16_MMA"), unsetenv("LMB_W4A16_BK32"), unsetenv("LMB_W4A16_CPASYNC");
+                unsetenv("LMB_W4A16_PIPE");
             }
         } else if (lmb_cuda_w4a16_mma(nullptr, c.rw, c.rw, c.rz, c.rs, 1, c.N, c.K, c.G, 0) == 0) {
             failures++, printf("mma with group %d not refused FAIL\n", c.G);
