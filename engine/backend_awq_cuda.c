@@ -16,6 +16,7 @@ struct lmb_cuda_awq {
     void *scratch; /* dequantized fp16 row chunks for cuBLAS */
     size_t scratch_bytes;
     int mma_max_m;
+    int fuse[3]; /* per M = 1, 2: the step's gemvs fuse with the residual stream (1), not (0), not known yet (-1) */
 };
 
 /* A linear stored AWQ-style: bound qweight, or (random-weight models) a qweight view without data. */
@@ -168,6 +169,8 @@ int lmb_cuda_awq_load_layer(cuda_backend *c, const lmb_model *m, int l, lmb_erro
         c->awq = a;
         const char *mm = getenv("LMB_W4A16_MMA_MAX_M");
         a->mma_max_m = mm && atoi(mm) >= 0 ? atoi(mm) : 128; /* v6 mma beats dequant + cuBLAS to M 128 at least */
+        const char *fz = getenv("LMB_W4A16_FUSE"); /* 0: the norms and residual adds as kernels of their own */
+        a->fuse[0] = 0, a->fuse[1] = a->fuse[2] = fz && !strcmp(fz, "0") ? 0 : -1;
     }
     const lmb_model_config *cf = &m->cfg;
     const lmb_layer_weights *s = &m->w.layers[l];
@@ -185,6 +188,34 @@ int lmb_cuda_awq_load_layer(cuda_backend *c, const lmb_model *m, int l, lmb_erro
 bool lmb_cuda_awq_owns(const cuda_backend *c, const void *w) {
     const struct lmb_cuda_awq *a = c->awq;
     return a && (const lmb_cuda_awq_linear *)w >= a->lin && (const lmb_cuda_awq_linear *)w < a->lin + a->n_lin;
+}
+
+static bool linear_fusable(const cuda_backend *c, const void *w, int M, bool norm) {
+    const lmb_cuda_awq_linear *d = w;
+    return lmb_cuda_awq_owns(c, w) && lmb_cuda_w4a16_gemv_fusable(M, d->N, d->K, d->group, d->qweight, norm);
+}
+
+bool lmb_cuda_awq_fuse_ok(cuda_backend *c, int M) {
+    struct lmb_cuda_awq *a = c->awq;
+    if (!a || M < 1 || M > 2) return false;
+    if (a->fuse[M] < 0) {
+        bool ok = c->dt == LMB_CUDA_F16;
+        for (int l = 0; ok && l < c->cfg.n_layers; l++) {
+            const cuda_layer *L = &c->layers[l];
+            ok = !L->bo && !L->bd && linear_fusable(c, L->wqkv, M, true) && linear_fusable(c, L->wo, M, false) &&
+                 linear_fusable(c, L->wgu, M, true) && linear_fusable(c, L->wd, M, false);
+        }
+        a->fuse[M] = ok;
+    }
+    return a->fuse[M] == 1;
+}
+
+int lmb_cuda_awq_gemv_fused(cuda_backend *c, const float *norm_resid, const void *gamma, float eps, const void *x,
+                            const void *w, void *y, float *add_resid, int M, lmb_error *err) {
+    const lmb_cuda_awq_linear *d = w;
+    CUDA_CHECK(lmb_cuda_w4a16_gemv_fused(y, x, norm_resid, gamma, eps, add_resid, d->qweight, d->zeros, d->scales, M,
+                                         d->N, d->K, d->group, (lmb_stream)c->stream));
+    return 0;
 }
 
 int lmb_cuda_awq_gemm(cuda_backend *c, const void *x, const void *w, void *y, int M, int N, int K, lmb_error *err) {

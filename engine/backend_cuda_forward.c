@@ -64,6 +64,9 @@ static int enqueue(cuda_backend *c, const plan *p, lmb_error *err) {
     lmb_stream s = (lmb_stream)c->stream;
     lmb_cuda_seqs seqs = {D(q_start, int32_t), D(ctx_len, int32_t), D(tables, int32_t), D(tok_seq, int32_t),
                           D(positions, int32_t), c->max_blocks};
+    /* decode at 1-2 rows of an AWQ model: the gemvs normalize their input and add their output to the residual
+     * themselves (no add_rmsnorm kernel in the layers, the same bits) */
+    const bool fuse = lmb_cuda_awq_fuse_ok(c, T);
     P(EMBED);
     CUDA_CHECK(lmb_cuda_embed(c->resid, c->embed, D(tokens, int32_t), T, H, c->dt, s));
     for (int l = 0; l < m->n_layers; l++) {
@@ -71,9 +74,12 @@ static int enqueue(cuda_backend *c, const plan *p, lmb_error *err) {
         void *kc = kv_ptr(c, l, 0), *vc = kv_ptr(c, l, 1);
         /* attention block (the previous layer's MLP output joins the residual here) */
         P(NORM);
-        CUDA_CHECK(lmb_cuda_add_rmsnorm(c->resid, l ? c->y : NULL, L->attn_norm, c->xn, NULL, T, H, eps, c->dt, s));
+        if (!fuse)
+            CUDA_CHECK(lmb_cuda_add_rmsnorm(c->resid, l ? c->y : NULL, L->attn_norm, c->xn, NULL, T, H, eps, c->dt, s));
         P(QKV);
-        if (gemm(c, c->xn, L->wqkv, c->qkv, T, c->qkv_dim, H, false, err)) return -1;
+        if (fuse ? lmb_cuda_awq_gemv_fused(c, c->resid, L->attn_norm, eps, NULL, L->wqkv, c->qkv, NULL, T, err)
+                 : gemm(c, c->xn, L->wqkv, c->qkv, T, c->qkv_dim, H, false, err))
+            return -1;
         P(BIAS);
         if (L->bqkv) CUDA_CHECK(lmb_cuda_add_bias(c->qkv, L->bqkv, T, c->qkv_dim, c->dt, s));
         P(ROPE); /* KV quantization (issue 6): the _kvq calls take c->kv_bits (16 = the plain kernels) */
@@ -95,20 +101,26 @@ static int enqueue(cuda_backend *c, const plan *p, lmb_error *err) {
                                                      c->dt, s));
         }
         P(O);
-        if (gemm(c, c->attn, L->wo, c->y, T, H, nh * hd, false, err)) return -1;
+        if (fuse ? lmb_cuda_awq_gemv_fused(c, NULL, NULL, 0.f, c->attn, L->wo, NULL, c->resid, T, err)
+                 : gemm(c, c->attn, L->wo, c->y, T, H, nh * hd, false, err))
+            return -1;
         P(BIAS);
         if (L->bo) CUDA_CHECK(lmb_cuda_add_bias(c->y, L->bo, T, H, c->dt, s));
         /* MLP block */
         P(NORM);
-        CUDA_CHECK(lmb_cuda_add_rmsnorm(c->resid, c->y, L->ffn_norm, c->xn, NULL, T, H, eps, c->dt, s));
+        if (!fuse) CUDA_CHECK(lmb_cuda_add_rmsnorm(c->resid, c->y, L->ffn_norm, c->xn, NULL, T, H, eps, c->dt, s));
         P(GU);
-        if (gemm(c, c->xn, L->wgu, c->gu, T, 2 * F, H, false, err)) return -1;
+        if (fuse ? lmb_cuda_awq_gemv_fused(c, c->resid, L->ffn_norm, eps, NULL, L->wgu, c->gu, NULL, T, err)
+                 : gemm(c, c->xn, L->wgu, c->gu, T, 2 * F, H, false, err))
+            return -1;
         P(BIAS);
         if (L->bgu) CUDA_CHECK(lmb_cuda_add_bias(c->gu, L->bgu, T, 2 * F, c->dt, s));
         P(ACT);
         CUDA_CHECK(lmb_cuda_silu_mul(c->act, c->gu, T, F, c->dt, s));
         P(DOWN);
-        if (gemm(c, c->act, L->wd, c->y, T, H, F, false, err)) return -1;
+        if (fuse ? lmb_cuda_awq_gemv_fused(c, NULL, NULL, 0.f, c->act, L->wd, NULL, c->resid, T, err)
+                 : gemm(c, c->act, L->wd, c->y, T, H, F, false, err))
+            return -1;
         P(BIAS);
         if (L->bd) CUDA_CHECK(lmb_cuda_add_bias(c->y, L->bd, T, H, c->dt, s));
     }
@@ -120,9 +132,9 @@ static int head_rows(cuda_backend *c, const plan *p, int off, int n, lmb_error *
     const lmb_model_config *m = &c->cfg;
     lmb_stream s = (lmb_stream)c->stream;
     const int32_t *rows = p->rows_all ? NULL : D(rows, int32_t) + off;
-    P(NORM);
-    CUDA_CHECK(lmb_cuda_add_rmsnorm(c->resid, c->y, c->final_norm, c->xh, rows, n, m->hidden, (float)m->rms_eps, c->dt,
-                                    s));
+    P(NORM); /* the last down projection was added to the residual already when the step's gemvs were fused */
+    CUDA_CHECK(lmb_cuda_add_rmsnorm(c->resid, lmb_cuda_awq_fuse_ok(c, p->T) ? NULL : c->y, c->final_norm, c->xh, rows,
+                                    n, m->hidden, (float)m->rms_eps, c->dt, s));
     P(HEAD);
     if (gemm(c, c->xh, c->head, c->logits, n, m->vocab, m->hidden, true, err)) return -1;
     if (p->sample) {

@@ -11,6 +11,7 @@
 #ifndef LMB_KERNELS_CUDA_H
 #define LMB_KERNELS_CUDA_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -133,6 +134,17 @@ int lmb_cuda_sample(int32_t *out, float *logits, const lmb_cuda_sample_params *p
  * no workspace, one launch, deterministic. */
 int lmb_cuda_w4a16_gemv(void *y, const void *x, const uint32_t *qweight, const uint32_t *zeros, const void *scales,
                         int M, int N, int K, int group, lmb_stream s);
+
+/* The gemv fused with the decode step's residual stream (M <= 2; where lmb_cuda_w4a16_gemv_fusable says so: 16-byte
+ * units; a normalizing one K <= 16384 in one x slice).  norm_resid non-NULL: x is not read but made by every CTA as
+ * RMSnorm(norm_resid [M, K] fp32) * gamma (fp16 [K], eps) -- lmb_cuda_add_rmsnorm with no delta, the same bits,
+ * without its launch.  add_resid non-NULL: y is not written; add_resid [M, N] fp32 += y rounded to fp16, as
+ * lmb_cuda_add_rmsnorm adds its delta.  norm_resid 16-byte and gamma 8-byte aligned.  `norm`: whether the gemv
+ * is to normalize its input (x in one slice). */
+bool lmb_cuda_w4a16_gemv_fusable(int M, int N, int K, int group, const uint32_t *qweight, bool norm);
+int lmb_cuda_w4a16_gemv_fused(void *y, const void *x, const float *norm_resid, const void *gamma, float eps,
+                              float *add_resid, const uint32_t *qweight, const uint32_t *zeros, const void *scales,
+                              int M, int N, int K, int group, lmb_stream s);
 
 /* Tensor-core GEMM (WMMA, any M): needs K % 32 == 0, group % 32 == 0, x and qweight 16-byte aligned. */
 int lmb_cuda_w4a16_mma(void *y, const void *x, const uint32_t *qweight, const uint32_t *zeros, const void *scales,

@@ -241,6 +241,58 @@ __host__ __device__ constexpr int gemv_min_ctas(int M, int PIPE) {
     return PIPE == 1 ? 2 : PIPE == 2 ? 1 : M == 1 ? 3 : M == 2 ? 2 : 1;
 }
 
+// What a fused gemv (FUSE; M <= 2, 16-byte units, x in one slice) does around the product, for the decode step's
+// residual stream (backend_cuda_forward.c): norm_resid set: x is not read; each CTA makes x = RMSnorm(norm_resid's
+// M rows of K floats) * gamma itself, with lmb_cuda_add_rmsnorm's sums in its order (common.cuh: the same bits),
+// which removes that kernel.  add_resid set: y is not written; resid's M rows of N floats get y rounded to fp16
+// added, as lmb_cuda_add_rmsnorm adds its delta.
+struct GemvFuse {
+    const float *norm_resid;
+    const half *gamma;
+    float eps;
+    float *add_resid;
+};
+
+// x = RMSnorm(resid) * gamma for the M rows, into the gemv's x slice layout (xs; the whole of K).  The sum of
+// squares runs as lmb_cuda_add_rmsnorm's NT threads would (rmsnorm_threads): virtual warp vw is this CTA's warp
+// vw % GEMV_WARPS, with the same lanes, so every partial sum is the one that kernel makes.
+template <int M, int VEC>
+__device__ __forceinline__ void gemv_norm_stage(half *xs, float (*red)[32], const GemvFuse &f, int K) {
+    constexpr int SU = slice_units<M, VEC>(), ST = unit_stride<VEC>();
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, n4 = K / 4;
+    int V, NT;
+    rmsnorm_threads(K, V, NT);
+    for (int m = 0; m < M; m++) {
+        const float4 *r4 = reinterpret_cast<const float4 *>(f.norm_resid + (size_t)m * K);
+        for (int vw = warp; vw - warp < NT / 32; vw += GEMV_WARPS) { // every warp as many rounds (whole-warp shuffles)
+            float ss = 0.f;
+            for (int k = 0; k < V && vw < NT / 32; k++) {
+                const int j = vw * 32 + lane + k * NT;
+                if (j < n4) ss += sumsq4(r4[j]);
+            }
+            ss = warp_sum(ss);
+            if (lane == 0 && vw < NT / 32) red[m][vw] = ss;
+        }
+    }
+    __syncthreads();
+    for (int m = 0; m < M; m++) {
+        const float inv = rsqrtf(warp_sum(lane < NT / 32 ? red[m][lane] : 0.f) / K + f.eps);
+        const float4 *r4 = reinterpret_cast<const float4 *>(f.norm_resid + (size_t)m * K);
+        for (int j = threadIdx.x; j < n4; j += 32 * GEMV_WARPS) {
+            const float4 a = r4[j];
+            const uint2 gw = *reinterpret_cast<const uint2 *>(f.gamma + 4 * (size_t)j);
+            const half2 g01 = as_half2(gw.x), g23 = as_half2(gw.y);
+            const half2 o01 = __floats2half2_rn(a.x * inv * __low2float(g01), a.y * inv * __high2float(g01));
+            const half2 o23 = __floats2half2_rn(a.z * inv * __low2float(g23), a.w * inv * __high2float(g23));
+            const int k = 4 * j, c = k / (8 * VEC), o = k % (8 * VEC);
+            uint2 u;
+            memcpy(&u.x, &o01, 4), memcpy(&u.y, &o23, 4);
+            *reinterpret_cast<uint2 *>(xs + (m * SU + c) * ST + o) = u;
+        }
+    }
+    __syncthreads();
+}
+
 // One CTA: GEMV_WARPS warps of GEMV_R rows each, or (KS = 2, for narrow linears at M <= 2) GEMV_WARPS / 2 groups of
 // GEMV_R rows, each group's two warps taking alternate 64-unit halves of every 128 units of K and adding their sums
 // through shared memory at the end: twice the warps, so twice the loads in flight, where N / GEMV_ROWS CTAs would not
@@ -249,12 +301,13 @@ __host__ __device__ constexpr int gemv_min_ctas(int M, int PIPE) {
 // only.
 // PIPE: the loads of a warp's next batch are issued before the math of its current one (double buffering in
 // registers), so a warp always has a batch in flight.
-template <int M, int VEC, int KS, int PIPE>
+template <int M, int VEC, int KS, int PIPE, bool FUSE = false>
 __global__ void __launch_bounds__(32 * GEMV_WARPS, gemv_min_ctas(M, PIPE))
     gemv_kernel(half *__restrict__ y, const half *__restrict__ x, const uint32_t *__restrict__ qw,
-                const uint32_t *__restrict__ qz, const half *__restrict__ sc, int N, int K, int G) {
+                const uint32_t *__restrict__ qz, const half *__restrict__ sc, int N, int K, int G, GemvFuse f) {
     constexpr int SU = slice_units<M, VEC>(), ST = unit_stride<VEC>(), GROUPS = GEMV_WARPS / KS;
     __shared__ __align__(16) half xs[M * SU * ST];
+    __shared__ float red[FUSE ? M : 1][32]; // the norm's warp sums (FUSE)
     __shared__ float part[KS > 1 ? GROUPS : 1][GEMV_R][M]; // the second half's sums (KS = 2)
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, grp = warp % GROUPS, h = warp / GROUPS;
     const int n0 = (blockIdx.x * GROUPS + grp) * GEMV_R;
@@ -282,7 +335,8 @@ __global__ void __launch_bounds__(32 * GEMV_WARPS, gemv_min_ctas(M, PIPE))
         }
         __syncthreads();
     };
-    stage(0, min(SU, U));
+    if (FUSE && f.norm_resid) gemv_norm_stage<M, VEC>(xs, red, f, K); // (FUSE: U <= SU)
+    else stage(0, min(SU, U));
     if constexpr (PIPE) {
         for (int s0 = 0; s0 < U; s0 += SU) {
             const int su = min(SU, U - s0);
@@ -343,14 +397,22 @@ __global__ void __launch_bounds__(32 * GEMV_WARPS, gemv_min_ctas(M, PIPE))
     for (int r = 0; r < GEMV_R; r++)
 #pragma unroll
         for (int m = 0; m < M; m++)
-            y[(size_t)m * N + n0 + r] = __float2half_rn(KS > 1 ? tot[r][m] + part[grp][r][m] : tot[r][m]);
+        {
+            const half v = __float2half_rn(KS > 1 ? tot[r][m] + part[grp][r][m] : tot[r][m]);
+            if (FUSE && f.add_resid) {
+                float *p = f.add_resid + (size_t)m * N + n0 + r;
+                *p = *p + __half2float(v);
+            } else {
+                y[(size_t)m * N + n0 + r] = v;
+            }
+        }
 }
 
 constexpr int GEMV_KS_MAX_N = 8192; // linears up to this many outputs split K over two warps (KS = 2)
 
 template <int M, int KS>
 int launch_gemv_ks(half *y, const half *x, const uint32_t *qw, const uint32_t *qz, const half *sc, int N, int K,
-                   int G, cudaStream_t s) {
+                   int G, cudaStream_t s, const GemvFuse *f) {
     const int rows = GEMV_ROWS / KS;
     dim3 grid((N + rows - 1) / rows), block(32 * GEMV_WARPS);
     // with PDL: the CTAs start while the kernel before (an RMSnorm, the SiLU, attention's merge) finishes, which
@@ -358,15 +420,22 @@ int launch_gemv_ks(half *y, const half *x, const uint32_t *qw, const uint32_t *q
     cudaError_t e;
     const char *pv = getenv("LMB_GEMV_PIPE"); // measured against the default, then one of them goes
     const int pipe = pv ? atoi(pv) : 0;
-    if (K % 32 == 0 && G % 32 == 0 && (uintptr_t)qw % 16 == 0) { // a 16-byte unit lies in one group
-        if (M == 1 && pipe == 1)
-            e = launch_pdl(gemv_kernel<M, 4, KS, M == 1 ? 1 : 0>, grid, block, 0, s, y, x, qw, qz, sc, N, K, G);
-        else if (M == 1 && pipe == 2)
-            e = launch_pdl(gemv_kernel<M, 4, KS, M == 1 ? 2 : 0>, grid, block, 0, s, y, x, qw, qz, sc, N, K, G);
+    const GemvFuse nf = {};
+    if (f) { // the caller checked lmb_cuda_w4a16_gemv_fusable
+        if constexpr (M <= 2)
+            e = launch_pdl(gemv_kernel<M, 4, KS, 0, true>, grid, block, 0, s, y, x, qw, qz, sc, N, K, G, *f);
         else
-            e = launch_pdl(gemv_kernel<M, 4, KS, 0>, grid, block, 0, s, y, x, qw, qz, sc, N, K, G);
-    } else
-        e = launch_pdl(gemv_kernel<M, 1, KS, 0>, grid, block, 0, s, y, x, qw, qz, sc, N, K, G);
+            e = cudaErrorInvalidValue;
+    } else if (K % 32 == 0 && G % 32 == 0 && (uintptr_t)qw % 16 == 0) { // a 16-byte unit lies in one group
+        if (M == 1 && pipe == 1)
+            e = launch_pdl(gemv_kernel<M, 4, KS, M == 1 ? 1 : 0>, grid, block, 0, s, y, x, qw, qz, sc, N, K, G, nf);
+        else if (M == 1 && pipe == 2)
+            e = launch_pdl(gemv_kernel<M, 4, KS, M == 1 ? 2 : 0>, grid, block, 0, s, y, x, qw, qz, sc, N, K, G, nf);
+        else
+            e = launch_pdl(gemv_kernel<M, 4, KS, 0>, grid, block, 0, s, y, x, qw, qz, sc, N, K, G, nf);
+    } else {
+        e = launch_pdl(gemv_kernel<M, 1, KS, 0>, grid, block, 0, s, y, x, qw, qz, sc, N, K, G, nf);
+    }
     return e != cudaSuccess ? (int)e : LMB_LAUNCH_RESULT();
 }
 
@@ -374,10 +443,10 @@ int launch_gemv_ks(half *y, const half *x, const uint32_t *qw, const uint32_t *q
 // twice the CTAs take two waves (H100, N = 4096, M = 8: 30 -> 48 us).
 template <int M>
 int launch_gemv(half *y, const half *x, const uint32_t *qw, const uint32_t *qz, const half *sc, int N, int K, int G,
-                cudaStream_t s) {
+                cudaStream_t s, const GemvFuse *f = nullptr) {
     if constexpr (M <= 2)
-        if (N <= GEMV_KS_MAX_N) return launch_gemv_ks<M, 2>(y, x, qw, qz, sc, N, K, G, s);
-    return launch_gemv_ks<M, 1>(y, x, qw, qz, sc, N, K, G, s);
+        if (N <= GEMV_KS_MAX_N) return launch_gemv_ks<M, 2>(y, x, qw, qz, sc, N, K, G, s, f);
+    return launch_gemv_ks<M, 1>(y, x, qw, qz, sc, N, K, G, s, f);
 }
 
 // ---- mma (WMMA) -----------------------------------------------------------------------------------------
@@ -812,6 +881,27 @@ extern "C" int lmb_cuda_w4a16_gemv(void *y, const void *x, const uint32_t *qweig
     case 7: return launch_gemv<7>(yh, xh, qweight, zeros, sh, N, K, group, s);
     default: return launch_gemv<8>(yh, xh, qweight, zeros, sh, N, K, group, s);
     }
+}
+
+extern "C" bool lmb_cuda_w4a16_gemv_fusable(int M, int N, int K, int group, const uint32_t *qweight, bool norm) {
+    const int su = M == 1 ? slice_units<1, 4>() : slice_units<2, 4>();
+    return M >= 1 && M <= 2 && N % 8 == 0 && K % 32 == 0 && group % 32 == 0 && K % group == 0 &&
+           (!norm || (K / 32 <= su && K <= 16384)) && (uintptr_t)qweight % 16 == 0;
+}
+
+extern "C" int lmb_cuda_w4a16_gemv_fused(void *y, const void *x, const float *norm_resid, const void *gamma, float eps,
+                                         float *add_resid, const uint32_t *qweight, const uint32_t *zeros,
+                                         const void *scales, int M, int N, int K, int group, lmb_stream s) {
+    if (M <= 0) return 0;
+    if (!lmb_cuda_w4a16_gemv_fusable(M, N, K, group, qweight, norm_resid != nullptr) || (norm_resid && (!gamma || (uintptr_t)norm_resid % 16 ||
+                                                                             (uintptr_t)gamma % 8)) ||
+        (!norm_resid && (uintptr_t)x % 16))
+        return (int)cudaErrorInvalidValue;
+    const GemvFuse f = {norm_resid, (const half *)gamma, eps, add_resid};
+    half *yh = (half *)y;
+    const half *xh = (const half *)x, *sh = (const half *)scales;
+    return M == 1 ? launch_gemv<1>(yh, xh, qweight, zeros, sh, N, K, group, s, &f)
+                  : launch_gemv<2>(yh, xh, qweight, zeros, sh, N, K, group, s, &f);
 }
 
 extern "C" int lmb_cuda_w4a16_mma(void *y, const void *x, const uint32_t *qweight, const uint32_t *zeros,

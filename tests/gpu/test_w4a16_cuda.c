@@ -4,7 +4,8 @@
  * ones, M = 1..8 (gemv), 1, 5, 8, 64, 300 (tensor-core GEMM); the dequantizer bit for bit; and the CUDA
  * backend on AWQ models: an
  * AutoAWQ-layout fixture against the CPU backend through each of the three paths, and a random-weight
- * AWQ Llama shape end to end.
+ * AWQ Llama shape end to end; the gemv fused with the RMSnorm before it and the residual add after it, against
+ * those kernels (bit for bit) and end to end.
  *
  * Timing harness: LMB_W4A16_TIMING=1 build/tests/gpu/test_w4a16_cuda --filter 'w4a16_cuda/timing' --jobs 1
  * prints microseconds per call of each path next to cuBLAS fp16 on the same shape. */
@@ -126,6 +127,65 @@ Test(w4a16_cuda, mma_matches_cpu_reference) {
         unsetenv("LMB_W4A16_MMA"), unsetenv("LMB_W4A16_BK32"), unsetenv("LMB_W4A16_CPASYNC");
         unsetenv("LMB_W4A16_PIPE");
     }
+}
+
+/* The gemv fused with the residual stream gives the bits of the kernels it replaces: normalizing its input, those
+ * of lmb_cuda_add_rmsnorm (no delta) then the gemv; adding its output, those of the gemv then lmb_cuda_add_rmsnorm's
+ * add of that delta.  M = 1, 2; a hidden of 4096 (one RMSnorm thread per float4), 5120 (two: V = 2) and 128. */
+Test(w4a16_cuda, gemv_fused_matches_norm_and_add) {
+    gpu_require();
+    const int cases[][2] = {{4096, 4096}, {12288, 4096}, {256, 128}, {5120, 5120}, {4096, 11008}};
+    const float eps = 1e-5f;
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++)
+        for (int M = 1; M <= 2; M++) {
+            const int N = cases[ci][0], K = cases[ci][1], G = K % 128 ? 32 : 128;
+            const size_t nk = (size_t)M * K, nn = (size_t)M * N;
+            packed p = make_packed(N, K, G, (uint64_t)N * 7 + K);
+            const bool norm = lmb_cuda_w4a16_gemv_fusable(M, N, K, G, p.d_qw, true);
+            cr_assert(lmb_cuda_w4a16_gemv_fusable(M, N, K, G, p.d_qw, false), "N=%d K=%d M=%d not fusable", N, K, M);
+            cr_assert(norm || K > 8192, "N=%d K=%d M=%d: the norm should fuse", N, K, M);
+            float *hr = malloc(4 * nk), *ho = malloc(4 * nn), *hg = malloc(4 * (size_t)K);
+            for (size_t i = 0; i < nk; i++) hr[i] = 2.f * gpu_frand();
+            for (size_t i = 0; i < nn; i++) ho[i] = gpu_frand();
+            for (int i = 0; i < K; i++) hg[i] = 0.5f + (float)(i % 97) / 97.0f;
+            float *hx = gpu_rand(nk, LMB_CUDA_F16, 1);
+            float *resid = gpu_upload(hr, 4 * nk), *o1 = gpu_upload(ho, 4 * nn), *o2 = gpu_upload(ho, 4 * nn);
+            void *gamma = gpu_upload16(hg, (size_t)K, LMB_CUDA_F16), *x = gpu_upload16(hx, nk, LMB_CUDA_F16);
+            void *xn, *y1, *y2, *gN, *junk;
+            GPU_OK(cudaMalloc(&xn, 2 * nk));
+            GPU_OK(cudaMalloc(&y1, 2 * nn));
+            GPU_OK(cudaMalloc(&y2, 2 * nn));
+            GPU_OK(cudaMalloc(&junk, 2 * nn));
+            GPU_OK(cudaMalloc(&gN, 2 * (size_t)N));
+            GPU_OK(cudaMemset(gN, 0, 2 * (size_t)N));
+            if (norm) { /* x = RMSnorm(resid) * gamma, then the gemv */
+                GPU_OK(lmb_cuda_add_rmsnorm(resid, NULL, gamma, xn, NULL, M, K, eps, LMB_CUDA_F16, 0));
+                GPU_OK(lmb_cuda_w4a16_gemv(y1, xn, p.d_qw, p.d_z, p.d_sc, M, N, K, G, 0));
+                GPU_OK(lmb_cuda_w4a16_gemv_fused(y2, NULL, resid, gamma, eps, NULL, p.d_qw, p.d_z, p.d_sc, M, N, K, G,
+                                                 0));
+                uint16_t *a = malloc(2 * nn), *b = malloc(2 * nn);
+                GPU_OK(cudaMemcpy(a, y1, 2 * nn, cudaMemcpyDeviceToHost));
+                GPU_OK(cudaMemcpy(b, y2, 2 * nn, cudaMemcpyDeviceToHost));
+                cr_assert_eq(memcmp(a, b, 2 * nn), 0, "norm N=%d K=%d M=%d: the fused gemv differs", N, K, M);
+                free(a), free(b);
+            }
+            /* o += y: lmb_cuda_add_rmsnorm's add of the delta y (its normalized output unused), then the fused
+             * epilogue */
+            GPU_OK(lmb_cuda_w4a16_gemv(y1, x, p.d_qw, p.d_z, p.d_sc, M, N, K, G, 0));
+            GPU_OK(lmb_cuda_add_rmsnorm(o1, y1, gN, junk, NULL, M, N, eps, LMB_CUDA_F16, 0));
+            GPU_OK(lmb_cuda_w4a16_gemv_fused(NULL, x, NULL, NULL, 0.f, o2, p.d_qw, p.d_z, p.d_sc, M, N, K, G, 0));
+            float *a = malloc(4 * nn), *b = malloc(4 * nn);
+            GPU_OK(cudaMemcpy(a, o1, 4 * nn, cudaMemcpyDeviceToHost));
+            GPU_OK(cudaMemcpy(b, o2, 4 * nn, cudaMemcpyDeviceToHost));
+            cr_assert_eq(memcmp(a, b, 4 * nn), 0, "add N=%d K=%d M=%d: the fused gemv differs", N, K, M);
+            int moved = 0;
+            for (size_t i = 0; i < nn; i++) moved += a[i] != ho[i];
+            cr_assert_gt(moved, (int)(nn / 2), "add N=%d K=%d M=%d: the residual barely moved", N, K, M);
+            free(a), free(b), free(hr), free(ho), free(hg), free(hx);
+            cudaFree(resid), cudaFree(o1), cudaFree(o2), cudaFree(gamma), cudaFree(x), cudaFree(xn), cudaFree(y1);
+            cudaFree(y2), cudaFree(junk), cudaFree(gN);
+            free_packed(&p);
+        }
 }
 
 /* Rows [n0, n0 + nc) as fp16 [nc, K]: the AWQ dequantization rounded to fp16, bit for bit. */
@@ -268,6 +328,35 @@ Test(w4a16_cuda, embedding_in_host_memory) {
     lmb_engine_get_stats(e, &st);
     cr_assert_eq(st.host_weight_bytes, 0, "tied, auto keeps the table on the GPU");
     lmb_engine_close(e);
+    lmb_test_rmtree(tmp, NULL);
+}
+
+/* Steps of 1 and 2 tokens through an AWQ model run the gemvs fused with the residual stream (no add_rmsnorm
+ * kernel in the layers): the same logits, bit for bit, as with LMB_W4A16_FUSE=0, and close to the CPU's.  Llama
+ * and Qwen2 (q/k/v biases). */
+Test(w4a16_cuda, fused_decode_steps_match_unfused) {
+    gpu_require();
+    lmb_error err;
+    cr_assert_eq(lmb_test_tmpdir(tmp, sizeof tmp, &err), 0, "%s", err.msg);
+    for (int a = 0; a < 2; a++) {
+        lmb_test_model_spec s;
+        char dir[128];
+        small_model(dir, sizeof dir, a ? "f1" : "f0", a ? LMB_ARCH_QWEN2 : LMB_ARCH_LLAMA, 32, false, &s);
+        for (int n = 1; n <= 2; n++) {
+            int32_t ids[2] = {(int32_t)(17 % s.vocab), (int32_t)(101 % s.vocab)};
+            int V;
+            float *fused = backend_logits(dir, "cuda", ids, n, &V);
+            setenv("LMB_W4A16_FUSE", "0", 1);
+            float *plain = backend_logits(dir, "cuda", ids, n, &V);
+            unsetenv("LMB_W4A16_FUSE");
+            float *cpu = backend_logits(dir, "cpu", ids, n, &V);
+            cr_assert_eq(memcmp(fused, plain, sizeof(float) * (size_t)n * V), 0, "%s, %d tokens: fused differs",
+                         lmb_arch_name(s.arch), n);
+            double r = gpu_rel(fused, cpu, (size_t)n * V);
+            cr_assert_lt(r, 2e-2, "%s, %d tokens: fused vs CPU relative error %g", lmb_arch_name(s.arch), n, r);
+            free(fused), free(plain), free(cpu);
+        }
+    }
     lmb_test_rmtree(tmp, NULL);
 }
 

@@ -3,7 +3,8 @@
 // lmb_w4_rows_from_awq as the backend does, through gemv (M = 1..8), the tensor-core kernels (WMMA and mma.sync with its variants; M = 1, 5, 9, 45, 70) and dequant (bit
 // for bit).  The shapes cover the 16-byte units (K and group multiples of 32) and single words (a group of 24
 // or 8), ragged lane pairs, several x slices (K = 2304 at M >= 5), zero words with padding, N not a multiple
-// of 32, N past 8192 (the gemv without the K split), K = 12288 (three batches a warp: the double-buffered gemv's
+// of 32, N past 8192 (the gemv without the K split), the gemv fused with the RMSnorm and the residual add,
+// K = 12288 (three batches a warp: the double-buffered gemv's
 // both buffers).  Built and run by run_w4a16.sh.
 #include <cmath>
 #include <cstdio>
@@ -91,6 +92,45 @@ static void check_mma(const Case &c, int M) {
     free_inputs(in);
 }
 
+// The gemv fused with the residual stream (M = 1, 2): normalizing its input, against the CPU's RMSnorm then the
+// reference product; adding its output to a residual, against the plain gemv's fp16 output added (bit for bit).
+static void check_fused(const Case &c, int M) {
+    if (!lmb_cuda_w4a16_gemv_fusable(M, c.N, c.K, c.G, c.rw, false)) return;
+    const size_t nk = (size_t)M * c.K, nn = (size_t)M * c.N;
+    char what[96];
+    if (lmb_cuda_w4a16_gemv_fusable(M, c.N, c.K, c.G, c.rw, true)) {
+        float *resid = (float *)amalloc(4 * nk), *x = (float *)amalloc(4 * nk), *ref = (float *)amalloc(4 * nn);
+        uint16_t *gamma = (uint16_t *)amalloc(2 * (size_t)c.K), *y = (uint16_t *)amalloc(2 * nn);
+        for (size_t i = 0; i < nk; i++) resid[i] = 3 * frand();
+        for (int k = 0; k < c.K; k++) gamma[k] = lmb_f32_to_f16(0.5f + (frand() + 1) / 2);
+        for (int m = 0; m < M; m++) {
+            double ss = 0;
+            for (int k = 0; k < c.K; k++) ss += (double)resid[m * c.K + k] * resid[m * c.K + k];
+            const float inv = (float)(1 / std::sqrt(ss / c.K + 1e-6));
+            for (int k = 0; k < c.K; k++)
+                x[m * c.K + k] = lmb_f16_to_f32(lmb_f32_to_f16(resid[m * c.K + k] * inv * lmb_f16_to_f32(gamma[k])));
+        }
+        lmb_cpu_w4a16_matmul(ref, x, c.qw, c.qz, c.sc, M, c.N, c.K, c.G);
+        memset(y, 0xff, 2 * nn);
+        if (lmb_cuda_w4a16_gemv_fused(y, nullptr, resid, gamma, 1e-6f, nullptr, c.rw, c.rz, c.rs, M, c.N, c.K, c.G, 0))
+            failures++, printf("fused gemv (norm) refused FAIL\n");
+        snprintf(what, sizeof what, "gemv+norm N=%d K=%d G=%d M=%d", c.N, c.K, c.G, M);
+        compare(what, y, ref, nn, 2e-3);
+        free(resid), free(x), free(ref), free(gamma), free(y);
+    }
+    Inputs in = inputs(c, M);
+    lmb_cuda_w4a16_gemv(in.y, in.xh, c.rw, c.rz, c.rs, M, c.N, c.K, c.G, 0);
+    float *o = (float *)amalloc(4 * nn), *want = (float *)amalloc(4 * nn);
+    for (size_t i = 0; i < nn; i++) o[i] = frand(), want[i] = o[i] + lmb_f16_to_f32(in.y[i]);
+    if (lmb_cuda_w4a16_gemv_fused(nullptr, in.xh, nullptr, nullptr, 0.f, o, c.rw, c.rz, c.rs, M, c.N, c.K, c.G, 0))
+        failures++, printf("fused gemv (add) refused FAIL\n");
+    const bool same = memcmp(o, want, 4 * nn) == 0;
+    printf("gemv+add N=%d K=%d G=%d M=%d: %s\n", c.N, c.K, c.G, M, same ? "same bits ok" : "differs FAIL");
+    failures += !same;
+    free(o), free(want);
+    free_inputs(in);
+}
+
 int main() {
     int shapes[][3] = {{64, 64, 32}, {136, 128, 64}, {256, 128, 32}, {512, 256, 128},
                        {64, 48, 24}, {40, 792, 8},   {64, 2304, 64}, {8200, 32, 32}, {64, 12288, 128}};
@@ -121,6 +161,7 @@ int main() {
             }
             free_inputs(in);
         }
+        for (int M = 1; M <= 2; M++) check_fused(c, M);
         if (c.G % 32 == 0) { // the tensor-core kernels take groups of 32k; M = 45, 70: ragged tile rows
             // v6's WMMA kernel (the default), then v9's mma.sync one: k-tiles of 64 (or 32 where the group is
             // 32), k-tiles of 32, x through cp.async; v10's cp.async pipeline of 3 and 4 stages (groups of 64k)
