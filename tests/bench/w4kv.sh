@@ -5,7 +5,7 @@
 # 4-15 in the background while the GPU runs, then evaluated).  Carry .devicekit and the pack (devpack.sh).
 # BENCH (default "bs1 bs128 offline"; also early, pdl, embed, sync, mma2, kvspeed, mma256, large, profile1, ncu, ncu1, gpuquant), AWQ_GROUPS (default "128 64",
 # empty: none; QUANT_FLAGS: more `quantize awq` flags; MMA_ENV: more environment for mma2's mma.sync runs, e.g.
-# LMB_W4A16_PIPE=4), TESTS (names between test_ and _cuda; default all) and
+# LMB_W4A16_PIPE=4; EARLY_PIPE=0, SYNC_V9=0: fewer runs in early and sync), TESTS (names between test_ and _cuda; default all) and
 # TIMING=0 (no kernel timing table) pick the parts.
 set -u
 export LMB_TEST_SHARED=${LMB_TEST_SHARED:-$PWD/.devcarry/shared}
@@ -57,7 +57,8 @@ early)
         one "W4A16 bs1 128->256, LMB_W4A16_FUSE=0" env LMB_W4A16_FUSE=0 $B $A
         [ -x .devold/lmbatch ] && one "W4A16 bs1 128->256, .devold build" $G .devold/lmbatch bench \
             --random-weights llama2-7b --backend cuda --ignore-eos --json $A
-        for p in 1 2; do one "W4A16 bs1 128->256, LMB_GEMV_PIPE=$p" env LMB_W4A16_FUSE=0 LMB_GEMV_PIPE=$p $B $A; done
+        [ "${EARLY_PIPE:-1}" = 0 ] ||
+            for p in 1 2; do one "W4A16 bs1 128->256, LMB_GEMV_PIPE=$p" env LMB_W4A16_FUSE=0 LMB_GEMV_PIPE=$p $B $A; done
     done
     one "fp16 bs1 128->256" $B --num-prompts 3 --input-len 128 --output-len 256 --max-seqs 1
     ;;
@@ -72,9 +73,10 @@ sync)
     # pipeline of 4 stages, LMB_W4A16_PIPE=4), also up to M 256
     A="--dtype awq --num-prompts 128 --input-len 128 --output-len 128 --max-seqs 128"
     one "W4A16 bs128 128->128, wmma" $B $A
-    one "W4A16 bs128 128->128, mma.sync" env LMB_W4A16_MMA=sync $B $A
+    [ "${SYNC_V9:-1}" = 0 ] || one "W4A16 bs128 128->128, mma.sync" env LMB_W4A16_MMA=sync $B $A
     one "W4A16 bs128 128->128, mma.sync pipe 4" env LMB_W4A16_MMA=sync LMB_W4A16_PIPE=4 $B $A
-    one "W4A16 bs128 128->128, mma.sync to M 256" env LMB_W4A16_MMA=sync LMB_W4A16_MMA_MAX_M=256 $B $A
+    [ "${SYNC_V9:-1}" = 0 ] || one "W4A16 bs128 128->128, mma.sync to M 256" env LMB_W4A16_MMA=sync \
+        LMB_W4A16_MMA_MAX_M=256 $B $A
     one "W4A16 bs128 128->128, mma.sync pipe 4 to M 256" env LMB_W4A16_MMA=sync LMB_W4A16_PIPE=4 \
         LMB_W4A16_MMA_MAX_M=256 $B $A
     ;;
