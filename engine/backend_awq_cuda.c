@@ -19,6 +19,9 @@ struct lmb_cuda_awq {
     int fuse[3]; /* per M = 1, 2: the step's gemvs fuse with the residual stream (1), not (0), not known yet (-1) */
 };
 
+/* Off until a GPU call has timed it against the kernels it replaces (it gives their bits; docs/PERF.md v10). */
+#define LMB_W4A16_FUSE_DEFAULT false
+
 /* A linear stored AWQ-style: bound qweight, or (random-weight models) a qweight view without data. */
 static bool is_awq(const lmb_linear *l) { return l->qweight.ndim == 2; }
 
@@ -169,8 +172,10 @@ int lmb_cuda_awq_load_layer(cuda_backend *c, const lmb_model *m, int l, lmb_erro
         c->awq = a;
         const char *mm = getenv("LMB_W4A16_MMA_MAX_M");
         a->mma_max_m = mm && atoi(mm) >= 0 ? atoi(mm) : 128; /* v6 mma beats dequant + cuBLAS to M 128 at least */
-        const char *fz = getenv("LMB_W4A16_FUSE"); /* 0: the norms and residual adds as kernels of their own */
-        a->fuse[0] = 0, a->fuse[1] = a->fuse[2] = fz && !strcmp(fz, "0") ? 0 : -1;
+        /* LMB_W4A16_FUSE=1|0 fuses the decode gemvs with the residual stream or not; unset: LMB_W4A16_FUSE_DEFAULT */
+        const char *fz = getenv("LMB_W4A16_FUSE");
+        const bool fuse = fz ? strcmp(fz, "0") != 0 : LMB_W4A16_FUSE_DEFAULT;
+        a->fuse[0] = 0, a->fuse[1] = a->fuse[2] = fuse ? -1 : 0;
     }
     const lmb_model_config *cf = &m->cfg;
     const lmb_layer_weights *s = &m->w.layers[l];

@@ -47,14 +47,14 @@ bs1)
     one "fp16 bs1 128->256" $B --num-prompts 3 --input-len 128 --output-len 256 --max-seqs 1
     ;;
 early)
-    # bs1: this build (the gemv fused with the RMSnorm before it and the residual add after it; its first weight
-    # batch in flight before the PDL wait); without the fusion (LMB_W4A16_FUSE=0); the build before
+    # bs1: this build (the gemv's first weight batch in flight before the PDL wait), with the gemv fused with the
+    # RMSnorm before it and the residual add after it (LMB_W4A16_FUSE=1); the build before
     # (.devold/lmbatch, packed by `devpack.sh .devold` when present); unfused with double-buffered batches at M = 1
     # (LMB_GEMV_PIPE=1: 2 CTAs an SM, =2: 1); then fp16
     A="--dtype awq --num-prompts 3 --input-len 128 --output-len 256 --max-seqs 1"
     for i in $(seq ${EARLY_REPS:-2}); do
         one "W4A16 bs1 128->256" $B $A
-        one "W4A16 bs1 128->256, LMB_W4A16_FUSE=0" env LMB_W4A16_FUSE=0 $B $A
+        one "W4A16 bs1 128->256, LMB_W4A16_FUSE=1" env LMB_W4A16_FUSE=1 $B $A
         [ -x .devold/lmbatch ] && one "W4A16 bs1 128->256, .devold build" $G .devold/lmbatch bench \
             --random-weights llama2-7b --backend cuda --ignore-eos --json $A
         [ "${EARLY_PIPE:-1}" = 0 ] ||

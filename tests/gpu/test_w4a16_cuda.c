@@ -332,7 +332,8 @@ Test(w4a16_cuda, embedding_in_host_memory) {
 }
 
 /* Steps of 1 and 2 tokens through an AWQ model run the gemvs fused with the residual stream (no add_rmsnorm
- * kernel in the layers): the same logits, bit for bit, as with LMB_W4A16_FUSE=0, and close to the CPU's.  Llama
+ * kernel in the layers; LMB_W4A16_FUSE=1): the same logits, bit for bit, as with LMB_W4A16_FUSE=0, and close to
+ * the CPU's.  Llama
  * and Qwen2 (q/k/v biases). */
 Test(w4a16_cuda, fused_decode_steps_match_unfused) {
     gpu_require();
@@ -345,6 +346,7 @@ Test(w4a16_cuda, fused_decode_steps_match_unfused) {
         for (int n = 1; n <= 2; n++) {
             int32_t ids[2] = {(int32_t)(17 % s.vocab), (int32_t)(101 % s.vocab)};
             int V;
+            setenv("LMB_W4A16_FUSE", "1", 1);
             float *fused = backend_logits(dir, "cuda", ids, n, &V);
             setenv("LMB_W4A16_FUSE", "0", 1);
             float *plain = backend_logits(dir, "cuda", ids, n, &V);
