@@ -40,9 +40,10 @@
 // registers straight from the W4 rows (LMB_W4A16_MMA=sync; checked on the CPU emulator only, so WMMA stays the
 // default until it has been measured on the GPU).
 // v10 (this) — gemv: a warp's first batch of weights is loaded before the PDL wait, and batches are compact
-// (scales as fp16 pairs, zero points as nibbles); LMB_GEMV_PIPE=1|2 double-buffers them at M = 1.  mma:
-// mma.sync with a cp.async pipeline of 3 or 4 stages (LMB_W4A16_MMA=sync LMB_W4A16_PIPE=3|4).  The variants
-// sit side by side until a GPU call has measured them.
+// (scales as fp16 pairs, zero points as nibbles); LMB_GEMV_PIPE=1|2 double-buffers them at M = 1; at M <= 2 the
+// gemv can make its own x as RMSnorm(residual) * gamma and add its y to the residual (lmb_cuda_w4a16_gemv_fused,
+// the backend's LMB_W4A16_FUSE=1).  mma: mma.sync with a cp.async pipeline of 3 or 4 stages (LMB_W4A16_MMA=sync
+// LMB_W4A16_PIPE=3|4).  The opt-in variants sit side by side until a GPU call has measured them.
 // Tried for v7 and dropped: the mma kernel with 128x64 and 128x128 tiles (8 warps of 64x32) and two shared
 // stages (no faster at M 192-2048, ~200 TFLOP/s whatever the tile, and slower at M <= 128); dequantizing K
 // slices into two L2-sized buffers on a side stream while cuBLAS multiplied the slice before (2-3x slower than
