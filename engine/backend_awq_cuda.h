@@ -40,7 +40,6 @@ int lmb_cuda_awq_gemm(cuda_backend *c, const void *x, const void *w, void *y, in
  * (tests/gpu/test_w4a16_cuda.c) calls it too. */
 int lmb_cuda_awq_dq_gemm(cublasHandle_t blas, lmb_stream s, void *scratch, int chunk, const lmb_cuda_awq_linear *d,
                          const void *x, void *y, int M, lmb_error *err);
-/* Frees the AWQ linears and scratch and clears the layer slots that pointed at them. */
 /* Whether a decode step of M (1 or 2) rows runs its W4A16 gemvs fused with the residual stream
  * (kernels_cuda.h, lmb_cuda_w4a16_gemv_fused): every layer's four linears AWQ and fusable, no o or down bias,
  * fp16 activations, and LMB_W4A16_FUSE=1 (or unset, once fusing is the default: backend_awq_cuda.c).  Then the
@@ -49,6 +48,7 @@ int lmb_cuda_awq_dq_gemm(cublasHandle_t blas, lmb_stream s, void *scratch, int c
 bool lmb_cuda_awq_fuse_ok(cuda_backend *c, int M);
 int lmb_cuda_awq_gemv_fused(cuda_backend *c, const float *norm_resid, const void *gamma, float eps, const void *x,
                             const void *w, void *y, float *add_resid, int M, lmb_error *err);
+/* Frees the AWQ linears and scratch and clears the layer slots that pointed at them. */
 void lmb_cuda_awq_free(cuda_backend *c);
 
 #endif
