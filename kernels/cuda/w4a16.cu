@@ -338,11 +338,13 @@ __global__ void __launch_bounds__(32 * GEMV_WARPS, gemv_min_ctas(M, PIPE))
     };
     if (FUSE && f.norm_resid) gemv_norm_stage<M, VEC>(xs, red, f, K); // (FUSE: U <= SU)
     else stage(0, min(SU, U));
-    if constexpr (PIPE) {
-        for (int s0 = 0; s0 < U; s0 += SU) {
-            const int su = min(SU, U - s0);
-            if (s0 > 0) stage(s0, su);
-            int u = u0;
+    if constexpr (!PIPE)
+        if (early) gemv_math<M>(tot, b, xs, u0); // b's last use (outside the loop: not live in it)
+    for (int s0 = 0; s0 < U; s0 += SU) {
+        const int su = min(SU, U - s0);
+        if (s0 > 0) stage(s0, su);
+        int u = u0;
+        if constexpr (PIPE) {
             bool have = s0 == 0 && early;
             if (!have && active && u + 32 < su) gemv_load(b, u, s0, qw, qz, sc, n0, KW, ng, ZW, G), have = true;
             GemvBatch<VEC, 2> nb; // b and nb take turns (no copies): b holds unit pair u while nb's loads fly
@@ -357,33 +359,20 @@ __global__ void __launch_bounds__(32 * GEMV_WARPS, gemv_min_ctas(M, PIPE))
                 gemv_math<M>(tot, nb, xs, u);
                 u += 64 * KS;
             }
-            if (active && u < su) {
-                GemvBatch<VEC, 1> bu;
-                gemv_load(bu, u, s0, qw, qz, sc, n0, KW, ng, ZW, G);
-                gemv_math<M>(tot, bu, xs, u);
-            }
-            __syncthreads(); // the slice's x is read before the next one overwrites it
-        }
-    } else {
-    if (early) gemv_math<M>(tot, b, xs, u0); // b's last use (outside the loop: not live in it)
-    for (int s0 = 0; s0 < U; s0 += SU) {
-        const int su = min(SU, U - s0);
-        if (s0 > 0) stage(s0, su);
-        if (active) {
-            int u = s0 == 0 && early ? u0 + 64 * KS : u0;
+        } else if (active) {
+            if (s0 == 0 && early) u += 64 * KS; // that pair was done above
             for (; u + 32 < su; u += 64 * KS) {
                 GemvBatch<VEC, 2> bu;
                 gemv_load(bu, u, s0, qw, qz, sc, n0, KW, ng, ZW, G);
                 gemv_math<M>(tot, bu, xs, u);
             }
-            if (u < su) {
-                GemvBatch<VEC, 1> bu;
-                gemv_load(bu, u, s0, qw, qz, sc, n0, KW, ng, ZW, G);
-                gemv_math<M>(tot, bu, xs, u);
-            }
+        }
+        if (active && u < su) { // a last single unit
+            GemvBatch<VEC, 1> bu;
+            gemv_load(bu, u, s0, qw, qz, sc, n0, KW, ng, ZW, G);
+            gemv_math<M>(tot, bu, xs, u);
         }
         __syncthreads(); // the slice's x is read before the next one overwrites it
-    }
     }
 #pragma unroll
     for (int r = 0; r < GEMV_R; r++)
@@ -397,8 +386,7 @@ __global__ void __launch_bounds__(32 * GEMV_WARPS, gemv_min_ctas(M, PIPE))
 #pragma unroll
     for (int r = 0; r < GEMV_R; r++)
 #pragma unroll
-        for (int m = 0; m < M; m++)
-        {
+        for (int m = 0; m < M; m++) {
             const half v = __float2half_rn(KS > 1 ? tot[r][m] + part[grp][r][m] : tot[r][m]);
             if (FUSE && f.add_resid) {
                 float *p = f.add_resid + (size_t)m * N + n0 + r;
@@ -635,6 +623,45 @@ __device__ __forceinline__ uint32_t as_u32(half2 h) {
     return u;
 }
 
+// One 16-input step of a warp's 32 rows x 32 outputs: A (the warp's first row of the x tile in shared memory,
+// inputs k..k+15) by ldmatrix; B from words w0[j] (inputs k..k+7) and w1[j] (k+8..k+15) of output rows nw + 8j + g:
+// pair c of each, dequant_pair, is the lane's B fragment (the CPU's fp16 weight bit for bit); 8 mma.sync.
+template <int LD>
+__device__ __forceinline__ void q_k16(float (&acc)[2][4][4], const half (*A)[LD], int k, const uint32_t (&w0)[4],
+                                      const uint32_t (&w1)[4], const half2 (&zp)[4], const half2 (&s2)[4], int lane) {
+    const int c = lane % 4;
+    uint32_t a[2][4];
+#pragma unroll
+    for (int i = 0; i < 2; i++) ldmatrix_x4(a[i], &A[i * 16 + lane % 16][k + lane / 16 * 8]);
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        const uint32_t b0 = as_u32(dequant_pair(w0[j], c, zp[j], s2[j]));
+        const uint32_t b1 = as_u32(dequant_pair(w1[j], c, zp[j], s2[j]));
+#pragma unroll
+        for (int i = 0; i < 2; i++) mma_16816(acc[i][j], a[i], b0, b1);
+    }
+}
+
+// The warp's 32 x 32 accumulators (rows mw.., outputs nw..) to y in fp16, rows past M and outputs past N skipped.
+__device__ __forceinline__ void q_store(half *__restrict__ y, const float (&acc)[2][4][4], int M, int N, int mw,
+                                        int nw, int lane) {
+    const int g = lane / 4, c = lane % 4;
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const int n = nw + 8 * j + 2 * c;
+            if (n >= N) continue; // N % 8 == 0: a pair is all in or all out
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const int m = mw + i * 16 + g + 8 * h;
+                if (m < M)
+                    *reinterpret_cast<half2 *>(y + (size_t)m * N + n) =
+                        __floats2half2_rn(acc[i][j][2 * h], acc[i][j][2 * h + 1]);
+            }
+        }
+}
+
 // CP: x through cp.async instead of registers (fewer registers; two barriers per k-tile).
 template <int BK, bool CP>
 __global__ void __launch_bounds__(Q_THREADS)
@@ -643,15 +670,9 @@ __global__ void __launch_bounds__(Q_THREADS)
     constexpr int LD = BK + 8;
     __shared__ __align__(128) half As[2][QM][LD];
     const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32, wm = warp / 2, wn = warp % 2;
-    const int g = lane / 4, c = lane % 4;
+    const int g = lane / 4;
     const int m0 = blockIdx.y * QM, n0 = blockIdx.x * QN, nw = n0 + wn * 32;
-    float acc[2][4][4];
-#pragma unroll
-    for (int i = 0; i < 2; i++)
-#pragma unroll
-        for (int j = 0; j < 4; j++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) acc[i][j][e] = 0.f;
+    float acc[2][4][4] = {};
     QLoads<BK> cur, nxt;
     if constexpr (CP) q_copy_x<BK>(As[0], x, M, K, m0, 0, tid);
     q_load<BK, CP>(cur, x, qw, qz, sc, M, N, K, G, m0, nw, 0, tid, g);
@@ -680,19 +701,13 @@ __global__ void __launch_bounds__(Q_THREADS)
         for (int j = 0; j < 4; j++) zp[j] = zero_pair(cur.z[j]), s2[j] = __half2half2(cur.s[j]);
 #pragma unroll
         for (int ks = 0; ks < BK / 16; ks++) {
-            uint32_t a[2][4];
-#pragma unroll
-            for (int i = 0; i < 2; i++)
-                ldmatrix_x4(a[i], &As[b][wm * 32 + i * 16 + lane % 16][ks * 16 + lane / 16 * 8]);
+            uint32_t w0[4], w1[4];
 #pragma unroll
             for (int j = 0; j < 4; j++) {
-                const uint32_t w0 = word_of(cur.w[j][ks / 2], (ks % 2) * 2);     // inputs 16 ks + 0..7
-                const uint32_t w1 = word_of(cur.w[j][ks / 2], (ks % 2) * 2 + 1); // inputs 16 ks + 8..15
-                const uint32_t b0 = as_u32(dequant_pair(w0, c, zp[j], s2[j]));
-                const uint32_t b1 = as_u32(dequant_pair(w1, c, zp[j], s2[j]));
-#pragma unroll
-                for (int i = 0; i < 2; i++) mma_16816(acc[i][j], a[i], b0, b1);
+                w0[j] = word_of(cur.w[j][ks / 2], (ks % 2) * 2);     // inputs 16 ks + 0..7
+                w1[j] = word_of(cur.w[j][ks / 2], (ks % 2) * 2 + 1); // inputs 16 ks + 8..15
             }
+            q_k16<LD>(acc, As[b] + wm * 32, ks * 16, w0, w1, zp, s2, lane);
         }
         if (t + 1 < T) {
             if constexpr (!CP) {
@@ -706,20 +721,7 @@ __global__ void __launch_bounds__(Q_THREADS)
         }
         __syncthreads();
     }
-#pragma unroll
-    for (int i = 0; i < 2; i++)
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-            const int n = nw + 8 * j + 2 * c;
-            if (n >= N) continue; // N % 8 == 0: a pair is all in or all out
-#pragma unroll
-            for (int h = 0; h < 2; h++) {
-                const int m = m0 + wm * 32 + i * 16 + g + 8 * h;
-                if (m < M)
-                    *reinterpret_cast<half2 *>(y + (size_t)m * N + n) =
-                        __floats2half2_rn(acc[i][j][2 * h], acc[i][j][2 * h + 1]);
-            }
-        }
+    q_store(y, acc, M, N, m0 + wm * 32, nw, lane);
 }
 
 // ---- mma.sync with a cp.async pipeline (v10) ------------------------------------------------------------
@@ -753,16 +755,10 @@ __global__ void __launch_bounds__(Q_THREADS, 4)
     __shared__ __align__(128) half As[S][QM][PLD];
     __shared__ __align__(16) uint32_t Bs[S][QN][PWS];
     const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32, wm = warp / 2, wn = warp % 2;
-    const int g = lane / 4, c = lane % 4;
+    const int g = lane / 4;
     const int m0 = blockIdx.y * QM, n0 = blockIdx.x * QN, nw = n0 + wn * 32;
     const int T = K / PBK, ng = K / G, ZW = (ng + 7) / 8;
-    float acc[2][4][4];
-#pragma unroll
-    for (int i = 0; i < 2; i++)
-#pragma unroll
-        for (int j = 0; j < 4; j++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) acc[i][j][e] = 0.f;
+    float acc[2][4][4] = {};
     // zero points and scales of this lane's rows nw + 8j + g for k-tile t (rows past N: zero)
     auto zs = [&](int t, half2 (&zp)[4], half2 (&s2)[4]) {
         const int gi = t * PBK / G;
@@ -794,18 +790,13 @@ __global__ void __launch_bounds__(Q_THREADS, 4)
         if (t + 1 < T) zs(t + 1, nzp, ns2);
 #pragma unroll
         for (int ks = 0; ks < PBK / 16; ks++) {
-            uint32_t a[2][4];
+            uint32_t w0[4], w1[4];
 #pragma unroll
-            for (int i = 0; i < 2; i++)
-                ldmatrix_x4(a[i], &As[st][wm * 32 + i * 16 + lane % 16][ks * 16 + lane / 16 * 8]);
-#pragma unroll
-            for (int j = 0; j < 4; j++) {
+            for (int j = 0; j < 4; j++) { // words 2 ks (inputs 16 ks + 0..7) and 2 ks + 1 (+ 8..15)
                 const uint2 w = *reinterpret_cast<const uint2 *>(&Bs[st][wn * 32 + 8 * j + g][2 * ks]);
-                const uint32_t b0 = as_u32(dequant_pair(w.x, c, zp[j], s2[j])); // inputs 16 ks + 2c, +1
-                const uint32_t b1 = as_u32(dequant_pair(w.y, c, zp[j], s2[j])); // inputs 16 ks + 8 + 2c, +1
-#pragma unroll
-                for (int i = 0; i < 2; i++) mma_16816(acc[i][j], a[i], b0, b1);
+                w0[j] = w.x, w1[j] = w.y;
             }
+            q_k16<PLD>(acc, As[st] + wm * 32, ks * 16, w0, w1, zp, s2, lane);
         }
         if (t + 1 < T) {
 #pragma unroll
@@ -813,20 +804,7 @@ __global__ void __launch_bounds__(Q_THREADS, 4)
         }
     }
     cp_async_wait<0>();
-#pragma unroll
-    for (int i = 0; i < 2; i++)
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-            const int n = nw + 8 * j + 2 * c;
-            if (n >= N) continue; // N % 8 == 0: a pair is all in or all out
-#pragma unroll
-            for (int h = 0; h < 2; h++) {
-                const int m = m0 + wm * 32 + i * 16 + g + 8 * h;
-                if (m < M)
-                    *reinterpret_cast<half2 *>(y + (size_t)m * N + n) =
-                        __floats2half2_rn(acc[i][j][2 * h], acc[i][j][2 * h + 1]);
-            }
-        }
+    q_store(y, acc, M, N, m0 + wm * 32, nw, lane);
 }
 
 // ---- dequant (for cuBLAS) -----------------------------------------------------------------------------

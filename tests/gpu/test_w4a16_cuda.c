@@ -333,8 +333,7 @@ Test(w4a16_cuda, embedding_in_host_memory) {
 
 /* Steps of 1 and 2 tokens through an AWQ model run the gemvs fused with the residual stream (no add_rmsnorm
  * kernel in the layers; LMB_W4A16_FUSE=1): the same logits, bit for bit, as with LMB_W4A16_FUSE=0, and close to
- * the CPU's.  Llama
- * and Qwen2 (q/k/v biases). */
+ * the CPU's.  Llama and Qwen2 (q/k/v biases). */
 Test(w4a16_cuda, fused_decode_steps_match_unfused) {
     gpu_require();
     lmb_error err;
