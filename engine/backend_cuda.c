@@ -144,7 +144,7 @@ static void cuda_destroy(lmb_backend *b) {
     if (c->embed_host) cudaFreeHost(c->embed_host);
     else cudaFree(c->embed);
     void *ps[] = {c->final_norm, c->inv_freq, c->kv, c->kv_fixed, c->resid, c->xn, c->qkv, c->attn, c->gu, c->act,
-                  c->y, c->xh, c->logits, c->sampled, c->attn_ws, c->meta_d, c->blas_ws};
+                  c->y, c->xh, c->logits, c->sampled, c->attn_ws, c->attn_tickets, c->meta_d, c->blas_ws};
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) cudaFree(ps[i]);
     cudaFreeHost(c->meta_h);
     cudaFreeHost(c->sampled_h);
@@ -196,6 +196,13 @@ static int cuda_kv_alloc(lmb_backend *b, int n_blocks, int block_size, lmb_error
     size_t ws = lmb_cuda_attention_workspace(c->cap_r, c->cfg.n_heads, c->cfg.head_dim, ctx, c->split_len),
            ws_small = lmb_cuda_attention_workspace(c->small_rows, c->cfg.n_heads, c->cfg.head_dim, ctx, c->split_small);
     if (lmb_cuda_dev_alloc(&c->attn_ws, ws > ws_small ? ws : ws_small, err)) return -1;
+    /* the split CTAs' tickets: the last of a row's merges it (LMB_ATTN_MERGE=kernel: a merge kernel, to compare) */
+    const char *mg = getenv("LMB_ATTN_MERGE");
+    if (!(mg && strcmp(mg, "kernel") == 0)) {
+        size_t tb = lmb_cuda_attention_tickets(c->cap_r, c->cfg.n_heads);
+        if (lmb_cuda_dev_alloc((void **)&c->attn_tickets, tb, err)) return -1;
+        CUDA_CHECK(cudaMemsetAsync(c->attn_tickets, 0, tb, c->stream));
+    }
     lmb_cuda_meta_layout(c);
     CUDA_CHECK(cudaMallocHost((void **)&c->meta_h, c->ml.end));
     if (lmb_cuda_dev_alloc((void **)&c->meta_d, c->ml.end, err)) return -1;

@@ -62,6 +62,7 @@ typedef struct cuda_backend {
     float *logits;
     int32_t *sampled;
     void *attn_ws;
+    unsigned *attn_tickets; /* NULL: decode attention merges its splits with a separate kernel */
     int split_len;             /* decode attention: keys per split */
     int split_small, small_rows; /* ... and for calls of at most small_rows rows */
     bool batch_invariant;

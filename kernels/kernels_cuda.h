@@ -89,11 +89,15 @@ int lmb_cuda_attention_decode(void *out, const void *qkv, const void *k_cache, c
                               const lmb_cuda_seqs *seqs, const int32_t *rows, int n_rows, int nh, int nkv, int hd,
                               int block_size, float scale, int max_ctx, int split_len, void *partial,
                               lmb_cuda_dtype dt, lmb_stream s);
-/* The same over a cache of kv_bits 16, 8 or 4: quantized rows are dequantized in registers (u * scale + zero). */
+/* The same over a cache of kv_bits 16, 8 or 4: quantized rows are dequantized in registers (u * scale + zero).
+ * tickets (optional): lmb_cuda_attention_tickets(n_rows, nh) bytes, zeroed once before the first launch (each
+ * launch leaves them zero).  With them the last split CTA of a row merges its heads, instead of a separate merge
+ * kernel; the output bits are the same. */
+size_t lmb_cuda_attention_tickets(int n_rows, int nh);
 int lmb_cuda_attention_decode_kvq(void *out, const void *qkv, const void *k_cache, const void *v_cache,
                                   const lmb_cuda_seqs *seqs, const int32_t *rows, int n_rows, int nh, int nkv, int hd,
-                                  int block_size, float scale, int max_ctx, int split_len, void *partial, int kv_bits,
-                                  lmb_cuda_dtype dt, lmb_stream s);
+                                  int block_size, float scale, int max_ctx, int split_len, void *partial,
+                                  unsigned *tickets, int kv_bits, lmb_cuda_dtype dt, lmb_stream s);
 
 /* Flash-attention prefill on tensor cores for head_dim 64 or 128: n_tiles work items (seq, first query
  * token of a 64-row tile) in tiles[2*i], tiles[2*i+1]; causal over the paged cache. */

@@ -43,6 +43,7 @@ struct Args {
     int max_blocks, nh, nkv, hd, bs, split_len, max_splits;
     float scale;
     float *partial;
+    unsigned *tickets; // per (row, first head of the CTA): split CTAs done; NULL: merge_kernel merges
     size_t tile_bytes; // one (block, head) tile: lmb_kv_tile_bytes(hd, BITS, bs)
     int row_bytes;     // one token's row of codes (or elements)
     int param_off;     // quantized: offset of the {scale, zero} pairs in a tile
@@ -187,6 +188,22 @@ template <typename T, int EPL> struct Codes<T, 4, EPL> { // element 8i + e in bi
         }
     }
 };
+
+// Combines head h's ns > 1 split partials of row r (token t) into out (threads over the dims).  The partials
+// are read past L1 (__ldcg): in decode_kernel's last CTA they were written by other CTAs.
+template <typename T> __device__ void merge_head(T *out, const Args &a, int r, int t, int h, int ns) {
+    const float *part = a.partial + ((size_t)r * a.nh + h) * a.max_splits * (a.hd + 2);
+    float M = -INFINITY;
+    for (int s = 0; s < ns; s++) M = fmaxf(M, __ldcg(part + s * (a.hd + 2)));
+    float L = 0.f;
+    for (int s = 0; s < ns; s++) L += __ldcg(part + s * (a.hd + 2) + 1) * __expf(__ldcg(part + s * (a.hd + 2)) - M);
+    for (int d = threadIdx.x; d < a.hd; d += blockDim.x) {
+        float o = 0.f;
+        for (int s = 0; s < ns; s++)
+            o += __ldcg(part + s * (a.hd + 2) + 2 + d) * __expf(__ldcg(part + s * (a.hd + 2)) - M);
+        out[((size_t)t * a.nh + h) * a.hd + d] = from_f<T>(o / L);
+    }
+}
 
 // G query heads of one KV head per CTA (GQA): each K/V row is loaded and converted once and used G times.
 // With the codes u, a quantized row's dot is scale * (q . u) + zero * sum(q), and P.V accumulates
@@ -381,23 +398,27 @@ __global__ void __launch_bounds__(128) decode_kernel(T *out, const T *qkv, const
         }
         if (n_splits > 1 && tid == 0) part[0] = m[g], part[1] = l[g];
     }
+    if (n_splits == 1 || !a.tickets) return;
+    // the last of the row's split CTAs to finish merges its G heads (no merge kernel): each thread's partials
+    // are published by its fence before the ticket is taken, and the ticket goes back to 0 for the next launch
+    __shared__ bool last;
+    __threadfence();
+    __syncthreads();
+    unsigned *ticket = a.tickets + (size_t)r * a.nh + h0;
+    if (tid == 0) last = atomicAdd(ticket, 1u) == (unsigned)n_splits - 1;
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+#pragma unroll
+    for (int g = 0; g < G; g++) merge_head(out, a, r, t, h0 + g, n_splits);
+    if (tid == 0) *ticket = 0;
 }
 
 template <typename T> __global__ void merge_kernel(T *out, Args a) {
     pdl_trigger(); // the o projection's W4A16 gemv (PDL) may start launching
     const int r = blockIdx.x, h = blockIdx.y, t = a.rows ? a.rows[r] : r;
     const int ctx = a.positions[t] + 1, ns = (ctx + a.split_len - 1) / a.split_len;
-    if (ns <= 1) return;
-    const float *part = a.partial + ((size_t)r * a.nh + h) * a.max_splits * (a.hd + 2);
-    float M = -INFINITY;
-    for (int s = 0; s < ns; s++) M = fmaxf(M, part[s * (a.hd + 2)]);
-    float L = 0.f;
-    for (int s = 0; s < ns; s++) L += part[s * (a.hd + 2) + 1] * __expf(part[s * (a.hd + 2)] - M);
-    for (int d = threadIdx.x; d < a.hd; d += blockDim.x) {
-        float o = 0.f;
-        for (int s = 0; s < ns; s++) o += part[s * (a.hd + 2) + 2 + d] * __expf(part[s * (a.hd + 2)] - M);
-        out[((size_t)t * a.nh + h) * a.hd + d] = from_f<T>(o / L);
-    }
+    if (ns > 1) merge_head(out, a, r, t, h, ns);
 }
 
 } // namespace
@@ -512,16 +533,19 @@ extern "C" size_t lmb_cuda_attention_workspace(int n_rows, int nh, int hd, int m
     return sizeof(float) * (size_t)n_rows * nh * max_splits * (hd + 2);
 }
 
+extern "C" size_t lmb_cuda_attention_tickets(int n_rows, int nh) { return sizeof(unsigned) * (size_t)n_rows * nh; }
+
 extern "C" int lmb_cuda_attention_decode_kvq(void *out, const void *qkv, const void *k_cache, const void *v_cache,
                                              const lmb_cuda_seqs *seqs, const int32_t *rows, int n_rows, int nh,
                                              int nkv, int hd, int block_size, float scale, int max_ctx, int split_len,
-                                             void *partial, int kv_bits, lmb_cuda_dtype dt, lmb_stream s) {
+                                             void *partial, unsigned *tickets, int kv_bits, lmb_cuda_dtype dt,
+                                             lmb_stream s) {
     if (n_rows <= 0) return 0;
     if (hd > 256 || split_len < 1 || split_len > 4096) return (int)cudaErrorInvalidValue;
     if (kv_bits != 16 && kv_bits != 8 && kv_bits != 4) return (int)cudaErrorInvalidValue;
     if (kv_bits == 4 && hd % 2) return (int)cudaErrorInvalidValue;
     Args a = {seqs->tok_seq, seqs->positions, seqs->block_tables, rows, seqs->max_blocks, nh, nkv, hd,
-              block_size, split_len, (max_ctx + split_len - 1) / split_len, scale, (float *)partial,
+              block_size, split_len, (max_ctx + split_len - 1) / split_len, scale, (float *)partial, tickets,
               lmb_kv_tile_bytes(hd, kv_bits, block_size), (int)lmb_kv_row_bytes(hd, kv_bits),
               (int)lmb_kv_param_offset(hd, kv_bits, block_size)};
     dim3 grid(n_rows, nh, a.max_splits);
@@ -545,7 +569,7 @@ extern "C" int lmb_cuda_attention_decode_kvq(void *out, const void *qkv, const v
         } else {
             launch_generic<E, false, 4>(grid, sh, s, out, qkv, k_cache, v_cache, a);
         }
-        if (a.max_splits > 1) merge_kernel<E><<<dim3(n_rows, nh), 128, 0, s>>>((E *)out, a);
+        if (a.max_splits > 1 && !(fast && tickets)) merge_kernel<E><<<dim3(n_rows, nh), 128, 0, s>>>((E *)out, a);
     });
     return LMB_LAUNCH_RESULT();
 }
@@ -555,5 +579,5 @@ extern "C" int lmb_cuda_attention_decode(void *out, const void *qkv, const void 
                                          int hd, int block_size, float scale, int max_ctx, int split_len,
                                          void *partial, lmb_cuda_dtype dt, lmb_stream s) {
     return lmb_cuda_attention_decode_kvq(out, qkv, k_cache, v_cache, seqs, rows, n_rows, nh, nkv, hd, block_size,
-                                         scale, max_ctx, split_len, partial, 16, dt, s);
+                                         scale, max_ctx, split_len, partial, NULL, 16, dt, s);
 }

@@ -61,6 +61,10 @@ early)
             for p in 1 2; do one "W4A16 bs1 128->256, LMB_GEMV_PIPE=$p" env LMB_W4A16_FUSE=0 LMB_GEMV_PIPE=$p $B $A; done
     done
     one "fp16 bs1 128->256" $B --num-prompts 3 --input-len 128 --output-len 256 --max-seqs 1
+    # decode attention's splits merged by a separate kernel (the build before) instead of the last split CTA
+    one "W4A16 bs1 128->256, LMB_ATTN_MERGE=kernel" env LMB_ATTN_MERGE=kernel $B $A
+    one "fp16 bs1 128->256, LMB_ATTN_MERGE=kernel" env LMB_ATTN_MERGE=kernel $B --num-prompts 3 --input-len 128 \
+        --output-len 256 --max-seqs 1
     ;;
 pdl)
     # the W4A16 gemv without programmatic dependent launch (LMB_PDL=0), and the embedding table on the GPU

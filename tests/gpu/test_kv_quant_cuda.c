@@ -156,10 +156,25 @@ static void attention_case(const attn_case *ac, lmb_cuda_dtype dt, int bits, boo
     } else {
         int split = 64;
         void *ws;
+        unsigned *tickets;
+        size_t ob = 2 * (size_t)T * nh * hd, tb = lmb_cuda_attention_tickets(T, nh);
         GPU_OK(cudaMalloc(&ws, lmb_cuda_attention_workspace(T, nh, hd, max_ctx, split)));
-        GPU_OK(lmb_cuda_attention_decode_kvq(d_out, d_qkv, d_k, d_v, &seqs, NULL, T, nh, nkv, hd, bs, scale, max_ctx,
-                                             split, ws, bits, dt, 0));
-        cudaFree(ws);
+        GPU_OK(cudaMalloc((void **)&tickets, tb));
+        GPU_OK(cudaMemset(tickets, 0, tb));
+        /* the split CTAs merging by tickets (twice: a launch leaves them zero) give the merge kernel's bits */
+        unsigned char *by_kernel = malloc(ob), *by_ticket = malloc(ob), *zero = calloc(tb, 1), *left = malloc(tb);
+        for (int i = 0; i < 3; i++) {
+            GPU_OK(lmb_cuda_attention_decode_kvq(d_out, d_qkv, d_k, d_v, &seqs, NULL, T, nh, nkv, hd, bs, scale,
+                                                 max_ctx, split, ws, i ? tickets : NULL, bits, dt, 0));
+            GPU_OK(cudaMemcpy(i ? by_ticket : by_kernel, d_out, ob, cudaMemcpyDeviceToHost));
+            if (i) cr_assert(memcmp(by_ticket, by_kernel, ob) == 0, "%d-bit hd %d: ticket merge differs", bits, hd);
+            GPU_OK(cudaMemset(d_out, 0xff, ob));
+        }
+        GPU_OK(cudaMemcpy(left, tickets, tb, cudaMemcpyDeviceToHost));
+        cr_assert(memcmp(left, zero, tb) == 0, "tickets left non-zero");
+        GPU_OK(cudaMemcpy(d_out, by_kernel, ob, cudaMemcpyHostToDevice));
+        free(by_kernel), free(by_ticket), free(zero), free(left);
+        cudaFree(ws), cudaFree(tickets);
     }
     GPU_OK(cudaDeviceSynchronize());
     float *out = gpu_download16(d_out, (size_t)T * nh * hd, dt);

@@ -38,12 +38,12 @@ static double time_decode(int bits, int nkv, int split, double *gbps) {
     cudaEvent_t a, b;
     cudaEventCreate(&a), cudaEventCreate(&b);
     for (int i = 0; i < 3; i++)
-        GPU_OK(lmb_cuda_attention_decode_kvq(out, qkv, k, v, &seqs, NULL, rows, nh, nkv, hd, bs, scale, ctx, split, ws,
+        GPU_OK(lmb_cuda_attention_decode_kvq(out, qkv, k, v, &seqs, NULL, rows, nh, nkv, hd, bs, scale, ctx, split, ws, NULL,
                                              bits, LMB_CUDA_F16, NULL));
     const int iters = 20;
     cudaEventRecord(a, NULL);
     for (int i = 0; i < iters; i++)
-        lmb_cuda_attention_decode_kvq(out, qkv, k, v, &seqs, NULL, rows, nh, nkv, hd, bs, scale, ctx, split, ws, bits,
+        lmb_cuda_attention_decode_kvq(out, qkv, k, v, &seqs, NULL, rows, nh, nkv, hd, bs, scale, ctx, split, ws, NULL, bits,
                                       LMB_CUDA_F16, NULL);
     cudaEventRecord(b, NULL);
     GPU_OK(cudaEventSynchronize(b));
