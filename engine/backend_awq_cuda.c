@@ -207,8 +207,9 @@ bool lmb_cuda_awq_fuse_ok(cuda_backend *c, int M) {
         bool ok = c->dt == LMB_CUDA_F16;
         for (int l = 0; ok && l < c->cfg.n_layers; l++) {
             const cuda_layer *L = &c->layers[l];
-            ok = !L->bo && !L->bd && linear_fusable(c, L->wqkv, M, true) && linear_fusable(c, L->wo, M, false) &&
-                 linear_fusable(c, L->wgu, M, true) && linear_fusable(c, L->wd, M, false);
+            ok = !L->bo && !L->bgu && !L->bd && linear_fusable(c, L->wqkv, M, true) &&
+                 linear_fusable(c, L->wo, M, false) && linear_fusable(c, L->wgu, M, true) &&
+                 ((const lmb_cuda_awq_linear *)L->wgu)->N % 16 == 0 && linear_fusable(c, L->wd, M, false);
         }
         a->fuse[M] = ok;
     }
@@ -216,10 +217,10 @@ bool lmb_cuda_awq_fuse_ok(cuda_backend *c, int M) {
 }
 
 int lmb_cuda_awq_gemv_fused(cuda_backend *c, const float *norm_resid, const void *gamma, float eps, const void *x,
-                            const void *w, void *y, float *add_resid, int M, lmb_error *err) {
+                            const void *w, void *y, float *add_resid, bool silu, int M, lmb_error *err) {
     const lmb_cuda_awq_linear *d = w;
-    CUDA_CHECK(lmb_cuda_w4a16_gemv_fused(y, x, norm_resid, gamma, eps, add_resid, d->qweight, d->zeros, d->scales, M,
-                                         d->N, d->K, d->group, (lmb_stream)c->stream));
+    CUDA_CHECK(lmb_cuda_w4a16_gemv_fused(y, x, norm_resid, gamma, eps, add_resid, silu, d->qweight, d->zeros,
+                                         d->scales, M, d->N, d->K, d->group, (lmb_stream)c->stream));
     return 0;
 }
 

@@ -77,7 +77,7 @@ static int enqueue(cuda_backend *c, const plan *p, lmb_error *err) {
         if (!fuse)
             CUDA_CHECK(lmb_cuda_add_rmsnorm(c->resid, l ? c->y : NULL, L->attn_norm, c->xn, NULL, T, H, eps, c->dt, s));
         P(QKV);
-        if (fuse ? lmb_cuda_awq_gemv_fused(c, c->resid, L->attn_norm, eps, NULL, L->wqkv, c->qkv, NULL, T, err)
+        if (fuse ? lmb_cuda_awq_gemv_fused(c, c->resid, L->attn_norm, eps, NULL, L->wqkv, c->qkv, NULL, false, T, err)
                  : gemm(c, c->xn, L->wqkv, c->qkv, T, c->qkv_dim, H, false, err))
             return -1;
         P(BIAS);
@@ -102,7 +102,7 @@ static int enqueue(cuda_backend *c, const plan *p, lmb_error *err) {
                                                      c->dt, s));
         }
         P(O);
-        if (fuse ? lmb_cuda_awq_gemv_fused(c, NULL, NULL, 0.f, c->attn, L->wo, NULL, c->resid, T, err)
+        if (fuse ? lmb_cuda_awq_gemv_fused(c, NULL, NULL, 0.f, c->attn, L->wo, NULL, c->resid, false, T, err)
                  : gemm(c, c->attn, L->wo, c->y, T, H, nh * hd, false, err))
             return -1;
         P(BIAS);
@@ -111,15 +111,16 @@ static int enqueue(cuda_backend *c, const plan *p, lmb_error *err) {
         P(NORM);
         if (!fuse) CUDA_CHECK(lmb_cuda_add_rmsnorm(c->resid, c->y, L->ffn_norm, c->xn, NULL, T, H, eps, c->dt, s));
         P(GU);
-        if (fuse ? lmb_cuda_awq_gemv_fused(c, c->resid, L->ffn_norm, eps, NULL, L->wgu, c->gu, NULL, T, err)
+        /* fused: the gemv writes silu(gate) * up itself */
+        if (fuse ? lmb_cuda_awq_gemv_fused(c, c->resid, L->ffn_norm, eps, NULL, L->wgu, c->act, NULL, true, T, err)
                  : gemm(c, c->xn, L->wgu, c->gu, T, 2 * F, H, false, err))
             return -1;
         P(BIAS);
         if (L->bgu) CUDA_CHECK(lmb_cuda_add_bias(c->gu, L->bgu, T, 2 * F, c->dt, s));
         P(ACT);
-        CUDA_CHECK(lmb_cuda_silu_mul(c->act, c->gu, T, F, c->dt, s));
+        if (!fuse) CUDA_CHECK(lmb_cuda_silu_mul(c->act, c->gu, T, F, c->dt, s));
         P(DOWN);
-        if (fuse ? lmb_cuda_awq_gemv_fused(c, NULL, NULL, 0.f, c->act, L->wd, NULL, c->resid, T, err)
+        if (fuse ? lmb_cuda_awq_gemv_fused(c, NULL, NULL, 0.f, c->act, L->wd, NULL, c->resid, false, T, err)
                  : gemm(c, c->act, L->wd, c->y, T, H, F, false, err))
             return -1;
         P(BIAS);

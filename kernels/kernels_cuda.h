@@ -143,12 +143,14 @@ int lmb_cuda_w4a16_gemv(void *y, const void *x, const uint32_t *qweight, const u
  * units; a normalizing one K <= 16384 in one x slice).  norm_resid non-NULL: x is not read but made by every CTA as
  * RMSnorm(norm_resid [M, K] fp32) * gamma (fp16 [K], eps) -- lmb_cuda_add_rmsnorm with no delta, the same bits,
  * without its launch.  add_resid non-NULL: y is not written; add_resid [M, N] fp32 += y rounded to fp16, as
- * lmb_cuda_add_rmsnorm adds its delta.  norm_resid 16-byte and gamma 8-byte aligned.  `norm`: whether the gemv
- * is to normalize its input (x in one slice). */
+ * lmb_cuda_add_rmsnorm adds its delta.  silu (a gate|up linear, N = 2F, N % 16 == 0, no add_resid): y is
+ * [M, F] = silu(gate) * up of the fp16 outputs -- lmb_cuda_silu_mul, the same bits, without its launch.
+ * norm_resid 16-byte and gamma 8-byte aligned.  `norm`: whether the gemv is to normalize its input (x in one
+ * slice). */
 bool lmb_cuda_w4a16_gemv_fusable(int M, int N, int K, int group, const uint32_t *qweight, bool norm);
 int lmb_cuda_w4a16_gemv_fused(void *y, const void *x, const float *norm_resid, const void *gamma, float eps,
-                              float *add_resid, const uint32_t *qweight, const uint32_t *zeros, const void *scales,
-                              int M, int N, int K, int group, lmb_stream s);
+                              float *add_resid, bool silu, const uint32_t *qweight, const uint32_t *zeros,
+                              const void *scales, int M, int N, int K, int group, lmb_stream s);
 
 /* Tensor-core GEMM (WMMA, any M): needs K % 32 == 0, group % 32 == 0, x and qweight 16-byte aligned. */
 int lmb_cuda_w4a16_mma(void *y, const void *x, const uint32_t *qweight, const uint32_t *zeros, const void *scales,

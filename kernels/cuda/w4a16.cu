@@ -143,22 +143,24 @@ template <int VEC, int NU> struct GemvBatch {
     uint32_t z[NU];
 };
 
+// The warp's rows come in pairs: row r is n0 + (r / 2) * rs + r % 2 (rs = 2: rows n0..n0 + GEMV_R - 1; the SiLU
+// epilogue's rs = N / 2: gate rows n0, n0 + 1 and the up rows N / 2 below them).
 template <int VEC, int NU>
 __device__ __forceinline__ void gemv_load(GemvBatch<VEC, NU> &b, int u, int s0, const uint32_t *__restrict__ qw,
                                           const uint32_t *__restrict__ qz, const half *__restrict__ sc, int n0,
-                                          int KW, int ng, int ZW, int G) {
+                                          int rs, int KW, int ng, int ZW, int G) {
 #pragma unroll
     for (int a = 0; a < NU; a++)
 #pragma unroll
         for (int r = 0; r < GEMV_R; r++)
-            load_words<VEC>(qw + (size_t)(n0 + r) * KW + (size_t)(s0 + u + 32 * a) * VEC, b.w[a][r]);
+            load_words<VEC>(qw + (size_t)(n0 + r / 2 * rs + r % 2) * KW + (size_t)(s0 + u + 32 * a) * VEC, b.w[a][r]);
 #pragma unroll
     for (int a = 0; a < NU; a++) {
         const int g = (s0 + u + 32 * a) * 8 * VEC / G; // the unit lies in one group: G % (8 * VEC) == 0
         b.z[a] = 0;
 #pragma unroll
         for (int r = 0; r < GEMV_R; r++) {
-            const size_t n = (size_t)(n0 + r);
+            const size_t n = (size_t)(n0 + r / 2 * rs + r % 2);
             b.z[a] |= zero_of(qz, n, ZW, g) << (4 * r);
             if (r % 2 == 0) b.s[a][r / 2] = __halves2half2(__ldg(sc + n * ng + g), __ldg(sc + (n + 1) * ng + g));
         }
@@ -246,12 +248,15 @@ __host__ __device__ constexpr int gemv_min_ctas(int M, int PIPE) {
 // residual stream (backend_cuda_forward.c): norm_resid set: x is not read; each CTA makes x = RMSnorm(norm_resid's
 // M rows of K floats) * gamma itself, with lmb_cuda_add_rmsnorm's sums in its order (common.cuh: the same bits),
 // which removes that kernel.  add_resid set: y is not written; resid's M rows of N floats get y rounded to fp16
-// added, as lmb_cuda_add_rmsnorm adds its delta.
+// added, as lmb_cuda_add_rmsnorm adds its delta.  silu (gate|up: N = 2F): y is [M, F] = silu(gate) * up of the
+// fp16 outputs, lmb_cuda_silu_mul's arithmetic (the same bits), which removes that kernel; each warp owns gate
+// rows n0, n0 + 1 and the up rows F below them.
 struct GemvFuse {
     const float *norm_resid;
     const half *gamma;
     float eps;
     float *add_resid;
+    bool silu;
 };
 
 // x = RMSnorm(resid) * gamma for the M rows, into the gemv's x slice layout (xs; the whole of K).  The sum of
@@ -311,8 +316,10 @@ __global__ void __launch_bounds__(32 * GEMV_WARPS, gemv_min_ctas(M, PIPE))
     __shared__ float red[FUSE ? M : 1][32]; // the norm's warp sums (FUSE)
     __shared__ float part[KS > 1 ? GROUPS : 1][GEMV_R][M]; // the second half's sums (KS = 2)
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, grp = warp % GROUPS, h = warp / GROUPS;
-    const int n0 = (blockIdx.x * GROUPS + grp) * GEMV_R;
-    const bool active = n0 < N; // N % 8 == 0: a warp's rows are all in range or all past it
+    const bool silu = FUSE && f.silu;
+    const int gi = blockIdx.x * GROUPS + grp, n0 = silu ? 2 * gi : gi * GEMV_R, rs = silu ? N / 2 : 2;
+    // N % 8 == 0 (silu: N % 16): a warp's rows are all in range or all past it
+    const bool active = n0 < (silu ? N / 2 : N);
     const int KW = K / 8, U = KW / VEC, ng = K / G, ZW = (ng + 7) / 8;
     // launched with PDL: the CTAs may be resident while the kernel before still runs.  The weights do not depend
     // on it, so the warp's first batch of them is in flight before the wait; x is read and y written after it.
@@ -321,7 +328,7 @@ __global__ void __launch_bounds__(32 * GEMV_WARPS, gemv_min_ctas(M, PIPE))
     const int u0 = lane + 64 * h; // units u and u + 32 of each 64 * KS: this warp's half's 64
     const bool early = active && u0 + 32 < min(SU, U);
     GemvBatch<VEC, 2> b;
-    if (early) gemv_load(b, u0, 0, qw, qz, sc, n0, KW, ng, ZW, G);
+    if (early) gemv_load(b, u0, 0, qw, qz, sc, n0, rs, KW, ng, ZW, G);
     pdl_wait();
     float tot[GEMV_R][M];
 #pragma unroll
@@ -346,16 +353,16 @@ __global__ void __launch_bounds__(32 * GEMV_WARPS, gemv_min_ctas(M, PIPE))
         int u = u0;
         if constexpr (PIPE) {
             bool have = s0 == 0 && early;
-            if (!have && active && u + 32 < su) gemv_load(b, u, s0, qw, qz, sc, n0, KW, ng, ZW, G), have = true;
+            if (!have && active && u + 32 < su) gemv_load(b, u, s0, qw, qz, sc, n0, rs, KW, ng, ZW, G), have = true;
             GemvBatch<VEC, 2> nb; // b and nb take turns (no copies): b holds unit pair u while nb's loads fly
             while (have) {
                 have = u + 64 * KS + 32 < su;
-                if (have) gemv_load(nb, u + 64 * KS, s0, qw, qz, sc, n0, KW, ng, ZW, G);
+                if (have) gemv_load(nb, u + 64 * KS, s0, qw, qz, sc, n0, rs, KW, ng, ZW, G);
                 gemv_math<M>(tot, b, xs, u);
                 u += 64 * KS;
                 if (!have) break;
                 have = u + 64 * KS + 32 < su;
-                if (have) gemv_load(b, u + 64 * KS, s0, qw, qz, sc, n0, KW, ng, ZW, G);
+                if (have) gemv_load(b, u + 64 * KS, s0, qw, qz, sc, n0, rs, KW, ng, ZW, G);
                 gemv_math<M>(tot, nb, xs, u);
                 u += 64 * KS;
             }
@@ -363,13 +370,13 @@ __global__ void __launch_bounds__(32 * GEMV_WARPS, gemv_min_ctas(M, PIPE))
             if (s0 == 0 && early) u += 64 * KS; // that pair was done above
             for (; u + 32 < su; u += 64 * KS) {
                 GemvBatch<VEC, 2> bu;
-                gemv_load(bu, u, s0, qw, qz, sc, n0, KW, ng, ZW, G);
+                gemv_load(bu, u, s0, qw, qz, sc, n0, rs, KW, ng, ZW, G);
                 gemv_math<M>(tot, bu, xs, u);
             }
         }
         if (active && u < su) { // a last single unit
             GemvBatch<VEC, 1> bu;
-            gemv_load(bu, u, s0, qw, qz, sc, n0, KW, ng, ZW, G);
+            gemv_load(bu, u, s0, qw, qz, sc, n0, rs, KW, ng, ZW, G);
             gemv_math<M>(tot, bu, xs, u);
         }
         __syncthreads(); // the slice's x is read before the next one overwrites it
@@ -383,6 +390,17 @@ __global__ void __launch_bounds__(32 * GEMV_WARPS, gemv_min_ctas(M, PIPE))
         }
     if constexpr (KS > 1) __syncthreads();
     if (!active || h != 0 || lane != 0) return;
+    if (silu) {
+#pragma unroll
+        for (int m = 0; m < M; m++)
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                const float g = __half2float(__float2half_rn(KS > 1 ? tot[r][m] + part[grp][r][m] : tot[r][m]));
+                const float u = __half2float(__float2half_rn(KS > 1 ? tot[r + 2][m] + part[grp][r + 2][m] : tot[r + 2][m]));
+                y[(size_t)m * (N / 2) + n0 + r] = __float2half_rn(g / (1.f + __expf(-g)) * u);
+            }
+        return;
+    }
 #pragma unroll
     for (int r = 0; r < GEMV_R; r++)
 #pragma unroll
@@ -863,20 +881,23 @@ extern "C" int lmb_cuda_w4a16_gemv(void *y, const void *x, const uint32_t *qweig
 }
 
 extern "C" bool lmb_cuda_w4a16_gemv_fusable(int M, int N, int K, int group, const uint32_t *qweight, bool norm) {
+    static_assert(GEMV_R == 4, "the SiLU epilogue pairs two gate rows with two up rows");
     const int su = M == 1 ? slice_units<1, 4>() : slice_units<2, 4>();
     return M >= 1 && M <= 2 && N % 8 == 0 && K % 32 == 0 && group % 32 == 0 && K % group == 0 &&
            (!norm || (K / 32 <= su && K <= 16384)) && (uintptr_t)qweight % 16 == 0;
 }
 
 extern "C" int lmb_cuda_w4a16_gemv_fused(void *y, const void *x, const float *norm_resid, const void *gamma, float eps,
-                                         float *add_resid, const uint32_t *qweight, const uint32_t *zeros,
-                                         const void *scales, int M, int N, int K, int group, lmb_stream s) {
+                                         float *add_resid, bool silu, const uint32_t *qweight,
+                                         const uint32_t *zeros, const void *scales, int M, int N, int K, int group,
+                                         lmb_stream s) {
     if (M <= 0) return 0;
+    if (silu && (add_resid || N % 16)) return (int)cudaErrorInvalidValue;
     if (!lmb_cuda_w4a16_gemv_fusable(M, N, K, group, qweight, norm_resid != nullptr) || (norm_resid && (!gamma || (uintptr_t)norm_resid % 16 ||
                                                                              (uintptr_t)gamma % 8)) ||
         (!norm_resid && (uintptr_t)x % 16))
         return (int)cudaErrorInvalidValue;
-    const GemvFuse f = {norm_resid, (const half *)gamma, eps, add_resid};
+    const GemvFuse f = {norm_resid, (const half *)gamma, eps, add_resid, silu};
     half *yh = (half *)y;
     const half *xh = (const half *)x, *sh = (const half *)scales;
     return M == 1 ? launch_gemv<1>(yh, xh, qweight, zeros, sh, N, K, group, s, &f)

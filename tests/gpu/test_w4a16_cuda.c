@@ -130,11 +130,12 @@ Test(w4a16_cuda, mma_matches_cpu_reference) {
 }
 
 /* The gemv fused with the residual stream gives the bits of the kernels it replaces: normalizing its input, those
- * of lmb_cuda_add_rmsnorm (no delta) then the gemv; adding its output, those of the gemv then lmb_cuda_add_rmsnorm's
- * add of that delta.  M = 1, 2; a hidden of 4096 (one RMSnorm thread per float4), 5120 (two: V = 2) and 128. */
+ * of lmb_cuda_add_rmsnorm (no delta) then the gemv, and with the SiLU epilogue those then lmb_cuda_silu_mul; adding
+ * its output, those of the gemv then lmb_cuda_add_rmsnorm's add of that delta.  M = 1, 2; a hidden of 4096 (one
+ * RMSnorm thread per float4), 5120 (two: V = 2) and 128; gate|up of 7B (22016 x 4096: no K split). */
 Test(w4a16_cuda, gemv_fused_matches_norm_and_add) {
     gpu_require();
-    const int cases[][2] = {{4096, 4096}, {12288, 4096}, {256, 128}, {5120, 5120}, {4096, 11008}};
+    const int cases[][2] = {{4096, 4096}, {12288, 4096}, {256, 128}, {5120, 5120}, {4096, 11008}, {22016, 4096}};
     const float eps = 1e-5f;
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++)
         for (int M = 1; M <= 2; M++) {
@@ -161,19 +162,29 @@ Test(w4a16_cuda, gemv_fused_matches_norm_and_add) {
             if (norm) { /* x = RMSnorm(resid) * gamma, then the gemv */
                 GPU_OK(lmb_cuda_add_rmsnorm(resid, NULL, gamma, xn, NULL, M, K, eps, LMB_CUDA_F16, 0));
                 GPU_OK(lmb_cuda_w4a16_gemv(y1, xn, p.d_qw, p.d_z, p.d_sc, M, N, K, G, 0));
-                GPU_OK(lmb_cuda_w4a16_gemv_fused(y2, NULL, resid, gamma, eps, NULL, p.d_qw, p.d_z, p.d_sc, M, N, K, G,
-                                                 0));
+                GPU_OK(lmb_cuda_w4a16_gemv_fused(y2, NULL, resid, gamma, eps, NULL, false, p.d_qw, p.d_z, p.d_sc, M, N,
+                                                 K, G, 0));
                 uint16_t *a = malloc(2 * nn), *b = malloc(2 * nn);
                 GPU_OK(cudaMemcpy(a, y1, 2 * nn, cudaMemcpyDeviceToHost));
                 GPU_OK(cudaMemcpy(b, y2, 2 * nn, cudaMemcpyDeviceToHost));
                 cr_assert_eq(memcmp(a, b, 2 * nn), 0, "norm N=%d K=%d M=%d: the fused gemv differs", N, K, M);
+                if (N % 16 == 0) { /* as gate|up: silu(gate) * up in the epilogue = lmb_cuda_silu_mul of the gemv's y */
+                    GPU_OK(lmb_cuda_silu_mul(junk, y1, M, N / 2, LMB_CUDA_F16, 0));
+                    GPU_OK(cudaMemset(y2, 0xff, 2 * nn));
+                    GPU_OK(lmb_cuda_w4a16_gemv_fused(y2, NULL, resid, gamma, eps, NULL, true, p.d_qw, p.d_z, p.d_sc, M,
+                                                     N, K, G, 0));
+                    GPU_OK(cudaMemcpy(a, junk, nn, cudaMemcpyDeviceToHost));
+                    GPU_OK(cudaMemcpy(b, y2, nn, cudaMemcpyDeviceToHost));
+                    cr_assert_eq(memcmp(a, b, nn), 0, "norm + silu N=%d K=%d M=%d: the fused gemv differs", N, K, M);
+                }
                 free(a), free(b);
             }
             /* o += y: lmb_cuda_add_rmsnorm's add of the delta y (its normalized output unused), then the fused
              * epilogue */
             GPU_OK(lmb_cuda_w4a16_gemv(y1, x, p.d_qw, p.d_z, p.d_sc, M, N, K, G, 0));
             GPU_OK(lmb_cuda_add_rmsnorm(o1, y1, gN, junk, NULL, M, N, eps, LMB_CUDA_F16, 0));
-            GPU_OK(lmb_cuda_w4a16_gemv_fused(NULL, x, NULL, NULL, 0.f, o2, p.d_qw, p.d_z, p.d_sc, M, N, K, G, 0));
+            GPU_OK(lmb_cuda_w4a16_gemv_fused(NULL, x, NULL, NULL, 0.f, o2, false, p.d_qw, p.d_z, p.d_sc, M, N, K, G,
+                                             0));
             float *a = malloc(4 * nn), *b = malloc(4 * nn);
             GPU_OK(cudaMemcpy(a, o1, 4 * nn, cudaMemcpyDeviceToHost));
             GPU_OK(cudaMemcpy(b, o2, 4 * nn, cudaMemcpyDeviceToHost));

@@ -112,17 +112,36 @@ static void check_fused(const Case &c, int M) {
         }
         lmb_cpu_w4a16_matmul(ref, x, c.qw, c.qz, c.sc, M, c.N, c.K, c.G);
         memset(y, 0xff, 2 * nn);
-        if (lmb_cuda_w4a16_gemv_fused(y, nullptr, resid, gamma, 1e-6f, nullptr, c.rw, c.rz, c.rs, M, c.N, c.K, c.G, 0))
+        if (lmb_cuda_w4a16_gemv_fused(y, nullptr, resid, gamma, 1e-6f, nullptr, false, c.rw, c.rz, c.rs, M, c.N, c.K,
+                                      c.G, 0))
             failures++, printf("fused gemv (norm) refused FAIL\n");
         snprintf(what, sizeof what, "gemv+norm N=%d K=%d G=%d M=%d", c.N, c.K, c.G, M);
         compare(what, y, ref, nn, 2e-3);
+        if (c.N % 16 == 0) { // the SiLU epilogue (gate|up: F = N / 2): silu(gate) * up of the fp16 outputs above
+            const int F = c.N / 2;
+            uint16_t *a = (uint16_t *)amalloc(2 * nn / 2), *want = (uint16_t *)amalloc(2 * nn / 2);
+            for (int m = 0; m < M; m++)
+                for (int j = 0; j < F; j++) {
+                    const float g = lmb_f16_to_f32(y[(size_t)m * c.N + j]), u = lmb_f16_to_f32(y[(size_t)m * c.N + F + j]);
+                    want[(size_t)m * F + j] = lmb_f32_to_f16(g / (1.f + std::exp(-g)) * u); // the emulator's __expf
+                }
+            memset(a, 0xff, nn);
+            if (lmb_cuda_w4a16_gemv_fused(a, nullptr, resid, gamma, 1e-6f, nullptr, true, c.rw, c.rz, c.rs, M, c.N,
+                                          c.K, c.G, 0))
+                failures++, printf("fused gemv (norm + silu) refused FAIL\n");
+            const bool same = memcmp(a, want, nn) == 0;
+            printf("gemv+norm+silu N=%d K=%d G=%d M=%d: %s\n", c.N, c.K, c.G, M, same ? "same bits ok" : "differs FAIL");
+            failures += !same;
+            free(a), free(want);
+        }
         free(resid), free(x), free(ref), free(gamma), free(y);
     }
     Inputs in = inputs(c, M);
     lmb_cuda_w4a16_gemv(in.y, in.xh, c.rw, c.rz, c.rs, M, c.N, c.K, c.G, 0);
     float *o = (float *)amalloc(4 * nn), *want = (float *)amalloc(4 * nn);
     for (size_t i = 0; i < nn; i++) o[i] = frand(), want[i] = o[i] + lmb_f16_to_f32(in.y[i]);
-    if (lmb_cuda_w4a16_gemv_fused(nullptr, in.xh, nullptr, nullptr, 0.f, o, c.rw, c.rz, c.rs, M, c.N, c.K, c.G, 0))
+    if (lmb_cuda_w4a16_gemv_fused(nullptr, in.xh, nullptr, nullptr, 0.f, o, false, c.rw, c.rz, c.rs, M, c.N, c.K, c.G,
+                                  0))
         failures++, printf("fused gemv (add) refused FAIL\n");
     const bool same = memcmp(o, want, 4 * nn) == 0;
     printf("gemv+add N=%d K=%d G=%d M=%d: %s\n", c.N, c.K, c.G, M, same ? "same bits ok" : "differs FAIL");
@@ -133,7 +152,8 @@ static void check_fused(const Case &c, int M) {
 
 int main() {
     int shapes[][3] = {{64, 64, 32}, {136, 128, 64}, {256, 128, 32}, {512, 256, 128},
-                       {64, 48, 24}, {40, 792, 8},   {64, 2304, 64}, {8200, 32, 32}, {64, 12288, 128}};
+                       {64, 48, 24}, {40, 792, 8},   {64, 2304, 64}, {8200, 32, 32}, {64, 12288, 128},
+                       {8224, 64, 32}};
     for (auto &s : shapes) {
         Case c = make(s[0], s[1], s[2]);
         for (int M = 1; M <= 8; M++) {
