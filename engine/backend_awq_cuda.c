@@ -216,11 +216,11 @@ bool lmb_cuda_awq_fuse_ok(cuda_backend *c, int M) {
     return a->fuse[M] == 1;
 }
 
-int lmb_cuda_awq_gemv_fused(cuda_backend *c, const float *norm_resid, const void *gamma, float eps, const void *x,
-                            const void *w, void *y, float *add_resid, bool silu, int M, lmb_error *err) {
+int lmb_cuda_awq_gemv_fused(cuda_backend *c, const lmb_w4a16_fusion *f, const void *x, const void *w, void *y, int M,
+                            lmb_error *err) {
     const lmb_cuda_awq_linear *d = w;
-    CUDA_CHECK(lmb_cuda_w4a16_gemv_fused(y, x, norm_resid, gamma, eps, add_resid, silu, d->qweight, d->zeros,
-                                         d->scales, M, d->N, d->K, d->group, (lmb_stream)c->stream));
+    CUDA_CHECK(lmb_cuda_w4a16_gemv_fused(y, x, f, d->qweight, d->zeros, d->scales, M, d->N, d->K, d->group,
+                                         (lmb_stream)c->stream));
     return 0;
 }
 

@@ -44,10 +44,11 @@ int lmb_cuda_awq_dq_gemm(cublasHandle_t blas, lmb_stream s, void *scratch, int c
  * (kernels_cuda.h, lmb_cuda_w4a16_gemv_fused): every layer's four linears AWQ and fusable, no o, gate|up or down
  * bias, fp16 activations, and LMB_W4A16_FUSE=1 (or unset, once fusing is the default: backend_awq_cuda.c).  Then
  * the forward makes qkv and gate|up from the residual (the RMSnorm inside the gemv), gate|up's gemv writes
- * silu(gate) * up, and o and down add to the residual: no add_rmsnorm and no SiLU kernel in the layers. */
+ * silu(gate) * up, and o and down add to the residual: no add_rmsnorm and no SiLU kernel in the layers.  With an
+ * fp16 KV cache and no q|k|v bias the qkv gemv also applies RoPE and writes K and V to the cache (no RoPE kernel). */
 bool lmb_cuda_awq_fuse_ok(cuda_backend *c, int M);
-int lmb_cuda_awq_gemv_fused(cuda_backend *c, const float *norm_resid, const void *gamma, float eps, const void *x,
-                            const void *w, void *y, float *add_resid, bool silu, int M, lmb_error *err);
+int lmb_cuda_awq_gemv_fused(cuda_backend *c, const lmb_w4a16_fusion *f, const void *x, const void *w, void *y, int M,
+                            lmb_error *err);
 /* Frees the AWQ linears and scratch and clears the layer slots that pointed at them. */
 void lmb_cuda_awq_free(cuda_backend *c);
 

@@ -67,6 +67,10 @@ static int enqueue(cuda_backend *c, const plan *p, lmb_error *err) {
     /* decode at 1-2 rows of an AWQ model: the gemvs normalize their input and add their output to the residual
      * themselves (no add_rmsnorm kernel in the layers, the same bits) */
     const bool fuse = lmb_cuda_awq_fuse_ok(c, T);
+    /* ... and the qkv gemv applies RoPE and writes the fp16 KV cache (no RoPE kernel) */
+    lmb_w4a16_fusion f_qkv = {.eps = eps, .positions = D(positions, int32_t), .slots = D(slots, int64_t),
+                              .inv_freq = c->inv_freq, .nh = nh, .nkv = nkv, .hd = hd, .block_size = c->block_size};
+    lmb_w4a16_fusion f_gu = {.eps = eps, .silu = true}, f_add = {.add_resid = c->resid};
     P(EMBED);
     CUDA_CHECK(lmb_cuda_embed(c->resid, c->embed, D(tokens, int32_t), T, H, c->dt, s));
     for (int l = 0; l < m->n_layers; l++) {
@@ -77,15 +81,19 @@ static int enqueue(cuda_backend *c, const plan *p, lmb_error *err) {
         if (!fuse)
             CUDA_CHECK(lmb_cuda_add_rmsnorm(c->resid, l ? c->y : NULL, L->attn_norm, c->xn, NULL, T, H, eps, c->dt, s));
         P(QKV);
-        if (fuse ? lmb_cuda_awq_gemv_fused(c, c->resid, L->attn_norm, eps, NULL, L->wqkv, c->qkv, NULL, false, T, err)
+        const bool rope = fuse && !L->bqkv && c->kv_bits == 16 && hd % 4 == 0;
+        f_qkv.norm_resid = c->resid, f_qkv.gamma = L->attn_norm, f_qkv.k_cache = kc, f_qkv.v_cache = vc;
+        f_qkv.inv_freq = rope ? c->inv_freq : NULL;
+        if (fuse ? lmb_cuda_awq_gemv_fused(c, &f_qkv, NULL, L->wqkv, c->qkv, T, err)
                  : gemm(c, c->xn, L->wqkv, c->qkv, T, c->qkv_dim, H, false, err))
             return -1;
         P(BIAS);
         if (L->bqkv) CUDA_CHECK(lmb_cuda_add_bias(c->qkv, L->bqkv, T, c->qkv_dim, c->dt, s));
         P(ROPE); /* KV quantization (issue 6): the _kvq calls take c->kv_bits (16 = the plain kernels) */
         const float *fixed = c->kv_fixed ? c->kv_fixed + (size_t)l * 2 * nkv * 2 : NULL;
-        CUDA_CHECK(lmb_cuda_rope_kv_write_kvq(c->qkv, kc, vc, D(positions, int32_t), D(slots, int64_t), c->inv_freq,
-                                              fixed, T, nh, nkv, hd, c->block_size, c->kv_bits, c->dt, s));
+        if (!rope)
+            CUDA_CHECK(lmb_cuda_rope_kv_write_kvq(c->qkv, kc, vc, D(positions, int32_t), D(slots, int64_t), c->inv_freq,
+                                                  fixed, T, nh, nkv, hd, c->block_size, c->kv_bits, c->dt, s));
         P(ATTN_PREFILL);
         if (p->n_tiles)
             CUDA_CHECK(lmb_cuda_attention_prefill_kvq(c->attn, c->qkv, kc, vc, &seqs, D(tiles, int32_t), p->n_tiles, nh,
@@ -102,7 +110,7 @@ static int enqueue(cuda_backend *c, const plan *p, lmb_error *err) {
                                                      c->dt, s));
         }
         P(O);
-        if (fuse ? lmb_cuda_awq_gemv_fused(c, NULL, NULL, 0.f, c->attn, L->wo, NULL, c->resid, false, T, err)
+        if (fuse ? lmb_cuda_awq_gemv_fused(c, &f_add, c->attn, L->wo, NULL, T, err)
                  : gemm(c, c->attn, L->wo, c->y, T, H, nh * hd, false, err))
             return -1;
         P(BIAS);
@@ -112,7 +120,8 @@ static int enqueue(cuda_backend *c, const plan *p, lmb_error *err) {
         if (!fuse) CUDA_CHECK(lmb_cuda_add_rmsnorm(c->resid, c->y, L->ffn_norm, c->xn, NULL, T, H, eps, c->dt, s));
         P(GU);
         /* fused: the gemv writes silu(gate) * up itself */
-        if (fuse ? lmb_cuda_awq_gemv_fused(c, c->resid, L->ffn_norm, eps, NULL, L->wgu, c->act, NULL, true, T, err)
+        f_gu.norm_resid = c->resid, f_gu.gamma = L->ffn_norm;
+        if (fuse ? lmb_cuda_awq_gemv_fused(c, &f_gu, NULL, L->wgu, c->act, T, err)
                  : gemm(c, c->xn, L->wgu, c->gu, T, 2 * F, H, false, err))
             return -1;
         P(BIAS);
@@ -120,7 +129,7 @@ static int enqueue(cuda_backend *c, const plan *p, lmb_error *err) {
         P(ACT);
         if (!fuse) CUDA_CHECK(lmb_cuda_silu_mul(c->act, c->gu, T, F, c->dt, s));
         P(DOWN);
-        if (fuse ? lmb_cuda_awq_gemv_fused(c, NULL, NULL, 0.f, c->act, L->wd, NULL, c->resid, false, T, err)
+        if (fuse ? lmb_cuda_awq_gemv_fused(c, &f_add, c->act, L->wd, NULL, T, err)
                  : gemm(c, c->act, L->wd, c->y, T, H, F, false, err))
             return -1;
         P(BIAS);

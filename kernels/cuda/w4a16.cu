@@ -245,19 +245,31 @@ __host__ __device__ constexpr int gemv_min_ctas(int M, int PIPE) {
 }
 
 // What a fused gemv (FUSE; M <= 2, 16-byte units, x in one slice) does around the product, for the decode step's
-// residual stream (backend_cuda_forward.c): norm_resid set: x is not read; each CTA makes x = RMSnorm(norm_resid's
-// M rows of K floats) * gamma itself, with lmb_cuda_add_rmsnorm's sums in its order (common.cuh: the same bits),
-// which removes that kernel.  add_resid set: y is not written; resid's M rows of N floats get y rounded to fp16
-// added, as lmb_cuda_add_rmsnorm adds its delta.  silu (gate|up: N = 2F): y is [M, F] = silu(gate) * up of the
-// fp16 outputs, lmb_cuda_silu_mul's arithmetic (the same bits), which removes that kernel; each warp owns gate
-// rows n0, n0 + 1 and the up rows F below them.
-struct GemvFuse {
-    const float *norm_resid;
-    const half *gamma;
-    float eps;
-    float *add_resid;
-    bool silu;
+// residual stream (backend_cuda_forward.c; kernels_cuda.h's lmb_w4a16_fusion): norm_resid set: x is not read; each
+// CTA makes x = RMSnorm(norm_resid's M rows of K floats) * gamma itself, with lmb_cuda_add_rmsnorm's sums in its
+// order (common.cuh: the same bits), which removes that kernel.  add_resid set: y is not written; resid's M rows of
+// N floats get y rounded to fp16 added, as lmb_cuda_add_rmsnorm adds its delta.  silu (gate|up: N = 2F): y is
+// [M, F] = silu(gate) * up of the fp16 outputs, lmb_cuda_silu_mul's arithmetic (the same bits); each warp owns gate
+// rows n0, n0 + 1 and the up rows F below them.  inv_freq set (q|k|v): RoPE on q and k and the K/V write into the
+// fp16 paged cache, lmb_cuda_rope_kv_write's arithmetic (the same bits); a q|k warp owns dims i, i + 1 of a head
+// and the dims hd / 2 above them (its two rotation pairs), a v warp 4 rows as usual.
+using GemvFuse = lmb_w4a16_fusion;
+
+// Which rows warp group gi owns (gemv_load: row r is n0 + (r / 2) * rs + r % 2) and whether it has any.
+struct GemvRows {
+    int n0, rs;
+    bool active;
 };
+template <bool FUSE> __device__ __forceinline__ GemvRows gemv_rows(int gi, int N, const GemvFuse &f) {
+    if (FUSE && f.silu) return {2 * gi, N / 2, 2 * gi < N / 2};
+    if (FUSE && f.inv_freq) {
+        const int hh = f.hd / 2, gqk = (f.nh + f.nkv) * hh / 2; // q|k warp groups: two rotation pairs each
+        if (gi < gqk) return {2 * gi / hh * f.hd + 2 * gi % hh, hh, true};
+        const int n0 = (f.nh + f.nkv) * f.hd + (gi - gqk) * GEMV_R;
+        return {n0, 2, n0 < N};
+    }
+    return {gi * GEMV_R, 2, gi * GEMV_R < N}; // N % 8 == 0: a warp's rows are all in range or all past it
+}
 
 // x = RMSnorm(resid) * gamma for the M rows, into the gemv's x slice layout (xs; the whole of K).  The sum of
 // squares runs as lmb_cuda_add_rmsnorm's NT threads would (rmsnorm_threads): virtual warp vw is this CTA's warp
@@ -286,7 +298,7 @@ __device__ __forceinline__ void gemv_norm_stage(half *xs, float (*red)[32], cons
         const float4 *r4 = reinterpret_cast<const float4 *>(f.norm_resid + (size_t)m * K);
         for (int j = threadIdx.x; j < n4; j += 32 * GEMV_WARPS) {
             const float4 a = r4[j];
-            const uint2 gw = *reinterpret_cast<const uint2 *>(f.gamma + 4 * (size_t)j);
+            const uint2 gw = *reinterpret_cast<const uint2 *>(static_cast<const half *>(f.gamma) + 4 * (size_t)j);
             const half2 g01 = as_half2(gw.x), g23 = as_half2(gw.y);
             const half2 o01 = __floats2half2_rn(a.x * inv * __low2float(g01), a.y * inv * __high2float(g01));
             const half2 o23 = __floats2half2_rn(a.z * inv * __low2float(g23), a.w * inv * __high2float(g23));
@@ -297,6 +309,48 @@ __device__ __forceinline__ void gemv_norm_stage(half *xs, float (*red)[32], cons
         }
     }
     __syncthreads();
+}
+
+// The q|k|v epilogue (inv_freq set): a q|k warp group's outputs v[0..1] are dims i, i + 1 of head hq and v[2..3]
+// dims i + hd / 2, i + 1 + hd / 2: rotated as lmb_cuda_rope_kv_write rotates them (same expressions, the same
+// bits), stored to y, and for k heads to the cache row of the token's slot; a v warp group's 4 outputs go to y
+// and the V cache.  Slots < 0 (padding rows) write no cache.
+template <int M>
+__device__ __forceinline__ void gemv_rope_store(half *__restrict__ y, const half (&v)[GEMV_R][M], const GemvFuse &f,
+                                                int N, int n0, int gi) {
+    const int hd = f.hd, hh = hd / 2, gqk = (f.nh + f.nkv) * hh / 2;
+#pragma unroll
+    for (int m = 0; m < M; m++) {
+        const int64_t slot = f.slots ? f.slots[m] : -1;
+        const size_t blk = slot >= 0 ? (size_t)(slot / f.block_size) : 0, off = slot >= 0 ? (size_t)(slot % f.block_size) : 0;
+        half *row = y + (size_t)m * N;
+        if (gi < gqk) {
+            const float pos = (float)f.positions[m];
+            const int hq = n0 / hd, i0 = n0 % hd;
+#pragma unroll
+            for (int j = 0; j < 2; j++) {
+                const int i = i0 + j;
+                float sn, cs;
+                sincosf(pos * f.inv_freq[i], &sn, &cs);
+                const float a = __half2float(v[j][m]), b = __half2float(v[j + 2][m]);
+                const half ra = __float2half_rn(a * cs - b * sn), rb = __float2half_rn(b * cs + a * sn);
+                row[n0 + j] = ra, row[n0 + hh + j] = rb;
+                if (hq >= f.nh && slot >= 0) {
+                    half *kc = (half *)f.k_cache + ((blk * f.nkv + (hq - f.nh)) * f.block_size + off) * hd;
+                    kc[i] = ra, kc[i + hh] = rb;
+                }
+            }
+        } else {
+#pragma unroll
+            for (int r = 0; r < GEMV_R; r++) {
+                row[n0 + r] = v[r][m];
+                if (slot >= 0) {
+                    const int j = n0 + r - (f.nh + f.nkv) * hd, hv = j / hd, d = j % hd;
+                    ((half *)f.v_cache)[((blk * f.nkv + hv) * f.block_size + off) * hd + d] = v[r][m];
+                }
+            }
+        }
+    }
 }
 
 // One CTA: GEMV_WARPS warps of GEMV_R rows each, or (KS = 2, for narrow linears at M <= 2) GEMV_WARPS / 2 groups of
@@ -316,10 +370,10 @@ __global__ void __launch_bounds__(32 * GEMV_WARPS, gemv_min_ctas(M, PIPE))
     __shared__ float red[FUSE ? M : 1][32]; // the norm's warp sums (FUSE)
     __shared__ float part[KS > 1 ? GROUPS : 1][GEMV_R][M]; // the second half's sums (KS = 2)
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, grp = warp % GROUPS, h = warp / GROUPS;
-    const bool silu = FUSE && f.silu;
-    const int gi = blockIdx.x * GROUPS + grp, n0 = silu ? 2 * gi : gi * GEMV_R, rs = silu ? N / 2 : 2;
-    // N % 8 == 0 (silu: N % 16): a warp's rows are all in range or all past it
-    const bool active = n0 < (silu ? N / 2 : N);
+    const int gi = blockIdx.x * GROUPS + grp;
+    const GemvRows rw = gemv_rows<FUSE>(gi, N, f);
+    const int n0 = rw.n0, rs = rw.rs;
+    const bool active = rw.active;
     const int KW = K / 8, U = KW / VEC, ng = K / G, ZW = (ng + 7) / 8;
     // launched with PDL: the CTAs may be resident while the kernel before still runs.  The weights do not depend
     // on it, so the warp's first batch of them is in flight before the wait; x is read and y written after it.
@@ -390,27 +444,34 @@ __global__ void __launch_bounds__(32 * GEMV_WARPS, gemv_min_ctas(M, PIPE))
         }
     if constexpr (KS > 1) __syncthreads();
     if (!active || h != 0 || lane != 0) return;
-    if (silu) {
+    half v[GEMV_R][M]; // the outputs in fp16, as the plain gemv stores them
+#pragma unroll
+    for (int r = 0; r < GEMV_R; r++)
+#pragma unroll
+        for (int m = 0; m < M; m++) v[r][m] = __float2half_rn(KS > 1 ? tot[r][m] + part[grp][r][m] : tot[r][m]);
+    if (FUSE && f.silu) {
 #pragma unroll
         for (int m = 0; m < M; m++)
 #pragma unroll
             for (int r = 0; r < 2; r++) {
-                const float g = __half2float(__float2half_rn(KS > 1 ? tot[r][m] + part[grp][r][m] : tot[r][m]));
-                const float u = __half2float(__float2half_rn(KS > 1 ? tot[r + 2][m] + part[grp][r + 2][m] : tot[r + 2][m]));
+                const float g = __half2float(v[r][m]), u = __half2float(v[r + 2][m]);
                 y[(size_t)m * (N / 2) + n0 + r] = __float2half_rn(g / (1.f + __expf(-g)) * u);
             }
+        return;
+    }
+    if (FUSE && f.inv_freq) {
+        gemv_rope_store<M>(y, v, f, N, n0, gi);
         return;
     }
 #pragma unroll
     for (int r = 0; r < GEMV_R; r++)
 #pragma unroll
         for (int m = 0; m < M; m++) {
-            const half v = __float2half_rn(KS > 1 ? tot[r][m] + part[grp][r][m] : tot[r][m]);
             if (FUSE && f.add_resid) {
                 float *p = f.add_resid + (size_t)m * N + n0 + r;
-                *p = *p + __half2float(v);
+                *p = *p + __half2float(v[r][m]);
             } else {
-                y[(size_t)m * N + n0 + r] = v;
+                y[(size_t)m * N + n0 + r] = v[r][m];
             }
         }
 }
@@ -887,17 +948,20 @@ extern "C" bool lmb_cuda_w4a16_gemv_fusable(int M, int N, int K, int group, cons
            (!norm || (K / 32 <= su && K <= 16384)) && (uintptr_t)qweight % 16 == 0;
 }
 
-extern "C" int lmb_cuda_w4a16_gemv_fused(void *y, const void *x, const float *norm_resid, const void *gamma, float eps,
-                                         float *add_resid, bool silu, const uint32_t *qweight,
+extern "C" int lmb_cuda_w4a16_gemv_fused(void *y, const void *x, const lmb_w4a16_fusion *fu, const uint32_t *qweight,
                                          const uint32_t *zeros, const void *scales, int M, int N, int K, int group,
                                          lmb_stream s) {
     if (M <= 0) return 0;
-    if (silu && (add_resid || N % 16)) return (int)cudaErrorInvalidValue;
-    if (!lmb_cuda_w4a16_gemv_fusable(M, N, K, group, qweight, norm_resid != nullptr) || (norm_resid && (!gamma || (uintptr_t)norm_resid % 16 ||
-                                                                             (uintptr_t)gamma % 8)) ||
-        (!norm_resid && (uintptr_t)x % 16))
+    const GemvFuse f = *fu;
+    const int epilogues = (f.add_resid != nullptr) + f.silu + (f.inv_freq != nullptr);
+    if (epilogues > 1 || (f.silu && N % 16) ||
+        (f.inv_freq && (f.hd % 4 || f.nh <= 0 || f.nkv <= 0 || f.block_size <= 0 || !f.positions ||
+                        N != (f.nh + 2 * f.nkv) * f.hd || (f.slots && (!f.k_cache || !f.v_cache)))))
         return (int)cudaErrorInvalidValue;
-    const GemvFuse f = {norm_resid, (const half *)gamma, eps, add_resid, silu};
+    if (!lmb_cuda_w4a16_gemv_fusable(M, N, K, group, qweight, f.norm_resid != nullptr) ||
+        (f.norm_resid && (!f.gamma || (uintptr_t)f.norm_resid % 16 || (uintptr_t)f.gamma % 8)) ||
+        (!f.norm_resid && (uintptr_t)x % 16))
+        return (int)cudaErrorInvalidValue;
     half *yh = (half *)y;
     const half *xh = (const half *)x, *sh = (const half *)scales;
     return M == 1 ? launch_gemv<1>(yh, xh, qweight, zeros, sh, N, K, group, s, &f)

@@ -162,8 +162,8 @@ Test(w4a16_cuda, gemv_fused_matches_norm_and_add) {
             if (norm) { /* x = RMSnorm(resid) * gamma, then the gemv */
                 GPU_OK(lmb_cuda_add_rmsnorm(resid, NULL, gamma, xn, NULL, M, K, eps, LMB_CUDA_F16, 0));
                 GPU_OK(lmb_cuda_w4a16_gemv(y1, xn, p.d_qw, p.d_z, p.d_sc, M, N, K, G, 0));
-                GPU_OK(lmb_cuda_w4a16_gemv_fused(y2, NULL, resid, gamma, eps, NULL, false, p.d_qw, p.d_z, p.d_sc, M, N,
-                                                 K, G, 0));
+                lmb_w4a16_fusion fn = {.norm_resid = resid, .gamma = gamma, .eps = eps};
+                GPU_OK(lmb_cuda_w4a16_gemv_fused(y2, NULL, &fn, p.d_qw, p.d_z, p.d_sc, M, N, K, G, 0));
                 uint16_t *a = malloc(2 * nn), *b = malloc(2 * nn);
                 GPU_OK(cudaMemcpy(a, y1, 2 * nn, cudaMemcpyDeviceToHost));
                 GPU_OK(cudaMemcpy(b, y2, 2 * nn, cudaMemcpyDeviceToHost));
@@ -171,8 +171,9 @@ Test(w4a16_cuda, gemv_fused_matches_norm_and_add) {
                 if (N % 16 == 0) { /* as gate|up: silu(gate) * up in the epilogue = lmb_cuda_silu_mul of the gemv's y */
                     GPU_OK(lmb_cuda_silu_mul(junk, y1, M, N / 2, LMB_CUDA_F16, 0));
                     GPU_OK(cudaMemset(y2, 0xff, 2 * nn));
-                    GPU_OK(lmb_cuda_w4a16_gemv_fused(y2, NULL, resid, gamma, eps, NULL, true, p.d_qw, p.d_z, p.d_sc, M,
-                                                     N, K, G, 0));
+                    lmb_w4a16_fusion fs = fn;
+                    fs.silu = true;
+                    GPU_OK(lmb_cuda_w4a16_gemv_fused(y2, NULL, &fs, p.d_qw, p.d_z, p.d_sc, M, N, K, G, 0));
                     GPU_OK(cudaMemcpy(a, junk, nn, cudaMemcpyDeviceToHost));
                     GPU_OK(cudaMemcpy(b, y2, nn, cudaMemcpyDeviceToHost));
                     cr_assert_eq(memcmp(a, b, nn), 0, "norm + silu N=%d K=%d M=%d: the fused gemv differs", N, K, M);
@@ -183,8 +184,8 @@ Test(w4a16_cuda, gemv_fused_matches_norm_and_add) {
              * epilogue */
             GPU_OK(lmb_cuda_w4a16_gemv(y1, x, p.d_qw, p.d_z, p.d_sc, M, N, K, G, 0));
             GPU_OK(lmb_cuda_add_rmsnorm(o1, y1, gN, junk, NULL, M, N, eps, LMB_CUDA_F16, 0));
-            GPU_OK(lmb_cuda_w4a16_gemv_fused(NULL, x, NULL, NULL, 0.f, o2, false, p.d_qw, p.d_z, p.d_sc, M, N, K, G,
-                                             0));
+            lmb_w4a16_fusion fa = {.add_resid = o2};
+            GPU_OK(lmb_cuda_w4a16_gemv_fused(NULL, x, &fa, p.d_qw, p.d_z, p.d_sc, M, N, K, G, 0));
             float *a = malloc(4 * nn), *b = malloc(4 * nn);
             GPU_OK(cudaMemcpy(a, o1, 4 * nn, cudaMemcpyDeviceToHost));
             GPU_OK(cudaMemcpy(b, o2, 4 * nn, cudaMemcpyDeviceToHost));
@@ -195,6 +196,53 @@ Test(w4a16_cuda, gemv_fused_matches_norm_and_add) {
             free(a), free(b), free(hr), free(ho), free(hg), free(hx);
             cudaFree(resid), cudaFree(o1), cudaFree(o2), cudaFree(gamma), cudaFree(x), cudaFree(xn), cudaFree(y1);
             cudaFree(y2), cudaFree(junk), cudaFree(gN);
+            free_packed(&p);
+        }
+}
+
+/* The q|k|v gemv with RoPE and the KV write gives the bits of the gemv then lmb_cuda_rope_kv_write: the rotated
+ * q|k|v rows and both fp16 caches.  Llama-2-7B and Llama-3-8B (GQA) shapes and a small one (K split); M = 1, 2,
+ * the second row a padding row (slot -1) in one case. */
+Test(w4a16_cuda, gemv_fused_rope_matches_rope_kv_write) {
+    gpu_require();
+    const int cases[][4] = {{32, 32, 128, 4096}, {32, 8, 128, 4096}, {4, 2, 64, 256}}; /* nh, nkv, hd, K */
+    const int bs = 16, nblk = 8;
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++)
+        for (int M = 1; M <= 2; M++) {
+            const int nh = cases[ci][0], nkv = cases[ci][1], hd = cases[ci][2], K = cases[ci][3], G = 128;
+            const int N = (nh + 2 * nkv) * hd;
+            const size_t nn = (size_t)M * N, cache = 2 * (size_t)nblk * nkv * bs * hd;
+            packed p = make_packed(N, K, G, (uint64_t)N * 3 + K);
+            float *hx = gpu_rand((size_t)M * K, LMB_CUDA_F16, 2), *hf = malloc(sizeof(float) * hd / 2);
+            for (int i = 0; i < hd / 2; i++) hf[i] = powf(10000.f, -2.f * i / hd);
+            const int32_t pos[2] = {100, 7};
+            const int64_t slots[2] = {100, ci == 2 ? -1 : 23};
+            void *x = gpu_upload16(hx, (size_t)M * K, LMB_CUDA_F16), *y1, *y2, *k1, *k2, *v1, *v2;
+            float *inv_freq = gpu_upload(hf, sizeof(float) * hd / 2);
+            int32_t *d_pos = gpu_upload(pos, sizeof pos);
+            int64_t *d_slots = gpu_upload(slots, sizeof slots);
+            void **bufs[6] = {&y1, &y2, &k1, &k2, &v1, &v2};
+            for (int b = 0; b < 6; b++) {
+                GPU_OK(cudaMalloc(bufs[b], b < 2 ? 2 * nn : cache));
+                GPU_OK(cudaMemset(*bufs[b], 0, b < 2 ? 2 * nn : cache));
+            }
+            GPU_OK(lmb_cuda_w4a16_gemv(y1, x, p.d_qw, p.d_z, p.d_sc, M, N, K, G, 0));
+            GPU_OK(lmb_cuda_rope_kv_write(y1, k1, v1, d_pos, d_slots, inv_freq, M, nh, nkv, hd, bs, LMB_CUDA_F16, 0));
+            lmb_w4a16_fusion f = {.positions = d_pos, .slots = d_slots, .inv_freq = inv_freq, .k_cache = k2,
+                                  .v_cache = v2, .nh = nh, .nkv = nkv, .hd = hd, .block_size = bs};
+            GPU_OK(lmb_cuda_w4a16_gemv_fused(y2, x, &f, p.d_qw, p.d_z, p.d_sc, M, N, K, G, 0));
+            unsigned char *a = malloc(cache > 2 * nn ? cache : 2 * nn), *b = malloc(cache > 2 * nn ? cache : 2 * nn);
+            const char *names[3] = {"q|k|v", "K cache", "V cache"};
+            for (int k = 0; k < 3; k++) {
+                const size_t n = k ? cache : 2 * nn;
+                GPU_OK(cudaMemcpy(a, *bufs[2 * k], n, cudaMemcpyDeviceToHost));
+                GPU_OK(cudaMemcpy(b, *bufs[2 * k + 1], n, cudaMemcpyDeviceToHost));
+                cr_assert_eq(memcmp(a, b, n), 0, "nh %d nkv %d hd %d M %d: the fused gemv's %s differs", nh, nkv, hd, M,
+                             names[k]);
+            }
+            free(a), free(b), free(hx), free(hf);
+            cudaFree(x), cudaFree(inv_freq), cudaFree(d_pos), cudaFree(d_slots);
+            for (int k = 0; k < 6; k++) cudaFree(*bufs[k]);
             free_packed(&p);
         }
 }

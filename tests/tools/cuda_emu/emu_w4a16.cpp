@@ -112,8 +112,9 @@ static void check_fused(const Case &c, int M) {
         }
         lmb_cpu_w4a16_matmul(ref, x, c.qw, c.qz, c.sc, M, c.N, c.K, c.G);
         memset(y, 0xff, 2 * nn);
-        if (lmb_cuda_w4a16_gemv_fused(y, nullptr, resid, gamma, 1e-6f, nullptr, false, c.rw, c.rz, c.rs, M, c.N, c.K,
-                                      c.G, 0))
+        lmb_w4a16_fusion fn = {};
+        fn.norm_resid = resid, fn.gamma = gamma, fn.eps = 1e-6f;
+        if (lmb_cuda_w4a16_gemv_fused(y, nullptr, &fn, c.rw, c.rz, c.rs, M, c.N, c.K, c.G, 0))
             failures++, printf("fused gemv (norm) refused FAIL\n");
         snprintf(what, sizeof what, "gemv+norm N=%d K=%d G=%d M=%d", c.N, c.K, c.G, M);
         compare(what, y, ref, nn, 2e-3);
@@ -126,8 +127,9 @@ static void check_fused(const Case &c, int M) {
                     want[(size_t)m * F + j] = lmb_f32_to_f16(g / (1.f + std::exp(-g)) * u); // the emulator's __expf
                 }
             memset(a, 0xff, nn);
-            if (lmb_cuda_w4a16_gemv_fused(a, nullptr, resid, gamma, 1e-6f, nullptr, true, c.rw, c.rz, c.rs, M, c.N,
-                                          c.K, c.G, 0))
+            lmb_w4a16_fusion fs = fn;
+            fs.silu = true;
+            if (lmb_cuda_w4a16_gemv_fused(a, nullptr, &fs, c.rw, c.rz, c.rs, M, c.N, c.K, c.G, 0))
                 failures++, printf("fused gemv (norm + silu) refused FAIL\n");
             const bool same = memcmp(a, want, nn) == 0;
             printf("gemv+norm+silu N=%d K=%d G=%d M=%d: %s\n", c.N, c.K, c.G, M, same ? "same bits ok" : "differs FAIL");
@@ -140,8 +142,9 @@ static void check_fused(const Case &c, int M) {
     lmb_cuda_w4a16_gemv(in.y, in.xh, c.rw, c.rz, c.rs, M, c.N, c.K, c.G, 0);
     float *o = (float *)amalloc(4 * nn), *want = (float *)amalloc(4 * nn);
     for (size_t i = 0; i < nn; i++) o[i] = frand(), want[i] = o[i] + lmb_f16_to_f32(in.y[i]);
-    if (lmb_cuda_w4a16_gemv_fused(nullptr, in.xh, nullptr, nullptr, 0.f, o, false, c.rw, c.rz, c.rs, M, c.N, c.K, c.G,
-                                  0))
+    lmb_w4a16_fusion fa = {};
+    fa.add_resid = o;
+    if (lmb_cuda_w4a16_gemv_fused(nullptr, in.xh, &fa, c.rw, c.rz, c.rs, M, c.N, c.K, c.G, 0))
         failures++, printf("fused gemv (add) refused FAIL\n");
     const bool same = memcmp(o, want, 4 * nn) == 0;
     printf("gemv+add N=%d K=%d G=%d M=%d: %s\n", c.N, c.K, c.G, M, same ? "same bits ok" : "differs FAIL");
@@ -150,7 +153,64 @@ static void check_fused(const Case &c, int M) {
     free_inputs(in);
 }
 
+// The q|k|v gemv with RoPE and the KV write (M = 1, 2; nh q heads, nkv kv heads of hd dims): y and the fp16 caches
+// against the plain gemv's fp16 y rotated and scattered as lmb_cuda_rope_kv_write does (bit for bit).  Row 1 is a
+// padding row (slot -1) at M = 2 when `pad`.
+static void check_rope(int nh, int nkv, int hd, int K, int G, int M, bool pad) {
+    const int N = (nh + 2 * nkv) * hd, hh = hd / 2, bs = 16, nblk = 4;
+    Case c = make(N, K, G);
+    Inputs in = inputs(c, M);
+    lmb_cuda_w4a16_gemv(in.y, in.xh, c.rw, c.rz, c.rs, M, N, K, G, 0);
+    const size_t cache = (size_t)nblk * nkv * bs * hd;
+    uint16_t *kc = (uint16_t *)amalloc(2 * cache), *vc = (uint16_t *)amalloc(2 * cache);
+    uint16_t *wk = (uint16_t *)amalloc(2 * cache), *wv = (uint16_t *)amalloc(2 * cache);
+    uint16_t *y = (uint16_t *)amalloc(2 * (size_t)M * N), *want = (uint16_t *)amalloc(2 * (size_t)M * N);
+    memset(kc, 0, 2 * cache), memset(vc, 0, 2 * cache), memset(wk, 0, 2 * cache), memset(wv, 0, 2 * cache);
+    memcpy(want, in.y, 2 * (size_t)M * N);
+    float *inv_freq = (float *)amalloc(4 * (size_t)hh);
+    for (int i = 0; i < hh; i++) inv_freq[i] = std::pow(10000.f, -2.f * i / hd);
+    int32_t pos[2] = {37, 5};
+    int64_t slots[2] = {37, pad ? -1 : 50};
+    for (int m = 0; m < M; m++) {
+        uint16_t *row = want + (size_t)m * N;
+        const size_t blk = slots[m] >= 0 ? slots[m] / bs : 0, off = slots[m] >= 0 ? slots[m] % bs : 0;
+        for (int h = 0; h < nh + nkv; h++)
+            for (int i = 0; i < hh; i++) {
+                float sn, cs;
+                sincosf((float)pos[m] * inv_freq[i], &sn, &cs);
+                const float a = lmb_f16_to_f32(row[h * hd + i]), b = lmb_f16_to_f32(row[h * hd + i + hh]);
+                row[h * hd + i] = lmb_f32_to_f16(a * cs - b * sn), row[h * hd + i + hh] = lmb_f32_to_f16(b * cs + a * sn);
+                if (h >= nh && slots[m] >= 0) {
+                    uint16_t *k = wk + ((blk * nkv + (h - nh)) * bs + off) * hd;
+                    k[i] = row[h * hd + i], k[i + hh] = row[h * hd + i + hh];
+                }
+            }
+        for (int j = 0; j < nkv * hd && slots[m] >= 0; j++)
+            wv[((blk * nkv + j / hd) * bs + off) * hd + j % hd] = row[(nh + nkv) * hd + j];
+    }
+    lmb_w4a16_fusion f = {};
+    f.positions = pos, f.slots = slots, f.inv_freq = inv_freq, f.k_cache = kc, f.v_cache = vc;
+    f.nh = nh, f.nkv = nkv, f.hd = hd, f.block_size = bs;
+    memset(y, 0xff, 2 * (size_t)M * N);
+    if (lmb_cuda_w4a16_gemv_fused(y, in.xh, &f, c.rw, c.rz, c.rs, M, N, K, G, 0))
+        failures++, printf("fused gemv (rope) refused FAIL\n");
+    const bool same = memcmp(y, want, 2 * (size_t)M * N) == 0 && memcmp(kc, wk, 2 * cache) == 0 &&
+                      memcmp(vc, wv, 2 * cache) == 0;
+    printf("gemv+rope+kv nh=%d nkv=%d hd=%d K=%d M=%d%s: %s\n", nh, nkv, hd, K, M, pad ? " (padding row)" : "",
+           same ? "same bits ok" : "differs FAIL");
+    failures += !same;
+    free(kc), free(vc), free(wk), free(wv), free(y), free(want), free(inv_freq);
+    free_inputs(in);
+    free_case(c);
+}
+
 int main() {
+    for (int M = 1; M <= 2; M++) {
+        check_rope(4, 2, 16, 64, 32, M, M == 2);
+        check_rope(8, 2, 32, 128, 64, M, false);
+        check_rope(2, 2, 64, 256, 128, M, false); // N <= 8192 above: the K split
+        check_rope(64, 8, 128, 128, 128, M, false); // N = 10240: none
+    }
     int shapes[][3] = {{64, 64, 32}, {136, 128, 64}, {256, 128, 32}, {512, 256, 128},
                        {64, 48, 24}, {40, 792, 8},   {64, 2304, 64}, {8200, 32, 32}, {64, 12288, 128},
                        {8224, 64, 32}};
