@@ -11,7 +11,7 @@
 //            warp's 16-byte reads are conflict-free.  Math per unit and row: 16 half2 weight pairs made with two
 //            integer ops and one HFMA2 each ((1024 + q)/16 - (1024 + z)/16 = (q - z)/16, exact), 16 HFMA2 of x into an
 //            fp16 pair, then into fp32 as s * 16 * (lo + hi).
-//   mma      8 < M <= the caller's bound (v6's WMMA kernel; LMB_W4A16_MMA=sync: v9's mma.sync one, further below).
+//   mma      8 < M <= the caller's bound (v6's WMMA kernel).
 //            A CTA (4 warps) computes a 64x64 tile of y over k-tiles of 64 inputs (32 when the group is not a
 //            multiple of 64): the next tile's x and weight words are loaded into
 //            registers while the current one is multiplied; then x is stored to shared memory as is and each
@@ -36,14 +36,17 @@
 // per row, no 64-bit division per word; the caller dequantizes whole linears (24 MB runs of rows before).  gemv:
 // K split over two warps for linears up to 8192 outputs at M <= 2 (bs1 358 -> 368 tok/s).
 // v8 — gemv launched with programmatic dependent launch (common.cuh): its CTAs start while the kernel
-// before finishes (bs1 388.6 -> 397.1 tok/s).  The mma path has a second kernel, mma.sync with B made in
-// registers straight from the W4 rows (LMB_W4A16_MMA=sync; checked on the CPU emulator only, so WMMA stays the
-// default until it has been measured on the GPU).
-// v10 (this) — gemv: a warp's first batch of weights is loaded before the PDL wait, and batches are compact
-// (scales as fp16 pairs, zero points as nibbles); LMB_GEMV_PIPE=1|2 double-buffers them at M = 1; at M <= 2 the
-// gemv can make its own x as RMSnorm(residual) * gamma and add its y to the residual (lmb_cuda_w4a16_gemv_fused,
-// the backend's LMB_W4A16_FUSE=1).  mma: mma.sync with a cp.async pipeline of 3 or 4 stages (LMB_W4A16_MMA=sync
-// LMB_W4A16_PIPE=3|4).  The opt-in variants sit side by side until a GPU call has measured them.
+// before finishes (bs1 388.6 -> 397.1 tok/s).
+// v10 — at M <= 2 the gemv can fuse with the decode step around it (lmb_cuda_w4a16_gemv_fused, GemvFuse): make its
+// own x as RMSnorm(residual) * gamma, add its y to the residual, write silu(gate) * up, or apply RoPE and write the
+// KV cache -- each with the bits of the kernel it replaces (the backend's LMB_W4A16_FUSE).
+// Tried for v10 and dropped (H100, one call; docs/PERF.md): the gemv's first batch of weights issued before the
+// PDL wait, with compact batches (scales as fp16 pairs, zero points as nibbles): bs1 360.3 against v9's 396.7
+// tok/s; the same double-buffered in registers (2 or 1 CTAs an SM): 314.1, 322.0; mma.sync m16n8k16 with B made
+// in registers from the W4 rows (v9: x through registers or cp.async, k-tiles of 64 or 32; v10: a 3-4 stage
+// cp.async pipeline for x and the words, as Marlin): 1.3-1.8x slower than the WMMA kernel at every M (12288 x
+// 4096, M 128: 90.7 us for the pipeline against 70.2), and bs128 5,319 against 5,960 tok/s.  The code is in git
+// history (commit 465f42f).
 // Tried for v7 and dropped: the mma kernel with 128x64 and 128x128 tiles (8 warps of 64x32) and two shared
 // stages (no faster at M 192-2048, ~200 TFLOP/s whatever the tile, and slower at M <= 128); dequantizing K
 // slices into two L2-sized buffers on a side stream while cuBLAS multiplied the slice before (2-3x slower than
@@ -132,59 +135,37 @@ template <int VEC> __device__ __forceinline__ void load_x(const half *src, half2
     }
 }
 
-// The weight side of NU units of a lane (slice units u, u + 32, ...; all in range) for the warp's GEMV_R rows
-// n0..: the NU * GEMV_R 16-byte words of the weights and, per unit, its group's scales (fp16, two rows a register)
-// and zero points (a nibble a row).  Loaded apart from the math so that the first batch can be in flight before
-// the PDL wait (the weights do not depend on the kernel before), and kept compact so that two batches fit.
-template <int VEC, int NU> struct GemvBatch {
-    static_assert(GEMV_R % 2 == 0 && GEMV_R <= 8, "scales go two rows a register, zero points a nibble a row");
+// NU units of a lane (slice units u, u + 32, ...; all in range) for the warp's GEMV_R rows and the M rows of x: all
+// NU * GEMV_R weight loads are issued first.  Row r is n0 + (r / 2) * rs + r % 2 (rs = 2: rows n0..n0 + GEMV_R - 1;
+// the fused epilogues pair other rows, GemvRows).  Per unit and row the products go into an fp16 pair (each of its
+// halves sums 4 * VEC products of |x| * 15/16 at most: it overflows only for |x| > ~4000, far beyond fp16
+// activations' range in practice), then into fp32 as s * 16 * (lo + hi).  The order of every sum is fixed by the
+// shapes alone, so results are deterministic and independent of the other rows of x.
+template <int M, int VEC, int NU>
+__device__ __forceinline__ void gemv_units(float (&tot)[GEMV_R][M], const half *__restrict__ xs, int u, int s0,
+                                           const uint32_t *__restrict__ qw, const uint32_t *__restrict__ qz,
+                                           const half *__restrict__ sc, int n0, int rs, int KW, int ng, int ZW,
+                                           int G) {
+    constexpr int SU = slice_units<M, VEC>(), ST = unit_stride<VEC>(), P = 4 * VEC;
     uint32_t w[NU][GEMV_R][VEC];
-    half2 s[NU][GEMV_R / 2];
-    uint32_t z[NU];
-};
-
-// The warp's rows come in pairs: row r is n0 + (r / 2) * rs + r % 2 (rs = 2: rows n0..n0 + GEMV_R - 1; the SiLU
-// epilogue's rs = N / 2: gate rows n0, n0 + 1 and the up rows N / 2 below them).
-template <int VEC, int NU>
-__device__ __forceinline__ void gemv_load(GemvBatch<VEC, NU> &b, int u, int s0, const uint32_t *__restrict__ qw,
-                                          const uint32_t *__restrict__ qz, const half *__restrict__ sc, int n0,
-                                          int rs, int KW, int ng, int ZW, int G) {
 #pragma unroll
     for (int a = 0; a < NU; a++)
 #pragma unroll
         for (int r = 0; r < GEMV_R; r++)
-            load_words<VEC>(qw + (size_t)(n0 + r / 2 * rs + r % 2) * KW + (size_t)(s0 + u + 32 * a) * VEC, b.w[a][r]);
+            load_words<VEC>(qw + (size_t)(n0 + r / 2 * rs + r % 2) * KW + (size_t)(s0 + u + 32 * a) * VEC, w[a][r]);
+    // the unit's group (it lies in one: G % (8 * VEC) == 0): scale * 16 and -(1024 + z) / 16, from L1
+    float s16[NU][GEMV_R];
+    half2 c[NU][GEMV_R];
 #pragma unroll
     for (int a = 0; a < NU; a++) {
-        const int g = (s0 + u + 32 * a) * 8 * VEC / G; // the unit lies in one group: G % (8 * VEC) == 0
-        b.z[a] = 0;
+        const int g = (s0 + u + 32 * a) * 8 * VEC / G;
 #pragma unroll
         for (int r = 0; r < GEMV_R; r++) {
             const size_t n = (size_t)(n0 + r / 2 * rs + r % 2);
-            b.z[a] |= zero_of(qz, n, ZW, g) << (4 * r);
-            if (r % 2 == 0) b.s[a][r / 2] = __halves2half2(__ldg(sc + n * ng + g), __ldg(sc + (n + 1) * ng + g));
+            s16[a][r] = 16.f * __half2float(__ldg(sc + n * ng + g));
+            c[a][r] = __float2half2_rn(-64.f - 0.0625f * (float)zero_of(qz, n, ZW, g));
         }
     }
-}
-
-// Row r's scale * 16 (fp32) and -(1024 + z) / 16 in both halves (exact in fp16) of unit a of a batch.
-template <int VEC, int NU>
-__device__ __forceinline__ float batch_s16(const GemvBatch<VEC, NU> &b, int a, int r) {
-    return 16.f * __half2float(r % 2 ? __high2half(b.s[a][r / 2]) : __low2half(b.s[a][r / 2]));
-}
-template <int VEC, int NU>
-__device__ __forceinline__ half2 batch_c(const GemvBatch<VEC, NU> &b, int a, int r) {
-    return __hmul2(zero_pair((b.z[a] >> (4 * r)) & 15u), __float2half2_rn(-0.0625f));
-}
-
-// The math of a loaded batch against the M rows of x (shared memory).  Per unit and row the products go into an
-// fp16 pair (each of its halves sums 4 * VEC products of |x| * 15/16 at most: it overflows only for |x| > ~4000,
-// far beyond fp16 activations' range in practice), then into fp32 as s * 16 * (lo + hi).  The order of every sum
-// is fixed by the shapes alone, so results are deterministic and independent of the other rows of x.
-template <int M, int VEC, int NU>
-__device__ __forceinline__ void gemv_math(float (&tot)[GEMV_R][M], const GemvBatch<VEC, NU> &b,
-                                          const half *__restrict__ xs, int u) {
-    constexpr int SU = slice_units<M, VEC>(), ST = unit_stride<VEC>(), P = 4 * VEC;
     const half2 sixteenth = __float2half2_rn(0.0625f), hzero = __float2half2_rn(0.f);
 #pragma unroll
     for (int a = 0; a < NU; a++) {
@@ -195,7 +176,6 @@ __device__ __forceinline__ void gemv_math(float (&tot)[GEMV_R][M], const GemvBat
             for (int m = 0; m < M; m++) load_x<VEC>(xu + m * SU * ST, xr[m]);
 #pragma unroll
             for (int r = 0; r < GEMV_R; r++) {
-                const half2 c = batch_c(b, a, r);
                 half2 acc[M];
 #pragma unroll
                 for (int m = 0; m < M; m++) acc[m] = hzero;
@@ -203,13 +183,13 @@ __device__ __forceinline__ void gemv_math(float (&tot)[GEMV_R][M], const GemvBat
                 for (int v = 0; v < VEC; v++)
 #pragma unroll
                     for (int p = 0; p < 4; p++) {
-                        half2 d = __hfma2(pair_1024(b.w[a][r][v], p), sixteenth, c); // (q - z) / 16, exact
+                        half2 d = __hfma2(pair_1024(w[a][r][v], p), sixteenth, c[a][r]); // (q - z) / 16, exact
 #pragma unroll
                         for (int m = 0; m < M; m++) acc[m] = __hfma2(xr[m][4 * v + p], d, acc[m]);
                     }
 #pragma unroll
                 for (int m = 0; m < M; m++)
-                    tot[r][m] = fmaf(batch_s16(b, a, r), __low2float(acc[m]) + __high2float(acc[m]), tot[r][m]);
+                    tot[r][m] = fmaf(s16[a][r], __low2float(acc[m]) + __high2float(acc[m]), tot[r][m]);
             }
         } else { // the GEMV_R rows' unit dequantized into registers, then shared by the M rows of x
             half2 d[GEMV_R][P];
@@ -218,8 +198,7 @@ __device__ __forceinline__ void gemv_math(float (&tot)[GEMV_R][M], const GemvBat
 #pragma unroll
                 for (int v = 0; v < VEC; v++)
 #pragma unroll
-                    for (int p = 0; p < 4; p++)
-                        d[r][4 * v + p] = __hfma2(pair_1024(b.w[a][r][v], p), sixteenth, batch_c(b, a, r));
+                    for (int p = 0; p < 4; p++) d[r][4 * v + p] = __hfma2(pair_1024(w[a][r][v], p), sixteenth, c[a][r]);
 #pragma unroll
             for (int m = 0; m < M; m++) {
                 half2 xr[P];
@@ -229,7 +208,7 @@ __device__ __forceinline__ void gemv_math(float (&tot)[GEMV_R][M], const GemvBat
                     half2 acc = hzero;
 #pragma unroll
                     for (int i = 0; i < P; i++) acc = __hfma2(xr[i], d[r][i], acc);
-                    tot[r][m] = fmaf(batch_s16(b, a, r), __low2float(acc) + __high2float(acc), tot[r][m]);
+                    tot[r][m] = fmaf(s16[a][r], __low2float(acc) + __high2float(acc), tot[r][m]);
                 }
             }
         }
@@ -239,10 +218,7 @@ __device__ __forceinline__ void gemv_math(float (&tot)[GEMV_R][M], const GemvBat
 // CTAs per SM the register budget is cut for (__launch_bounds__): the most that keep every variant free of spills
 // (-Xptxas -v, sm_90: M = 1 fits 80 registers, M = 2 128; M >= 3 takes up to ~180), so that big-N linears keep
 // more loads in flight per SM at small M.
-// PIPE (M = 1 only) holds two batches of weights: 1, 2 CTAs (ptxas spills ~170 bytes) or 2, 1 CTA (230 registers).
-__host__ __device__ constexpr int gemv_min_ctas(int M, int PIPE) {
-    return PIPE == 1 ? 2 : PIPE == 2 ? 1 : M == 1 ? 3 : M == 2 ? 2 : 1;
-}
+__host__ __device__ constexpr int gemv_min_ctas(int M) { return M == 1 ? 3 : M == 2 ? 2 : 1; }
 
 // What a fused gemv (FUSE; M <= 2, 16-byte units, x in one slice) does around the product, for the decode step's
 // residual stream (backend_cuda_forward.c; kernels_cuda.h's lmb_w4a16_fusion): norm_resid set: x is not read; each
@@ -358,11 +334,9 @@ __device__ __forceinline__ void gemv_rope_store(half *__restrict__ y, const half
 // through shared memory at the end: twice the warps, so twice the loads in flight, where N / GEMV_ROWS CTAs would not
 // fill the SMs (N = 4096: 128 CTAs of one warp per 4 rows).  Every thread runs every slice and reaches every barrier
 // and shuffle (warps past N only skip the weight work and the store).  The order of every sum depends on N, K and G
-// only.
-// PIPE: the loads of a warp's next batch are issued before the math of its current one (double buffering in
-// registers), so a warp always has a batch in flight.
-template <int M, int VEC, int KS, int PIPE, bool FUSE = false>
-__global__ void __launch_bounds__(32 * GEMV_WARPS, gemv_min_ctas(M, PIPE))
+// only.  FUSE: the fused epilogues and input norm (GemvFuse).
+template <int M, int VEC, int KS, bool FUSE = false>
+__global__ void __launch_bounds__(32 * GEMV_WARPS, gemv_min_ctas(M))
     gemv_kernel(half *__restrict__ y, const half *__restrict__ x, const uint32_t *__restrict__ qw,
                 const uint32_t *__restrict__ qz, const half *__restrict__ sc, int N, int K, int G, GemvFuse f) {
     constexpr int SU = slice_units<M, VEC>(), ST = unit_stride<VEC>(), GROUPS = GEMV_WARPS / KS;
@@ -375,63 +349,31 @@ __global__ void __launch_bounds__(32 * GEMV_WARPS, gemv_min_ctas(M, PIPE))
     const int n0 = rw.n0, rs = rw.rs;
     const bool active = rw.active;
     const int KW = K / 8, U = KW / VEC, ng = K / G, ZW = (ng + 7) / 8;
-    // launched with PDL: the CTAs may be resident while the kernel before still runs.  The weights do not depend
-    // on it, so the warp's first batch of them is in flight before the wait; x is read and y written after it.
-    // (Tried: a bulk L2 prefetch of the CTA's whole weight rows before the wait.  It made bs1 slower on the
-    // H100: 369.0 against 397.1 tok/s in one call.)
-    const int u0 = lane + 64 * h; // units u and u + 32 of each 64 * KS: this warp's half's 64
-    const bool early = active && u0 + 32 < min(SU, U);
-    GemvBatch<VEC, 2> b;
-    if (early) gemv_load(b, u0, 0, qw, qz, sc, n0, rs, KW, ng, ZW, G);
+    // launched with PDL: the CTAs may be resident while the kernel before still runs; wait for it before x is read
+    // or y written.  (Tried: a bulk L2 prefetch of the CTA's weight rows before the wait: bs1 369.0 against 397.1
+    // tok/s on the H100; the warp's first batch of weight loads issued before the wait, v10: 360.3 against 396.7.)
     pdl_wait();
     float tot[GEMV_R][M];
 #pragma unroll
     for (int r = 0; r < GEMV_R; r++)
 #pragma unroll
         for (int m = 0; m < M; m++) tot[r][m] = 0.f;
-    auto stage = [&](int s0, int su) { // x[:, slice] into shared memory, 16 bytes a thread
-        for (int i = threadIdx.x; i < M * su * VEC; i += 32 * GEMV_WARPS) {
-            const int m = i / (su * VEC), c = i % (su * VEC) / VEC, q = i % VEC;
-            *reinterpret_cast<uint4 *>(xs + (m * SU + c) * ST + 8 * q) =
-                *reinterpret_cast<const uint4 *>(x + (size_t)m * K + (size_t)(s0 + c) * 8 * VEC + 8 * q);
-        }
-        __syncthreads();
-    };
-    if (FUSE && f.norm_resid) gemv_norm_stage<M, VEC>(xs, red, f, K); // (FUSE: U <= SU)
-    else stage(0, min(SU, U));
-    if constexpr (!PIPE)
-        if (early) gemv_math<M>(tot, b, xs, u0); // b's last use (outside the loop: not live in it)
     for (int s0 = 0; s0 < U; s0 += SU) {
         const int su = min(SU, U - s0);
-        if (s0 > 0) stage(s0, su);
-        int u = u0;
-        if constexpr (PIPE) {
-            bool have = s0 == 0 && early;
-            if (!have && active && u + 32 < su) gemv_load(b, u, s0, qw, qz, sc, n0, rs, KW, ng, ZW, G), have = true;
-            GemvBatch<VEC, 2> nb; // b and nb take turns (no copies): b holds unit pair u while nb's loads fly
-            while (have) {
-                have = u + 64 * KS + 32 < su;
-                if (have) gemv_load(nb, u + 64 * KS, s0, qw, qz, sc, n0, rs, KW, ng, ZW, G);
-                gemv_math<M>(tot, b, xs, u);
-                u += 64 * KS;
-                if (!have) break;
-                have = u + 64 * KS + 32 < su;
-                if (have) gemv_load(b, u + 64 * KS, s0, qw, qz, sc, n0, rs, KW, ng, ZW, G);
-                gemv_math<M>(tot, nb, xs, u);
-                u += 64 * KS;
+        if (FUSE && f.norm_resid) { // (FUSE: one slice, U <= SU)
+            gemv_norm_stage<M, VEC>(xs, red, f, K);
+        } else {
+            for (int i = threadIdx.x; i < M * su * VEC; i += 32 * GEMV_WARPS) { // x[:, slice], 16 bytes a thread
+                const int m = i / (su * VEC), c = i % (su * VEC) / VEC, q = i % VEC;
+                *reinterpret_cast<uint4 *>(xs + (m * SU + c) * ST + 8 * q) =
+                    *reinterpret_cast<const uint4 *>(x + (size_t)m * K + (size_t)(s0 + c) * 8 * VEC + 8 * q);
             }
-        } else if (active) {
-            if (s0 == 0 && early) u += 64 * KS; // that pair was done above
-            for (; u + 32 < su; u += 64 * KS) {
-                GemvBatch<VEC, 2> bu;
-                gemv_load(bu, u, s0, qw, qz, sc, n0, rs, KW, ng, ZW, G);
-                gemv_math<M>(tot, bu, xs, u);
-            }
+            __syncthreads();
         }
-        if (active && u < su) { // a last single unit
-            GemvBatch<VEC, 1> bu;
-            gemv_load(bu, u, s0, qw, qz, sc, n0, rs, KW, ng, ZW, G);
-            gemv_math<M>(tot, bu, xs, u);
+        if (active) { // units u and u + 32 of each 64 * KS, this warp's half's 64
+            int u = lane + 64 * h;
+            for (; u + 32 < su; u += 64 * KS) gemv_units<M, VEC, 2>(tot, xs, u, s0, qw, qz, sc, n0, rs, KW, ng, ZW, G);
+            if (u < su) gemv_units<M, VEC, 1>(tot, xs, u, s0, qw, qz, sc, n0, rs, KW, ng, ZW, G);
         }
         __syncthreads(); // the slice's x is read before the next one overwrites it
     }
@@ -483,26 +425,19 @@ int launch_gemv_ks(half *y, const half *x, const uint32_t *qw, const uint32_t *q
                    int G, cudaStream_t s, const GemvFuse *f) {
     const int rows = GEMV_ROWS / KS;
     dim3 grid((N + rows - 1) / rows), block(32 * GEMV_WARPS);
-    // with PDL: the CTAs start while the kernel before (an RMSnorm, the SiLU, attention's merge) finishes, which
-    // hides the launch (H100 bs1: 388.6 -> 397.1 tok/s)
+    // with PDL: the CTAs start while the kernel before (an RMSnorm, the SiLU, attention) finishes, which hides the
+    // launch (H100 bs1: 388.6 -> 397.1 tok/s)
     cudaError_t e;
-    const char *pv = getenv("LMB_GEMV_PIPE"); // measured against the default, then one of them goes
-    const int pipe = pv ? atoi(pv) : 0;
     const GemvFuse nf = {};
     if (f) { // the caller checked lmb_cuda_w4a16_gemv_fusable
         if constexpr (M <= 2)
-            e = launch_pdl(gemv_kernel<M, 4, KS, 0, true>, grid, block, 0, s, y, x, qw, qz, sc, N, K, G, *f);
+            e = launch_pdl(gemv_kernel<M, 4, KS, true>, grid, block, 0, s, y, x, qw, qz, sc, N, K, G, *f);
         else
             e = cudaErrorInvalidValue;
     } else if (K % 32 == 0 && G % 32 == 0 && (uintptr_t)qw % 16 == 0) { // a 16-byte unit lies in one group
-        if (M == 1 && pipe == 1)
-            e = launch_pdl(gemv_kernel<M, 4, KS, M == 1 ? 1 : 0>, grid, block, 0, s, y, x, qw, qz, sc, N, K, G, nf);
-        else if (M == 1 && pipe == 2)
-            e = launch_pdl(gemv_kernel<M, 4, KS, M == 1 ? 2 : 0>, grid, block, 0, s, y, x, qw, qz, sc, N, K, G, nf);
-        else
-            e = launch_pdl(gemv_kernel<M, 4, KS, 0>, grid, block, 0, s, y, x, qw, qz, sc, N, K, G, nf);
+        e = launch_pdl(gemv_kernel<M, 4, KS>, grid, block, 0, s, y, x, qw, qz, sc, N, K, G, nf);
     } else {
-        e = launch_pdl(gemv_kernel<M, 1, KS, 0>, grid, block, 0, s, y, x, qw, qz, sc, N, K, G, nf);
+        e = launch_pdl(gemv_kernel<M, 1, KS>, grid, block, 0, s, y, x, qw, qz, sc, N, K, G, nf);
     }
     return e != cudaSuccess ? (int)e : LMB_LAUNCH_RESULT();
 }
@@ -516,6 +451,7 @@ int launch_gemv(half *y, const half *x, const uint32_t *qw, const uint32_t *qz, 
         if (N <= GEMV_KS_MAX_N) return launch_gemv_ks<M, 2>(y, x, qw, qz, sc, N, K, G, s, f);
     return launch_gemv_ks<M, 1>(y, x, qw, qz, sc, N, K, G, s, f);
 }
+
 
 // ---- mma (WMMA) -----------------------------------------------------------------------------------------
 
@@ -628,264 +564,6 @@ __global__ void __launch_bounds__(MMA_THREADS)
     }
 }
 
-// ---- mma.sync (v9) --------------------------------------------------------------------------------------
-
-// A CTA (4 warps, 2 x 2) computes a 64 x 64 tile of y; a warp 32 rows x 32 outputs: 2 m16 x 4 n8 tiles, 8
-// mma.sync m16n8k16 per 16 inputs.  x goes through shared memory (a double-buffered 64 x BK tile, rows padded to
-// BK + 8 halves so ldmatrix's eight 16-byte rows fall in distinct banks) and reaches the MMAs by ldmatrix.  The
-// weights never touch shared memory: in the W4 rows layout a row's K inputs are contiguous, which is what the B
-// fragment wants, so lane (g, c) loads the words of its 4 output rows g, g + 8, g + 16, g + 24 (16-byte loads; the
-// four lanes of a quad load the same words, one request) and makes its B registers from them: pair c of word
-// 2s gives inputs 16s + 2c, +1, pair c of word 2s + 1 gives 16s + 8 + 2c, +1 -- dequant_pair, the CPU's
-// fp16((q - z) * s) bit for bit.  The next k-tile's x and words are loaded into registers while the current one
-// is multiplied; one barrier per k-tile (CP: x copied by cp.async instead, two barriers).
-constexpr int QM = 64, QN = 64, Q_THREADS = 128;
-
-template <int BK> struct QLoads {
-    static constexpr int XV = QM * BK / 8 / Q_THREADS; // 16-byte x loads per thread (BK 64: 4)
-    static constexpr int WV = BK / 32;                 // 16-byte word loads per row (BK 64: 2)
-    uint4 x[XV];
-    uint4 w[4][WV]; // rows g + 8j
-    uint32_t z[4];
-    half s[4];
-};
-
-// x tile k0 of rows m0.. straight into shared memory (cp.async; rows past M zero-filled).
-template <int BK>
-__device__ __forceinline__ void q_copy_x(half (*As)[BK + 8], const half *__restrict__ x, int M, int K, int m0, int k0,
-                                         int tid) {
-#pragma unroll
-    for (int j = 0; j < QM * BK / 8 / Q_THREADS; j++) {
-        const int i = tid + Q_THREADS * j, r = i / (BK / 8), c = i % (BK / 8) * 8, m = m0 + r;
-        cp_async16(&As[r][c], x + (size_t)(m < M ? m : 0) * K + k0 + c, m < M);
-    }
-    cp_async_commit();
-}
-
-template <int BK, bool CP>
-__device__ __forceinline__ void q_load(QLoads<BK> &L, const half *__restrict__ x, const uint32_t *__restrict__ qw,
-                                       const uint32_t *__restrict__ qz, const half *__restrict__ sc, int M, int N,
-                                       int K, int G, int m0, int nw, int k0, int tid, int g) {
-    if constexpr (!CP) {
-#pragma unroll
-        for (int j = 0; j < QLoads<BK>::XV; j++) {
-            const int i = tid + Q_THREADS * j, r = i / (BK / 8), c = i % (BK / 8) * 8, m = m0 + r;
-            L.x[j] =
-                m < M ? __ldg(reinterpret_cast<const uint4 *>(x + (size_t)m * K + k0 + c)) : make_uint4(0, 0, 0, 0);
-        }
-    }
-    const int KW = K / 8, ng = K / G, gi = k0 / G; // G % BK == 0: the tile lies in one group
-#pragma unroll
-    for (int j = 0; j < 4; j++) {
-        const int n = nw + 8 * j + g;
-        if (n < N) {
-            const uint4 *src = reinterpret_cast<const uint4 *>(qw + (size_t)n * KW + k0 / 8);
-#pragma unroll
-            for (int v = 0; v < QLoads<BK>::WV; v++) L.w[j][v] = __ldg(src + v);
-            L.z[j] = zero_of(qz, (size_t)n, (ng + 7) / 8, gi);
-            L.s[j] = __ldg(sc + (size_t)n * ng + gi);
-        } else { // rows past N: zero weights
-#pragma unroll
-            for (int v = 0; v < QLoads<BK>::WV; v++) L.w[j][v] = make_uint4(0, 0, 0, 0);
-            L.z[j] = 0, L.s[j] = __float2half(0.f);
-        }
-    }
-}
-
-__device__ __forceinline__ uint32_t word_of(const uint4 &u, int i) {
-    return i == 0 ? u.x : i == 1 ? u.y : i == 2 ? u.z : u.w;
-}
-
-__device__ __forceinline__ uint32_t as_u32(half2 h) {
-    uint32_t u;
-    memcpy(&u, &h, 4);
-    return u;
-}
-
-// One 16-input step of a warp's 32 rows x 32 outputs: A (the warp's first row of the x tile in shared memory,
-// inputs k..k+15) by ldmatrix; B from words w0[j] (inputs k..k+7) and w1[j] (k+8..k+15) of output rows nw + 8j + g:
-// pair c of each, dequant_pair, is the lane's B fragment (the CPU's fp16 weight bit for bit); 8 mma.sync.
-template <int LD>
-__device__ __forceinline__ void q_k16(float (&acc)[2][4][4], const half (*A)[LD], int k, const uint32_t (&w0)[4],
-                                      const uint32_t (&w1)[4], const half2 (&zp)[4], const half2 (&s2)[4], int lane) {
-    const int c = lane % 4;
-    uint32_t a[2][4];
-#pragma unroll
-    for (int i = 0; i < 2; i++) ldmatrix_x4(a[i], &A[i * 16 + lane % 16][k + lane / 16 * 8]);
-#pragma unroll
-    for (int j = 0; j < 4; j++) {
-        const uint32_t b0 = as_u32(dequant_pair(w0[j], c, zp[j], s2[j]));
-        const uint32_t b1 = as_u32(dequant_pair(w1[j], c, zp[j], s2[j]));
-#pragma unroll
-        for (int i = 0; i < 2; i++) mma_16816(acc[i][j], a[i], b0, b1);
-    }
-}
-
-// The warp's 32 x 32 accumulators (rows mw.., outputs nw..) to y in fp16, rows past M and outputs past N skipped.
-__device__ __forceinline__ void q_store(half *__restrict__ y, const float (&acc)[2][4][4], int M, int N, int mw,
-                                        int nw, int lane) {
-    const int g = lane / 4, c = lane % 4;
-#pragma unroll
-    for (int i = 0; i < 2; i++)
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-            const int n = nw + 8 * j + 2 * c;
-            if (n >= N) continue; // N % 8 == 0: a pair is all in or all out
-#pragma unroll
-            for (int h = 0; h < 2; h++) {
-                const int m = mw + i * 16 + g + 8 * h;
-                if (m < M)
-                    *reinterpret_cast<half2 *>(y + (size_t)m * N + n) =
-                        __floats2half2_rn(acc[i][j][2 * h], acc[i][j][2 * h + 1]);
-            }
-        }
-}
-
-// CP: x through cp.async instead of registers (fewer registers; two barriers per k-tile).
-template <int BK, bool CP>
-__global__ void __launch_bounds__(Q_THREADS)
-    mma_kernel(half *__restrict__ y, const half *__restrict__ x, const uint32_t *__restrict__ qw,
-               const uint32_t *__restrict__ qz, const half *__restrict__ sc, int M, int N, int K, int G) {
-    constexpr int LD = BK + 8;
-    __shared__ __align__(128) half As[2][QM][LD];
-    const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32, wm = warp / 2, wn = warp % 2;
-    const int g = lane / 4;
-    const int m0 = blockIdx.y * QM, n0 = blockIdx.x * QN, nw = n0 + wn * 32;
-    float acc[2][4][4] = {};
-    QLoads<BK> cur, nxt;
-    if constexpr (CP) q_copy_x<BK>(As[0], x, M, K, m0, 0, tid);
-    q_load<BK, CP>(cur, x, qw, qz, sc, M, N, K, G, m0, nw, 0, tid, g);
-    if constexpr (!CP) {
-#pragma unroll
-        for (int j = 0; j < QLoads<BK>::XV; j++) {
-            const int i = tid + Q_THREADS * j;
-            *reinterpret_cast<uint4 *>(&As[0][i / (BK / 8)][i % (BK / 8) * 8]) = cur.x[j];
-        }
-        __syncthreads();
-    }
-    const int T = K / BK;
-    for (int t = 0; t < T; t++) {
-        const int b = t & 1;
-        if (t + 1 < T) {
-            if constexpr (CP) q_copy_x<BK>(As[b ^ 1], x, M, K, m0, (t + 1) * BK, tid);
-            q_load<BK, CP>(nxt, x, qw, qz, sc, M, N, K, G, m0, nw, (t + 1) * BK, tid, g);
-        }
-        if constexpr (CP) {
-            if (t + 1 < T) cp_async_wait<1>();
-            else cp_async_wait<0>();
-            __syncthreads();
-        }
-        half2 zp[4], s2[4];
-#pragma unroll
-        for (int j = 0; j < 4; j++) zp[j] = zero_pair(cur.z[j]), s2[j] = __half2half2(cur.s[j]);
-#pragma unroll
-        for (int ks = 0; ks < BK / 16; ks++) {
-            uint32_t w0[4], w1[4];
-#pragma unroll
-            for (int j = 0; j < 4; j++) {
-                w0[j] = word_of(cur.w[j][ks / 2], (ks % 2) * 2);     // inputs 16 ks + 0..7
-                w1[j] = word_of(cur.w[j][ks / 2], (ks % 2) * 2 + 1); // inputs 16 ks + 8..15
-            }
-            q_k16<LD>(acc, As[b] + wm * 32, ks * 16, w0, w1, zp, s2, lane);
-        }
-        if (t + 1 < T) {
-            if constexpr (!CP) {
-#pragma unroll
-                for (int j = 0; j < QLoads<BK>::XV; j++) {
-                    const int i = tid + Q_THREADS * j;
-                    *reinterpret_cast<uint4 *>(&As[b ^ 1][i / (BK / 8)][i % (BK / 8) * 8]) = nxt.x[j];
-                }
-            }
-            cur = nxt;
-        }
-        __syncthreads();
-    }
-    q_store(y, acc, M, N, m0 + wm * 32, nw, lane);
-}
-
-// ---- mma.sync with a cp.async pipeline (v10) ------------------------------------------------------------
-
-// The mma.sync kernel above, with x and the weight words of each k-tile (64 inputs) brought to shared memory by
-// cp.async S - 1 tiles ahead (S stages), as Marlin does, instead of one tile ahead through registers: v9 holds 8
-// warps an SM (221 registers) and a k-tile's MMAs (~200 cycles) do not cover a load from HBM.  Here a CTA takes
-// ~90 registers and S x 12 KB of shared memory (S = 4: 4 CTAs an SM).  Per k-tile and warp: 8 ldmatrix.x4 of x,
-// 16 8-byte reads of words (rows 48 bytes apart: a quarter warp's 8 rows fall in distinct banks), the same
-// dequant_pair and 32 mma.sync as v9.  Zero points and scales come one k-tile ahead in registers.  Needs G % 64 == 0.
-constexpr int PBK = 64, PLD = PBK + 8, PWS = 12; // x row stride (halves), weight row stride (words)
-
-template <int S>
-__device__ __forceinline__ void p_issue(half (*As)[PLD], uint32_t (*Bs)[PWS], const half *__restrict__ x,
-                                        const uint32_t *__restrict__ qw, int M, int N, int K, int m0, int n0, int k0,
-                                        int tid) {
-#pragma unroll
-    for (int j = 0; j < QM * PBK / 8 / Q_THREADS; j++) { // x: 64 rows x 8 chunks, 4 a thread
-        const int i = tid + Q_THREADS * j, r = i / (PBK / 8), c = i % (PBK / 8) * 8, m = m0 + r;
-        cp_async16(&As[r][c], x + (size_t)(m < M ? m : 0) * K + k0 + c, m < M);
-    }
-    const int r = tid / 2, h = tid % 2, n = n0 + r; // words: 64 rows x 2 chunks, 1 a thread
-    cp_async16(&Bs[r][4 * h], qw + (size_t)(n < N ? n : 0) * (K / 8) + k0 / 8 + 4 * h, n < N);
-    cp_async_commit();
-}
-
-template <int S>
-__global__ void __launch_bounds__(Q_THREADS, 4)
-    mma_pipe_kernel(half *__restrict__ y, const half *__restrict__ x, const uint32_t *__restrict__ qw,
-                    const uint32_t *__restrict__ qz, const half *__restrict__ sc, int M, int N, int K, int G) {
-    __shared__ __align__(128) half As[S][QM][PLD];
-    __shared__ __align__(16) uint32_t Bs[S][QN][PWS];
-    const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32, wm = warp / 2, wn = warp % 2;
-    const int g = lane / 4;
-    const int m0 = blockIdx.y * QM, n0 = blockIdx.x * QN, nw = n0 + wn * 32;
-    const int T = K / PBK, ng = K / G, ZW = (ng + 7) / 8;
-    float acc[2][4][4] = {};
-    // zero points and scales of this lane's rows nw + 8j + g for k-tile t (rows past N: zero)
-    auto zs = [&](int t, half2 (&zp)[4], half2 (&s2)[4]) {
-        const int gi = t * PBK / G;
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-            const int n = nw + 8 * j + g;
-            const bool in = n < N;
-            zp[j] = zero_pair(in ? zero_of(qz, (size_t)n, ZW, gi) : 0u);
-            s2[j] = __half2half2(in ? __ldg(sc + (size_t)n * ng + gi) : __float2half(0.f));
-        }
-    };
-#pragma unroll
-    for (int st = 0; st < S - 1; st++) {
-        if (st < T) p_issue<S>(As[st], Bs[st], x, qw, M, N, K, m0, n0, st * PBK, tid);
-        else cp_async_commit(); // an empty group keeps the count
-    }
-    half2 zp[4], s2[4], nzp[4], ns2[4];
-    zs(0, zp, s2);
-    for (int t = 0; t < T; t++) {
-        const int st = t % S;
-        cp_async_wait<S - 2>(); // tile t has landed (this thread's copies) ...
-        __syncthreads();        // ... everyone's; and tile t - 1's stage, overwritten next, is read
-        if (t + S - 1 < T) {
-            const int sn = (t + S - 1) % S;
-            p_issue<S>(As[sn], Bs[sn], x, qw, M, N, K, m0, n0, (t + S - 1) * PBK, tid);
-        } else {
-            cp_async_commit();
-        }
-        if (t + 1 < T) zs(t + 1, nzp, ns2);
-#pragma unroll
-        for (int ks = 0; ks < PBK / 16; ks++) {
-            uint32_t w0[4], w1[4];
-#pragma unroll
-            for (int j = 0; j < 4; j++) { // words 2 ks (inputs 16 ks + 0..7) and 2 ks + 1 (+ 8..15)
-                const uint2 w = *reinterpret_cast<const uint2 *>(&Bs[st][wn * 32 + 8 * j + g][2 * ks]);
-                w0[j] = w.x, w1[j] = w.y;
-            }
-            q_k16<PLD>(acc, As[st] + wm * 32, ks * 16, w0, w1, zp, s2, lane);
-        }
-        if (t + 1 < T) {
-#pragma unroll
-            for (int j = 0; j < 4; j++) zp[j] = nzp[j], s2[j] = ns2[j];
-        }
-    }
-    cp_async_wait<0>();
-    q_store(y, acc, M, N, m0 + wm * 32, nw, lane);
-}
-
 // ---- dequant (for cuBLAS) -----------------------------------------------------------------------------
 
 // A warp per output row (DQ_ROWS rows per CTA), its lanes over the row's words: each makes 8 fp16 values (one
@@ -973,32 +651,13 @@ extern "C" int lmb_cuda_w4a16_mma(void *y, const void *x, const uint32_t *qweigh
     if (M <= 0) return 0;
     if (N % 8 || K % 32 || group <= 0 || group % 32 || K % group || (uintptr_t)x % 16 || (uintptr_t)qweight % 16)
         return (int)cudaErrorInvalidValue;
-    const char *kv = getenv("LMB_W4A16_MMA"); // wmma (v6, the default) or sync (v9: mma.sync, not yet run on a GPU)
-    if (!kv || strcmp(kv, "sync")) {
-        dim3 grid((N + BN - 1) / BN, (M + BM - 1) / BM);
-        if (group % 64 == 0) // k-tiles of 64 (a tile lies in one group)
-            wmma_kernel<64><<<grid, MMA_THREADS, 0, s>>>((half *)y, (const half *)x, qweight, zeros,
-                                                         (const half *)scales, M, N, K, group);
-        else
-            wmma_kernel<32><<<grid, MMA_THREADS, 0, s>>>((half *)y, (const half *)x, qweight, zeros,
-                                                         (const half *)scales, M, N, K, group);
-        return LMB_LAUNCH_RESULT();
-    }
-    dim3 grid((N + QN - 1) / QN, (M + QM - 1) / QM);
-    const char *pv = getenv("LMB_W4A16_PIPE"); // stages of the cp.async pipeline (v10): 3 or 4
-    if (pv && group % PBK == 0) {
-        if (atoi(pv) == 3)
-            mma_pipe_kernel<3><<<grid, Q_THREADS, 0, s>>>((half *)y, (const half *)x, qweight, zeros,
-                                                          (const half *)scales, M, N, K, group);
-        else
-            mma_pipe_kernel<4><<<grid, Q_THREADS, 0, s>>>((half *)y, (const half *)x, qweight, zeros,
-                                                          (const half *)scales, M, N, K, group);
-        return LMB_LAUNCH_RESULT();
-    }
-    const bool bk64 = group % 64 == 0 && !getenv("LMB_W4A16_BK32"), cp = getenv("LMB_W4A16_CPASYNC") != NULL;
-    auto k = bk64 ? (cp ? mma_kernel<64, true> : mma_kernel<64, false>)
-                  : (cp ? mma_kernel<32, true> : mma_kernel<32, false>);
-    k<<<grid, Q_THREADS, 0, s>>>((half *)y, (const half *)x, qweight, zeros, (const half *)scales, M, N, K, group);
+    dim3 grid((N + BN - 1) / BN, (M + BM - 1) / BM);
+    if (group % 64 == 0) // k-tiles of 64 (a tile lies in one group)
+        wmma_kernel<64><<<grid, MMA_THREADS, 0, s>>>((half *)y, (const half *)x, qweight, zeros, (const half *)scales,
+                                                     M, N, K, group);
+    else
+        wmma_kernel<32><<<grid, MMA_THREADS, 0, s>>>((half *)y, (const half *)x, qweight, zeros, (const half *)scales,
+                                                     M, N, K, group);
     return LMB_LAUNCH_RESULT();
 }
 

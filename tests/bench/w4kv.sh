@@ -3,9 +3,8 @@
 # timings and W4A16 speed (Llama-2-7B shape: bs1, bs128 with both large-M paths, offline), int8-KV offline, and
 # AWQ perplexity against the calibration size (CALIB_SAMPLES x 512 tokens, default 32; quantized on CPU cores
 # 4-15 in the background while the GPU runs, then evaluated).  Carry .devicekit and the pack (devpack.sh).
-# BENCH (default "bs1 bs128 offline"; also early, pdl, embed, sync, mma2, kvspeed, mma256, large, profile1, ncu, ncu1, gpuquant), AWQ_GROUPS (default "128 64",
-# empty: none; QUANT_FLAGS: more `quantize awq` flags; MMA_ENV: more environment for mma2's mma.sync runs, e.g.
-# LMB_W4A16_PIPE=4; EARLY_PIPE=0, SYNC_V9=0: fewer runs in early and sync), TESTS (names between test_ and _cuda; default all) and
+# BENCH (default "bs1 bs128 offline"; also early, pdl, embed, pair, kvspeed, mma256, large, profile1, ncu, ncu1, gpuquant), AWQ_GROUPS (default "128 64",
+# empty: none; QUANT_FLAGS: more `quantize awq` flags; EARLY_REPS: rounds of early's W4A16 runs), TESTS (names between test_ and _cuda; default all) and
 # TIMING=0 (no kernel timing table) pick the parts.
 set -u
 export LMB_TEST_SHARED=${LMB_TEST_SHARED:-$PWD/.devcarry/shared}
@@ -47,24 +46,22 @@ bs1)
     one "fp16 bs1 128->256" $B --num-prompts 3 --input-len 128 --output-len 256 --max-seqs 1
     ;;
 early)
-    # bs1: this build (the gemv's first weight batch in flight before the PDL wait), with the gemv fused with the
-    # RMSnorm before it and the residual add after it (LMB_W4A16_FUSE=1); the build before
-    # (.devold/lmbatch, packed by `devpack.sh .devold` when present); unfused with double-buffered batches at M = 1
-    # (LMB_GEMV_PIPE=1: 2 CTAs an SM, =2: 1); then fp16
+    # bs1: this build; the decode gemvs fused with all around them (LMB_W4A16_FUSE=1: RMSnorm, residual add, SiLU,
+    # RoPE + KV write) or only with the epilogues (=2: SiLU, RoPE + KV write); the build before (.devold/lmbatch,
+    # packed by `devpack.sh .devold` when present); fp16; then both with decode attention's splits merged by a
+    # separate kernel (LMB_ATTN_MERGE=kernel) instead of the last split CTA
     A="--dtype awq --num-prompts 3 --input-len 128 --output-len 256 --max-seqs 1"
+    F="--num-prompts 3 --input-len 128 --output-len 256 --max-seqs 1"
     for i in $(seq ${EARLY_REPS:-2}); do
         one "W4A16 bs1 128->256" $B $A
         one "W4A16 bs1 128->256, LMB_W4A16_FUSE=1" env LMB_W4A16_FUSE=1 $B $A
+        one "W4A16 bs1 128->256, LMB_W4A16_FUSE=2" env LMB_W4A16_FUSE=2 $B $A
         [ -x .devold/lmbatch ] && one "W4A16 bs1 128->256, .devold build" $G .devold/lmbatch bench \
             --random-weights llama2-7b --backend cuda --ignore-eos --json $A
-        [ "${EARLY_PIPE:-1}" = 0 ] ||
-            for p in 1 2; do one "W4A16 bs1 128->256, LMB_GEMV_PIPE=$p" env LMB_W4A16_FUSE=0 LMB_GEMV_PIPE=$p $B $A; done
     done
-    one "fp16 bs1 128->256" $B --num-prompts 3 --input-len 128 --output-len 256 --max-seqs 1
-    # decode attention's splits merged by a separate kernel (the build before) instead of the last split CTA
+    one "fp16 bs1 128->256" $B $F
     one "W4A16 bs1 128->256, LMB_ATTN_MERGE=kernel" env LMB_ATTN_MERGE=kernel $B $A
-    one "fp16 bs1 128->256, LMB_ATTN_MERGE=kernel" env LMB_ATTN_MERGE=kernel $B --num-prompts 3 --input-len 128 \
-        --output-len 256 --max-seqs 1
+    one "fp16 bs1 128->256, LMB_ATTN_MERGE=kernel" env LMB_ATTN_MERGE=kernel $B $F
     ;;
 pdl)
     # the W4A16 gemv without programmatic dependent launch (LMB_PDL=0), and the embedding table on the GPU
@@ -72,34 +69,17 @@ pdl)
     one "W4A16 bs1 128->256, LMB_PDL=0" env LMB_PDL=0 $B --dtype awq --num-prompts 3 --input-len 128 --output-len 256 --max-seqs 1
     one "W4A16 bs1 128->256, --embedding gpu" $B --dtype awq --embedding gpu --num-prompts 3 --input-len 128 --output-len 256 --max-seqs 1
     ;;
-sync)
-    # bs128 with v6's WMMA kernel (default) against the mma.sync ones (LMB_W4A16_MMA=sync: v9, and v10's cp.async
-    # pipeline of 4 stages, LMB_W4A16_PIPE=4), also up to M 256
-    A="--dtype awq --num-prompts 128 --input-len 128 --output-len 128 --max-seqs 128"
-    one "W4A16 bs128 128->128, wmma" $B $A
-    [ "${SYNC_V9:-1}" = 0 ] || one "W4A16 bs128 128->128, mma.sync" env LMB_W4A16_MMA=sync $B $A
-    one "W4A16 bs128 128->128, mma.sync pipe 4" env LMB_W4A16_MMA=sync LMB_W4A16_PIPE=4 $B $A
-    [ "${SYNC_V9:-1}" = 0 ] || one "W4A16 bs128 128->128, mma.sync to M 256" env LMB_W4A16_MMA=sync \
-        LMB_W4A16_MMA_MAX_M=256 $B $A
-    one "W4A16 bs128 128->128, mma.sync pipe 4 to M 256" env LMB_W4A16_MMA=sync LMB_W4A16_PIPE=4 \
-        LMB_W4A16_MMA_MAX_M=256 $B $A
-    ;;
-mma2)
-    # the mma.sync kernel (v9) end to end: bs128 (its M = 128 steps), offline with the tensor-core bound at 128
-    # (default), 256 and 1024 (MMA_BOUNDS; above the bound: dequantize + cuBLAS), and fp16
-    one "W4A16 bs128 128->128" $B --dtype awq --num-prompts 128 --input-len 128 --output-len 128 --max-seqs 128
-    O1="--num-prompts 1000 --input-len 512 --output-len 256 --max-batch-tokens 8192"
-    for mm in ${MMA_BOUNDS:-128 256 1024}; do
-        one "W4A16 offline 1000x(512->256), mma.sync ${MMA_ENV:-} to M $mm" env LMB_W4A16_MMA=sync ${MMA_ENV:-} \
-            LMB_W4A16_MMA_MAX_M=$mm $B --dtype awq $O1
-    done
-    [ "${MMA_FP16:-1}" = 0 ] || one "fp16 offline 1000x(512->256)" $B $O1
-    ;;
 embed)
     # offline with the embedding table in host memory (the AWQ default) and on the GPU, and fp16, in one call
     O1="--num-prompts 1000 --input-len 512 --output-len 256 --max-batch-tokens 8192"
     one "W4A16 offline 1000x(512->256)" $B --dtype awq $O1
     one "W4A16 offline 1000x(512->256), --embedding gpu" $B --dtype awq --embedding gpu $O1
+    one "fp16 offline 1000x(512->256)" $B $O1
+    ;;
+pair)
+    # offline W4A16 against fp16, one run each (the figures of record)
+    O1="--num-prompts 1000 --input-len 512 --output-len 256 --max-batch-tokens 8192"
+    one "W4A16 offline 1000x(512->256)" $B --dtype awq $O1
     one "fp16 offline 1000x(512->256)" $B $O1
     ;;
 kvspeed)

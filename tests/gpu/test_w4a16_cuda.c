@@ -75,20 +75,13 @@ static void check_case(path pth, int M, int N, int K, int G) {
     lmb_cpu_w4a16_matmul(ref, x, p.qw, p.qz, p.sc, M, N, K, G);
     float *y = run_path(pth, &p, d_x, M);
     double r = gpu_rel(y, ref, (size_t)M * N);
-    cr_assert_lt(r, 5e-3, "%s%s%s%s%s M=%d N=%d K=%d G=%d: relative error %g", pth == PATH_GEMV ? "gemv" : "mma",
-                 getenv("LMB_W4A16_MMA") ? " sync" : "", getenv("LMB_W4A16_BK32") ? " bk32" : "",
-                 getenv("LMB_W4A16_CPASYNC") ? " cp.async" : "", getenv("LMB_W4A16_PIPE") ? " pipe" : "", M, N, K,
+    cr_assert_lt(r, 5e-3, "%s M=%d N=%d K=%d G=%d: relative error %g", pth == PATH_GEMV ? "gemv" : "mma", M, N, K,
                  G, r);
-    if (pth == PATH_GEMV) { /* fixed summation order: a second launch gives the same bits, as does the
-                             * double-buffered gemv (LMB_GEMV_PIPE=1, 2: M = 1) */
-        for (int v = 0; v < 3; v++) {
-            if (v) setenv("LMB_GEMV_PIPE", v == 1 ? "1" : "2", 1);
-            float *y2 = run_path(pth, &p, d_x, M);
-            unsetenv("LMB_GEMV_PIPE");
-            cr_assert_eq(memcmp(y, y2, sizeof(float) * M * N), 0, "gemv M=%d N=%d K=%d (LMB_GEMV_PIPE=%d) differs", M,
-                         N, K, v);
-            free(y2);
-        }
+    if (pth == PATH_GEMV) { /* fixed summation order: a second launch gives the same bits */
+        float *y2 = run_path(pth, &p, d_x, M);
+        cr_assert_eq(memcmp(y, y2, sizeof(float) * M * N), 0, "gemv M=%d N=%d K=%d differs on a second launch", M, N,
+                     K);
+        free(y2);
     }
     free(y), free(x), free(ref);
     cudaFree(d_x);
@@ -109,24 +102,13 @@ Test(w4a16_cuda, gemv_matches_cpu_reference) {
         }
 }
 
-/* The WMMA kernel (v6), the mma.sync one (v9: k-tiles of 64 or 32, x through registers or cp.async) and its
- * cp.async pipeline (v10: 3 and 4 stages). */
+/* The WMMA kernel (v6). */
 Test(w4a16_cuda, mma_matches_cpu_reference) {
     gpu_require();
     int Ms[] = {1, 5, 8, 64, 70, 300};
-    const char *variants[][4] = {{NULL, NULL, NULL, NULL}, {"sync", NULL, NULL, NULL}, {"sync", "1", NULL, NULL},
-                                 {"sync", NULL, "1", NULL}, {"sync", NULL, NULL, "3"},  {"sync", NULL, NULL, "4"}};
-    for (size_t v = 0; v < 6; v++) {
-        if (variants[v][0]) setenv("LMB_W4A16_MMA", variants[v][0], 1);
-        if (variants[v][1]) setenv("LMB_W4A16_BK32", "1", 1);
-        if (variants[v][2]) setenv("LMB_W4A16_CPASYNC", "1", 1);
-        if (variants[v][3]) setenv("LMB_W4A16_PIPE", variants[v][3], 1);
-        for (size_t s = 0; s < N_SHAPES; s++)
-            for (size_t m = 0; m < sizeof Ms / sizeof Ms[0]; m++)
-                check_case(PATH_MMA, Ms[m], shapes[s][0], shapes[s][1], shapes[s][2]);
-        unsetenv("LMB_W4A16_MMA"), unsetenv("LMB_W4A16_BK32"), unsetenv("LMB_W4A16_CPASYNC");
-        unsetenv("LMB_W4A16_PIPE");
-    }
+    for (size_t s = 0; s < N_SHAPES; s++)
+        for (size_t m = 0; m < sizeof Ms / sizeof Ms[0]; m++)
+            check_case(PATH_MMA, Ms[m], shapes[s][0], shapes[s][1], shapes[s][2]);
 }
 
 /* The gemv fused with the residual stream gives the bits of the kernels it replaces: normalizing its input, those
@@ -404,17 +386,20 @@ Test(w4a16_cuda, fused_decode_steps_match_unfused) {
         for (int n = 1; n <= 2; n++) {
             int32_t ids[2] = {(int32_t)(17 % s.vocab), (int32_t)(101 % s.vocab)};
             int V;
-            setenv("LMB_W4A16_FUSE", "1", 1);
-            float *fused = backend_logits(dir, "cuda", ids, n, &V);
             setenv("LMB_W4A16_FUSE", "0", 1);
             float *plain = backend_logits(dir, "cuda", ids, n, &V);
-            unsetenv("LMB_W4A16_FUSE");
             float *cpu = backend_logits(dir, "cpu", ids, n, &V);
-            cr_assert_eq(memcmp(fused, plain, sizeof(float) * (size_t)n * V), 0, "%s, %d tokens: fused differs",
-                         lmb_arch_name(s.arch), n);
-            double r = gpu_rel(fused, cpu, (size_t)n * V);
-            cr_assert_lt(r, 2e-2, "%s, %d tokens: fused vs CPU relative error %g", lmb_arch_name(s.arch), n, r);
-            free(fused), free(plain), free(cpu);
+            for (int mode = 1; mode <= 2; mode++) { /* all fusions; the epilogues only (SiLU, RoPE + KV write) */
+                setenv("LMB_W4A16_FUSE", mode == 1 ? "1" : "2", 1);
+                float *fused = backend_logits(dir, "cuda", ids, n, &V);
+                cr_assert_eq(memcmp(fused, plain, sizeof(float) * (size_t)n * V), 0,
+                             "%s, %d tokens, LMB_W4A16_FUSE=%d: fused differs", lmb_arch_name(s.arch), n, mode);
+                double r = gpu_rel(fused, cpu, (size_t)n * V);
+                cr_assert_lt(r, 2e-2, "%s, %d tokens: fused vs CPU relative error %g", lmb_arch_name(s.arch), n, r);
+                free(fused);
+            }
+            unsetenv("LMB_W4A16_FUSE");
+            free(plain), free(cpu);
         }
     }
     lmb_test_rmtree(tmp, NULL);
@@ -466,8 +451,7 @@ static double time_us(cudaEvent_t a, cudaEvent_t b, int reps) {
         time_us(e0, e1, reps);                                                                                       \
     })
 
-/* Columns: gemv (and at M = 1 double-buffered: LMB_GEMV_PIPE=1, 2); the tensor-core kernels (WMMA; mma.sync with
- * k-tiles of 64, of 32, x by cp.async; its cp.async pipeline of 3 and 4 stages); dequantize + cuBLAS (the backend's lmb_cuda_awq_dq_gemm) on the whole
+/* Columns: gemv; the tensor-core kernel (WMMA); dequantize + cuBLAS (the backend's lmb_cuda_awq_dq_gemm) on the whole
  * linear and in runs of rows that stay in L2 (24 MB, the backend's before v7); the dequantization alone; cuBLAS
  * on fp16 weights. */
 Test(w4a16_cuda, timing) {
@@ -478,9 +462,8 @@ Test(w4a16_cuda, timing) {
     cudaEvent_t e0, e1;
     cudaEventCreate(&e0), cudaEventCreate(&e1);
     int Ms[] = {1, 4, 8, 16, 32, 64, 128, 192, 256, 384, 512, 2048}, reps = 50;
-    fprintf(stderr, "%-12s %5s %8s %8s %8s %8s %8s %8s %8s %8s %8s %8s %8s %8s %8s %10s %10s\n", "N x K", "M", "gemv",
-            "gemv p1", "gemv p2", "wmma", "sync", "sync32", "sync cp", "pipe3", "pipe4", "dq+blas", "dq 24MB",
-            "dq only", "fp16", "gemv GB/s", "dq GB/s");
+    fprintf(stderr, "%-12s %5s %8s %8s %8s %8s %8s %8s %10s %10s\n", "N x K", "M", "gemv", "wmma", "dq+blas",
+            "dq 24MB", "dq only", "fp16", "gemv GB/s", "dq GB/s");
     for (size_t s = 0; s < 4; s++) {
         int N = shapes[s][0], K = shapes[s][1], G = shapes[s][2];
         packed p = make_packed(N, K, G, 1);
@@ -500,29 +483,9 @@ Test(w4a16_cuda, timing) {
         double dq_bytes = (double)N * K * 2.5 + (double)K / G * N * 2.5; /* fp16 out, int4 + zeros + scales in */
         for (size_t mi = 0; mi < sizeof Ms / sizeof Ms[0]; mi++) {
             int M = Ms[mi];
-            double t_gemv = -1, t_gp[2] = {-1, -1};
+            double t_gemv = -1;
             if (M <= 8) t_gemv = TIME_US(reps, lmb_cuda_w4a16_gemv(d_y, d_x, p.d_qw, p.d_z, p.d_sc, M, N, K, G, 0));
-            for (int v = 0; v < 2 && M == 1; v++) {
-                setenv("LMB_GEMV_PIPE", v ? "2" : "1", 1);
-                t_gp[v] = TIME_US(reps, lmb_cuda_w4a16_gemv(d_y, d_x, p.d_qw, p.d_z, p.d_sc, M, N, K, G, 0));
-                unsetenv("LMB_GEMV_PIPE");
-            }
             double t_mma = TIME_US(reps, lmb_cuda_w4a16_mma(d_y, d_x, p.d_qw, p.d_z, p.d_sc, M, N, K, G, 0));
-            setenv("LMB_W4A16_MMA", "sync", 1);
-            double t_sync = TIME_US(reps, lmb_cuda_w4a16_mma(d_y, d_x, p.d_qw, p.d_z, p.d_sc, M, N, K, G, 0));
-            setenv("LMB_W4A16_BK32", "1", 1);
-            double t_mma32 = TIME_US(reps, lmb_cuda_w4a16_mma(d_y, d_x, p.d_qw, p.d_z, p.d_sc, M, N, K, G, 0));
-            unsetenv("LMB_W4A16_BK32");
-            setenv("LMB_W4A16_CPASYNC", "1", 1);
-            double t_cp = TIME_US(reps, lmb_cuda_w4a16_mma(d_y, d_x, p.d_qw, p.d_z, p.d_sc, M, N, K, G, 0));
-            unsetenv("LMB_W4A16_CPASYNC");
-            double t_pipe[2];
-            for (int v = 0; v < 2; v++) {
-                setenv("LMB_W4A16_PIPE", v ? "4" : "3", 1);
-                t_pipe[v] = TIME_US(reps, lmb_cuda_w4a16_mma(d_y, d_x, p.d_qw, p.d_z, p.d_sc, M, N, K, G, 0));
-                unsetenv("LMB_W4A16_PIPE");
-            }
-            unsetenv("LMB_W4A16_MMA");
             double t_whole = TIME_US(reps, lmb_cuda_awq_dq_gemm(h, 0, d_scratch, N, &lin, d_x, d_y, M, &err));
             double t_l2 = TIME_US(reps, lmb_cuda_awq_dq_gemm(h, 0, d_scratch, l2, &lin, d_x, d_y, M, &err));
             double t_fp16 = TIME_US(reps, cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, d_w16, CUDA_R_16F, K,
@@ -532,8 +495,7 @@ Test(w4a16_cuda, timing) {
             snprintf(shape, sizeof shape, "%dx%d", N, K);
             double bytes = (double)K * N / 2 + (double)K / G * N * 2.5;
             fprintf(stderr,
-                    "%-12s %5d %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f %10.0f %10.0f\n",
-                    shape, M, t_gemv, t_gp[0], t_gp[1], t_mma, t_sync, t_mma32, t_cp, t_pipe[0], t_pipe[1], t_whole,
+                    "%-12s %5d %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f %10.0f %10.0f\n", shape, M, t_gemv, t_mma, t_whole,
                     t_l2, t_dq_only, t_fp16, t_gemv > 0 ? bytes / t_gemv / 1e3 : 0.0, dq_bytes / t_dq_only / 1e3);
         }
         cudaFree(d_x), cudaFree(d_y), cudaFree(d_w16), cudaFree(d_scratch);
