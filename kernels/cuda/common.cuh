@@ -74,35 +74,6 @@ __device__ __forceinline__ void pdl_trigger() {
     asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
 }
-// Tensor-core building blocks (sm_80+): ldmatrix_x4 loads the four 8x8 fp16 matrices whose rows lanes 0-7, 8-15,
-// 16-23 and 24-31 point at (shared memory); lane l gets row l / 4, elements 2 (l % 4) and 2 (l % 4) + 1 of each.
-// mma_16816 is mma.sync m16n8k16, row.col, fp16 in, fp32 accumulate, d += a b; with g = lane / 4, c = lane % 4:
-// a = A[g][2c..2c+1], A[g+8][2c..], A[g][2c+8..], A[g+8][2c+8..]; b = B[2c..2c+1][g], B[2c+8..2c+9][g];
-// d = C[g][2c], C[g][2c+1], C[g+8][2c], C[g+8][2c+1].  tests/tools/cuda_emu emulates both (LMB_CUDA_EMU).
-#ifndef LMB_CUDA_EMU
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void *smem) {
-    const uint32_t a = (uint32_t)__cvta_generic_to_shared(smem);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(a));
-}
-__device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-                 "{%0, %1, %2, %3};"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-// 16 bytes global -> shared without registers (zero-filled when !valid: gmem is not read); commit closes a
-// group of copies, wait<n> waits until at most n groups are in flight.
-__device__ __forceinline__ void cp_async16(void *smem, const void *gmem, bool valid) {
-    const uint32_t a = (uint32_t)__cvta_generic_to_shared(smem);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(a), "l"(gmem), "r"(valid ? 16 : 0) : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
-template <int N> __device__ __forceinline__ void cp_async_wait() {
-    asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
-}
-#endif
 
 // Whether launch_pdl asks for programmatic dependent launch: a device of compute capability >= 9, unless
 // LMB_PDL=0 (to compare both in one process).  Read once per process.

@@ -103,61 +103,6 @@ inline float __expf(float x) { return std::exp(x); }
 inline int min(int a, int b) { return a < b ? a : b; }
 inline int max(int a, int b) { return a > b ? a : b; }
 
-// ldmatrix.x4 and mma.sync m16n8k16 (common.cuh's lmb::ldmatrix_x4 and lmb::mma_16816), emulated like the
-// shuffles: every thread of the block calls them together; each posts its operands in an exchange buffer indexed
-// by thread id, the block meets at a barrier, each thread computes its own result from its warp's posts, and the
-// block meets again before the buffers are reused.  The MMA sums in float in k order (the device's order and
-// rounding inside an MMA are unspecified; the tests bound the difference).
-#define LMB_CUDA_EMU 1
-namespace lmb {
-inline int emu_tid() { return (int)(emu::tIdx.x + emu::bDim.x * (emu::tIdx.y + emu::bDim.y * emu::tIdx.z)); }
-inline float emu_half(uint32_t u, int hi) {
-    __half h;
-    uint16_t b = (uint16_t)(hi ? u >> 16 : u & 0xffff);
-    std::memcpy(&h, &b, 2);
-    return __half2float(h);
-}
-inline void ldmatrix_x4(uint32_t (&r)[4], const void *smem) {
-    static const void *addr[1024];
-    const int tid = emu_tid(), base = tid & ~31, l = tid & 31;
-    addr[tid] = smem;
-    __syncthreads();
-    for (int j = 0; j < 4; j++) {
-        const unsigned char *row = (const unsigned char *)addr[base + 8 * j + l / 4];
-        std::memcpy(&r[j], row + 4 * (l % 4), 4);
-    }
-    __syncthreads();
-}
-inline void mma_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    static uint32_t A[1024][4], B[1024][2];
-    const int tid = emu_tid(), base = tid & ~31, l = tid & 31, g = l / 4, c = l % 4;
-    for (int i = 0; i < 4; i++) A[tid][i] = a[i];
-    B[tid][0] = b0, B[tid][1] = b1;
-    __syncthreads();
-    auto a_at = [&](int row, int k) { // A[row][k] from the lane that holds it
-        const int ln = (row % 8) * 4 + (k % 8) / 2, reg = (row >= 8) + 2 * (k >= 8);
-        return emu_half(A[base + ln][reg], k % 2);
-    };
-    auto b_at = [&](int k, int n) {
-        const int ln = n * 4 + (k % 8) / 2, reg = k >= 8;
-        return emu_half(B[base + ln][reg], k % 2);
-    };
-    for (int e = 0; e < 4; e++) {
-        const int row = g + 8 * (e / 2), n = 2 * c + e % 2;
-        float acc = d[e];
-        for (int k = 0; k < 16; k++) acc += a_at(row, k) * b_at(k, n);
-        d[e] = acc;
-    }
-    __syncthreads();
-}
-// cp.async: copied at once (the emulated block runs each thread's copies before its barrier anyway)
-inline void cp_async16(void *smem, const void *gmem, bool valid) {
-    if (valid) std::memcpy(smem, gmem, 16);
-    else std::memset(smem, 0, 16);
-}
-inline void cp_async_commit() {}
-template <int N> inline void cp_async_wait() {}
-} // namespace lmb
 
 namespace nvcuda::wmma {
 struct row_major {};
