@@ -16,12 +16,7 @@ struct lmb_cuda_awq {
     void *scratch; /* dequantized fp16 row chunks for cuBLAS */
     size_t scratch_bytes;
     int mma_max_m;
-    int fuse_env;  /* LMB_W4A16_FUSE: what the decode gemvs fuse, lmb_cuda_awq_fuse */
-    int fuse[3];   /* per M = 1, 2: the lmb_cuda_awq_fuse the step runs, -1 not known yet */
 };
-
-/* Off until a GPU call has timed it against the kernels it replaces (it gives their bits; docs/PERF.md v10). */
-#define LMB_W4A16_FUSE_DEFAULT LMB_AWQ_FUSE_NONE
 
 /* A linear stored AWQ-style: bound qweight, or (random-weight models) a qweight view without data. */
 static bool is_awq(const lmb_linear *l) { return l->qweight.ndim == 2; }
@@ -173,10 +168,6 @@ int lmb_cuda_awq_load_layer(cuda_backend *c, const lmb_model *m, int l, lmb_erro
         c->awq = a;
         const char *mm = getenv("LMB_W4A16_MMA_MAX_M");
         a->mma_max_m = mm && atoi(mm) >= 0 ? atoi(mm) : 128; /* v6 mma beats dequant + cuBLAS to M 128 at least */
-        /* LMB_W4A16_FUSE=0|1|2: what the decode gemvs fuse (none, all, the epilogues); unset: LMB_W4A16_FUSE_DEFAULT */
-        const char *fz = getenv("LMB_W4A16_FUSE");
-        a->fuse_env = fz && atoi(fz) >= 0 && atoi(fz) <= 2 ? atoi(fz) : LMB_W4A16_FUSE_DEFAULT;
-        a->fuse[0] = LMB_AWQ_FUSE_NONE, a->fuse[1] = a->fuse[2] = -1;
     }
     const lmb_model_config *cf = &m->cfg;
     const lmb_layer_weights *s = &m->w.layers[l];
@@ -194,37 +185,6 @@ int lmb_cuda_awq_load_layer(cuda_backend *c, const lmb_model *m, int l, lmb_erro
 bool lmb_cuda_awq_owns(const cuda_backend *c, const void *w) {
     const struct lmb_cuda_awq *a = c->awq;
     return a && (const lmb_cuda_awq_linear *)w >= a->lin && (const lmb_cuda_awq_linear *)w < a->lin + a->n_lin;
-}
-
-static bool linear_fusable(const cuda_backend *c, const void *w, int M, bool norm) {
-    const lmb_cuda_awq_linear *d = w;
-    return lmb_cuda_awq_owns(c, w) && lmb_cuda_w4a16_gemv_fusable(M, d->N, d->K, d->group, d->qweight, norm);
-}
-
-lmb_cuda_awq_fuse lmb_cuda_awq_fuse_mode(cuda_backend *c, int M) {
-    struct lmb_cuda_awq *a = c->awq;
-    if (!a || M < 1 || M > 2) return LMB_AWQ_FUSE_NONE;
-    if (a->fuse[M] < 0) {
-        const bool all = a->fuse_env == LMB_AWQ_FUSE_ALL;
-        bool ok = a->fuse_env != LMB_AWQ_FUSE_NONE && c->dt == LMB_CUDA_F16;
-        for (int l = 0; ok && l < c->cfg.n_layers; l++) {
-            const cuda_layer *L = &c->layers[l];
-            ok = (!all || (!L->bo && !L->bd && linear_fusable(c, L->wo, M, false) &&
-                           linear_fusable(c, L->wd, M, false))) &&
-                 !L->bgu && linear_fusable(c, L->wqkv, M, all) && linear_fusable(c, L->wgu, M, all) &&
-                 ((const lmb_cuda_awq_linear *)L->wgu)->N % 16 == 0;
-        }
-        a->fuse[M] = ok ? a->fuse_env : LMB_AWQ_FUSE_NONE;
-    }
-    return (lmb_cuda_awq_fuse)a->fuse[M];
-}
-
-int lmb_cuda_awq_gemv_fused(cuda_backend *c, const lmb_w4a16_fusion *f, const void *x, const void *w, void *y, int M,
-                            lmb_error *err) {
-    const lmb_cuda_awq_linear *d = w;
-    CUDA_CHECK(lmb_cuda_w4a16_gemv_fused(y, x, f, d->qweight, d->zeros, d->scales, M, d->N, d->K, d->group,
-                                         (lmb_stream)c->stream));
-    return 0;
 }
 
 int lmb_cuda_awq_gemm(cuda_backend *c, const void *x, const void *w, void *y, int M, int N, int K, lmb_error *err) {

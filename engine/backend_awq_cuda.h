@@ -40,17 +40,6 @@ int lmb_cuda_awq_gemm(cuda_backend *c, const void *x, const void *w, void *y, in
  * (tests/gpu/test_w4a16_cuda.c) calls it too. */
 int lmb_cuda_awq_dq_gemm(cublasHandle_t blas, lmb_stream s, void *scratch, int chunk, const lmb_cuda_awq_linear *d,
                          const void *x, void *y, int M, lmb_error *err);
-/* What a decode step of M (1 or 2) rows fuses into its W4A16 gemvs (kernels_cuda.h, lmb_cuda_w4a16_gemv_fused),
- * from LMB_W4A16_FUSE (unset: LMB_W4A16_FUSE_DEFAULT, backend_awq_cuda.c), where every layer's linears are AWQ and
- * fusable, gate|up has no bias and activations are fp16:
- * - EPILOGUE: gate|up's gemv writes silu(gate) * up (no SiLU kernel) and, with an fp16 KV cache and no q|k|v bias,
- *   the qkv gemv applies RoPE and writes K and V to the cache (no RoPE kernel);
- * - ALL (no o or down bias either): also, qkv and gate|up make their x from the residual (the RMSnorm inside the
- *   gemv) and o and down add to it: no add_rmsnorm kernel in the layers. */
-typedef enum { LMB_AWQ_FUSE_NONE = 0, LMB_AWQ_FUSE_ALL = 1, LMB_AWQ_FUSE_EPILOGUE = 2 } lmb_cuda_awq_fuse;
-lmb_cuda_awq_fuse lmb_cuda_awq_fuse_mode(cuda_backend *c, int M);
-int lmb_cuda_awq_gemv_fused(cuda_backend *c, const lmb_w4a16_fusion *f, const void *x, const void *w, void *y, int M,
-                            lmb_error *err);
 /* Frees the AWQ linears and scratch and clears the layer slots that pointed at them. */
 void lmb_cuda_awq_free(cuda_backend *c);
 

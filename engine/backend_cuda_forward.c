@@ -64,14 +64,6 @@ static int enqueue(cuda_backend *c, const plan *p, lmb_error *err) {
     lmb_stream s = (lmb_stream)c->stream;
     lmb_cuda_seqs seqs = {D(q_start, int32_t), D(ctx_len, int32_t), D(tables, int32_t), D(tok_seq, int32_t),
                           D(positions, int32_t), c->max_blocks};
-    /* decode at 1-2 rows of an AWQ model (backend_awq_cuda.h): epi, the gemvs write silu(gate) * up and apply RoPE
-     * and the KV write themselves; fuse, they also normalize their input and add their output to the residual (no
-     * add_rmsnorm kernel in the layers).  The same bits either way. */
-    const lmb_cuda_awq_fuse fz = lmb_cuda_awq_fuse_mode(c, T);
-    const bool fuse = fz == LMB_AWQ_FUSE_ALL, epi = fz != LMB_AWQ_FUSE_NONE;
-    lmb_w4a16_fusion f_qkv = {.eps = eps, .positions = D(positions, int32_t), .slots = D(slots, int64_t),
-                              .inv_freq = c->inv_freq, .nh = nh, .nkv = nkv, .hd = hd, .block_size = c->block_size};
-    lmb_w4a16_fusion f_gu = {.eps = eps, .silu = true}, f_add = {.add_resid = c->resid};
     P(EMBED);
     CUDA_CHECK(lmb_cuda_embed(c->resid, c->embed, D(tokens, int32_t), T, H, c->dt, s));
     for (int l = 0; l < m->n_layers; l++) {
@@ -79,22 +71,15 @@ static int enqueue(cuda_backend *c, const plan *p, lmb_error *err) {
         void *kc = kv_ptr(c, l, 0), *vc = kv_ptr(c, l, 1);
         /* attention block (the previous layer's MLP output joins the residual here) */
         P(NORM);
-        if (!fuse)
-            CUDA_CHECK(lmb_cuda_add_rmsnorm(c->resid, l ? c->y : NULL, L->attn_norm, c->xn, NULL, T, H, eps, c->dt, s));
+        CUDA_CHECK(lmb_cuda_add_rmsnorm(c->resid, l ? c->y : NULL, L->attn_norm, c->xn, NULL, T, H, eps, c->dt, s));
         P(QKV);
-        const bool rope = epi && !L->bqkv && c->kv_bits == 16 && hd % 4 == 0;
-        f_qkv.norm_resid = fuse ? c->resid : NULL, f_qkv.gamma = L->attn_norm, f_qkv.k_cache = kc, f_qkv.v_cache = vc;
-        f_qkv.inv_freq = rope ? c->inv_freq : NULL;
-        if (fuse || rope ? lmb_cuda_awq_gemv_fused(c, &f_qkv, c->xn, L->wqkv, c->qkv, T, err)
-                 : gemm(c, c->xn, L->wqkv, c->qkv, T, c->qkv_dim, H, false, err))
-            return -1;
+        if (gemm(c, c->xn, L->wqkv, c->qkv, T, c->qkv_dim, H, false, err)) return -1;
         P(BIAS);
         if (L->bqkv) CUDA_CHECK(lmb_cuda_add_bias(c->qkv, L->bqkv, T, c->qkv_dim, c->dt, s));
         P(ROPE); /* KV quantization (issue 6): the _kvq calls take c->kv_bits (16 = the plain kernels) */
         const float *fixed = c->kv_fixed ? c->kv_fixed + (size_t)l * 2 * nkv * 2 : NULL;
-        if (!rope)
-            CUDA_CHECK(lmb_cuda_rope_kv_write_kvq(c->qkv, kc, vc, D(positions, int32_t), D(slots, int64_t), c->inv_freq,
-                                                  fixed, T, nh, nkv, hd, c->block_size, c->kv_bits, c->dt, s));
+        CUDA_CHECK(lmb_cuda_rope_kv_write_kvq(c->qkv, kc, vc, D(positions, int32_t), D(slots, int64_t), c->inv_freq,
+                                              fixed, T, nh, nkv, hd, c->block_size, c->kv_bits, c->dt, s));
         P(ATTN_PREFILL);
         if (p->n_tiles)
             CUDA_CHECK(lmb_cuda_attention_prefill_kvq(c->attn, c->qkv, kc, vc, &seqs, D(tiles, int32_t), p->n_tiles, nh,
@@ -111,28 +96,20 @@ static int enqueue(cuda_backend *c, const plan *p, lmb_error *err) {
                                                      c->dt, s));
         }
         P(O);
-        if (fuse ? lmb_cuda_awq_gemv_fused(c, &f_add, c->attn, L->wo, NULL, T, err)
-                 : gemm(c, c->attn, L->wo, c->y, T, H, nh * hd, false, err))
-            return -1;
+        if (gemm(c, c->attn, L->wo, c->y, T, H, nh * hd, false, err)) return -1;
         P(BIAS);
         if (L->bo) CUDA_CHECK(lmb_cuda_add_bias(c->y, L->bo, T, H, c->dt, s));
         /* MLP block */
         P(NORM);
-        if (!fuse) CUDA_CHECK(lmb_cuda_add_rmsnorm(c->resid, c->y, L->ffn_norm, c->xn, NULL, T, H, eps, c->dt, s));
+        CUDA_CHECK(lmb_cuda_add_rmsnorm(c->resid, c->y, L->ffn_norm, c->xn, NULL, T, H, eps, c->dt, s));
         P(GU);
-        /* fused: the gemv writes silu(gate) * up itself */
-        f_gu.norm_resid = fuse ? c->resid : NULL, f_gu.gamma = L->ffn_norm;
-        if (epi ? lmb_cuda_awq_gemv_fused(c, &f_gu, c->xn, L->wgu, c->act, T, err)
-                 : gemm(c, c->xn, L->wgu, c->gu, T, 2 * F, H, false, err))
-            return -1;
+        if (gemm(c, c->xn, L->wgu, c->gu, T, 2 * F, H, false, err)) return -1;
         P(BIAS);
         if (L->bgu) CUDA_CHECK(lmb_cuda_add_bias(c->gu, L->bgu, T, 2 * F, c->dt, s));
         P(ACT);
-        if (!epi) CUDA_CHECK(lmb_cuda_silu_mul(c->act, c->gu, T, F, c->dt, s));
+        CUDA_CHECK(lmb_cuda_silu_mul(c->act, c->gu, T, F, c->dt, s));
         P(DOWN);
-        if (fuse ? lmb_cuda_awq_gemv_fused(c, &f_add, c->act, L->wd, NULL, T, err)
-                 : gemm(c, c->act, L->wd, c->y, T, H, F, false, err))
-            return -1;
+        if (gemm(c, c->act, L->wd, c->y, T, H, F, false, err)) return -1;
         P(BIAS);
         if (L->bd) CUDA_CHECK(lmb_cuda_add_bias(c->y, L->bd, T, H, c->dt, s));
     }
@@ -144,9 +121,9 @@ static int head_rows(cuda_backend *c, const plan *p, int off, int n, lmb_error *
     const lmb_model_config *m = &c->cfg;
     lmb_stream s = (lmb_stream)c->stream;
     const int32_t *rows = p->rows_all ? NULL : D(rows, int32_t) + off;
-    P(NORM); /* the last down projection was added to the residual already when the step's gemvs were fused */
-    CUDA_CHECK(lmb_cuda_add_rmsnorm(c->resid, lmb_cuda_awq_fuse_mode(c, p->T) == LMB_AWQ_FUSE_ALL ? NULL : c->y, c->final_norm, c->xh, rows,
-                                    n, m->hidden, (float)m->rms_eps, c->dt, s));
+    P(NORM);
+    CUDA_CHECK(lmb_cuda_add_rmsnorm(c->resid, c->y, c->final_norm, c->xh, rows, n, m->hidden, (float)m->rms_eps, c->dt,
+                                    s));
     P(HEAD);
     if (gemm(c, c->xh, c->head, c->logits, n, m->vocab, m->hidden, true, err)) return -1;
     if (p->sample) {

@@ -11,7 +11,6 @@
 #ifndef LMB_KERNELS_CUDA_H
 #define LMB_KERNELS_CUDA_H
 
-#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -138,36 +137,6 @@ int lmb_cuda_sample(int32_t *out, float *logits, const lmb_cuda_sample_params *p
  * no workspace, one launch, deterministic. */
 int lmb_cuda_w4a16_gemv(void *y, const void *x, const uint32_t *qweight, const uint32_t *zeros, const void *scales,
                         int M, int N, int K, int group, lmb_stream s);
-
-/* The gemv fused with the decode step's residual stream (M <= 2; where lmb_cuda_w4a16_gemv_fusable says so: 16-byte
- * units; a normalizing one K <= 16384 in one x slice).  What it does around the product (zero-initialise, set what
- * applies; at most one of add_resid, silu, inv_freq):
- * - norm_resid non-NULL: x is not read but made by every CTA as RMSnorm(norm_resid [M, K] fp32) * gamma (fp16 [K],
- *   eps) -- lmb_cuda_add_rmsnorm with no delta, the same bits, without its launch (norm_resid 16-byte and gamma
- *   8-byte aligned);
- * - add_resid non-NULL: y is not written; add_resid [M, N] fp32 += y rounded to fp16, as lmb_cuda_add_rmsnorm adds
- *   its delta;
- * - silu (a gate|up linear, N = 2F, N % 16 == 0): y is [M, F] = silu(gate) * up of the fp16 outputs --
- *   lmb_cuda_silu_mul, the same bits, without its launch;
- * - inv_freq non-NULL (a q|k|v linear, N = (nh + 2 nkv) hd, hd % 4 == 0): y gets q and k rotated (RoPE at
- *   positions[m]) and row m's k and v go to the fp16 paged caches at slots[m] (< 0: none; slots NULL: no cache) --
- *   lmb_cuda_rope_kv_write, the same bits, without its launch.
- * `norm`: whether the gemv is to normalize its input (x in one slice). */
-typedef struct lmb_w4a16_fusion {
-    const float *norm_resid;
-    const void *gamma;
-    float eps;
-    float *add_resid;
-    bool silu;
-    const int32_t *positions;
-    const int64_t *slots;
-    const float *inv_freq;
-    void *k_cache, *v_cache;
-    int nh, nkv, hd, block_size;
-} lmb_w4a16_fusion;
-bool lmb_cuda_w4a16_gemv_fusable(int M, int N, int K, int group, const uint32_t *qweight, bool norm);
-int lmb_cuda_w4a16_gemv_fused(void *y, const void *x, const lmb_w4a16_fusion *f, const uint32_t *qweight,
-                              const uint32_t *zeros, const void *scales, int M, int N, int K, int group, lmb_stream s);
 
 /* Tensor-core GEMM (WMMA, any M): needs K % 32 == 0, group % 32 == 0, x and qweight 16-byte aligned. */
 int lmb_cuda_w4a16_mma(void *y, const void *x, const uint32_t *qweight, const uint32_t *zeros, const void *scales,

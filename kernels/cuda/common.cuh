@@ -28,17 +28,6 @@ __device__ __forceinline__ float warp_max(float v) {
     return v;
 }
 
-// The RMSnorm's arithmetic, shared by lmb_cuda_add_rmsnorm (pointwise.cu) and the W4A16 gemv that normalizes its
-// own input (w4a16.cu), so that both give the same bits: a row of H floats (H % 4 == 0, H <= 16384) is summed as
-// NT threads of V float4s each (thread t takes float4s t, t + NT, ...; fmaf chains fixed here, not left to
-// contraction), then per warp of 32 threads (warp_sum), then over the warps.
-__host__ __device__ inline void rmsnorm_threads(int H, int &V, int &NT) {
-    const int n4 = H / 4;
-    V = (n4 + 1023) / 1024;
-    NT = ((n4 + V - 1) / V + 31) / 32 * 32;
-}
-__device__ __forceinline__ float sumsq4(float4 a) { return fmaf(a.w, a.w, fmaf(a.z, a.z, fmaf(a.y, a.y, a.x * a.x))); }
-
 // Block-wide sum/max for blockDim.x a multiple of 32 (<= 1024); `sh` holds 32 floats.
 __device__ __forceinline__ float block_sum(float v, float *sh) {
     int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;

@@ -105,7 +105,7 @@ __global__ void add_rmsnorm_vec_kernel(float *resid, const T *delta, const T *w,
                 x4[j] = a;
             }
             v[k] = a;
-            ss += sumsq4(a);
+            ss += a.x * a.x + a.y * a.y + a.z * a.z + a.w * a.w;
         }
     }
     ss = block_sum(ss, sh);
@@ -124,9 +124,9 @@ __global__ void add_rmsnorm_vec_kernel(float *resid, const T *delta, const T *w,
 extern "C" int lmb_cuda_add_rmsnorm(float *resid, const void *delta, const void *w, void *out, const int32_t *rows,
                                     int T, int H, float eps, lmb_cuda_dtype dt, lmb_stream s) {
     if (T <= 0) return 0;
-    int V, threads;
-    rmsnorm_threads(H, V, threads);
+    int n4 = H / 4, V = (n4 + 1023) / 1024;
     if (H % 4 == 0 && V <= 4) {
+        int threads = ((n4 + V - 1) / V + 31) / 32 * 32;
         LMB_DISPATCH(dt, E, {
             const E *dl = (const E *)delta, *wl = (const E *)w;
             E *o = (E *)out;
@@ -136,7 +136,7 @@ extern "C" int lmb_cuda_add_rmsnorm(float *resid, const void *delta, const void 
         });
         return LMB_LAUNCH_RESULT();
     }
-    threads = H >= 1024 ? 1024 : ((H + 31) / 32) * 32;
+    int threads = H >= 1024 ? 1024 : ((H + 31) / 32) * 32;
     LMB_DISPATCH(dt, E,
                  add_rmsnorm_kernel<E><<<T, threads, 0, s>>>(resid, (const E *)delta, (const E *)w, (E *)out, rows,
                                                              H, eps));

@@ -35,18 +35,15 @@
 // tile's loads in flight during the MMAs (v5: 32x128, k-tiles of 32, nothing in flight).  v7 — dequant: a warp
 // per row, no 64-bit division per word; the caller dequantizes whole linears (24 MB runs of rows before).  gemv:
 // K split over two warps for linears up to 8192 outputs at M <= 2 (bs1 358 -> 368 tok/s).
-// v8 — gemv launched with programmatic dependent launch (common.cuh): its CTAs start while the kernel
+// v8 (this) — gemv launched with programmatic dependent launch (common.cuh): its CTAs start while the kernel
 // before finishes (bs1 388.6 -> 397.1 tok/s).
-// v10 — at M <= 2 the gemv can fuse with the decode step around it (lmb_cuda_w4a16_gemv_fused, GemvFuse): make its
-// own x as RMSnorm(residual) * gamma, add its y to the residual, write silu(gate) * up, or apply RoPE and write the
-// KV cache -- each with the bits of the kernel it replaces (the backend's LMB_W4A16_FUSE).
-// Tried for v10 and dropped (H100, one call; docs/PERF.md): the gemv's first batch of weights issued before the
-// PDL wait, with compact batches (scales as fp16 pairs, zero points as nibbles): bs1 360.3 against v9's 396.7
-// tok/s; the same double-buffered in registers (2 or 1 CTAs an SM): 314.1, 322.0; mma.sync m16n8k16 with B made
-// in registers from the W4 rows (v9: x through registers or cp.async, k-tiles of 64 or 32; v10: a 3-4 stage
-// cp.async pipeline for x and the words, as Marlin): 1.3-1.8x slower than the WMMA kernel at every M (12288 x
-// 4096, M 128: 90.7 us for the pipeline against 70.2), and bs128 5,319 against 5,960 tok/s.  The code is in git
-// history (commit 465f42f).
+// Tried for v9-v11 and dropped (H100; docs/PERF.md v10, v11; the code is in git history, commits 465f42f and
+// a7e8719): the gemv's first batch of weights issued before the PDL wait, with compact batches (bs1 360.3 against
+// 396.7 tok/s), and double-buffered in registers (314.1, 322.0); the gemv fused with the decode step around it, with
+// the bits of the kernels it replaced: RMSnorm on its input, residual add, silu(gate) * up and RoPE + KV write in its
+// epilogue (354.3 against 398.3), or the last two only (380.7); mma.sync m16n8k16 with B made in registers from the
+// W4 rows (x through registers or cp.async; then a 3-4 stage cp.async pipeline for x and the words, as Marlin):
+// 1.3-2.3x slower than the WMMA kernel at every M (12288 x 4096, M 128: 90.7 us against 70.2).
 // Tried for v7 and dropped: the mma kernel with 128x64 and 128x128 tiles (8 warps of 64x32) and two shared
 // stages (no faster at M 192-2048, ~200 TFLOP/s whatever the tile, and slower at M <= 128); dequantizing K
 // slices into two L2-sized buffers on a side stream while cuBLAS multiplied the slice before (2-3x slower than
@@ -135,24 +132,22 @@ template <int VEC> __device__ __forceinline__ void load_x(const half *src, half2
     }
 }
 
-// NU units of a lane (slice units u, u + 32, ...; all in range) for the warp's GEMV_R rows and the M rows of x: all
-// NU * GEMV_R weight loads are issued first.  Row r is n0 + (r / 2) * rs + r % 2 (rs = 2: rows n0..n0 + GEMV_R - 1;
-// the fused epilogues pair other rows, GemvRows).  Per unit and row the products go into an fp16 pair (each of its
-// halves sums 4 * VEC products of |x| * 15/16 at most: it overflows only for |x| > ~4000, far beyond fp16
-// activations' range in practice), then into fp32 as s * 16 * (lo + hi).  The order of every sum is fixed by the
-// shapes alone, so results are deterministic and independent of the other rows of x.
+// NU units of a lane (slice units u, u + 32, ...; all in range) for the warp's GEMV_R rows n0.. and the M rows of
+// x: all NU * GEMV_R weight loads are issued first.  Per unit and row the products go into an fp16 pair (each of
+// its halves sums 4 * VEC products of |x| * 15/16 at most: it overflows only for |x| > ~4000, far beyond fp16
+// activations' range in practice), then into fp32 as s * 16 * (lo + hi).  The order of every sum is fixed by
+// the shapes alone, so results are deterministic and independent of the other rows of x.
 template <int M, int VEC, int NU>
 __device__ __forceinline__ void gemv_units(float (&tot)[GEMV_R][M], const half *__restrict__ xs, int u, int s0,
                                            const uint32_t *__restrict__ qw, const uint32_t *__restrict__ qz,
-                                           const half *__restrict__ sc, int n0, int rs, int KW, int ng, int ZW,
-                                           int G) {
+                                           const half *__restrict__ sc, int n0, int KW, int ng, int ZW, int G) {
     constexpr int SU = slice_units<M, VEC>(), ST = unit_stride<VEC>(), P = 4 * VEC;
     uint32_t w[NU][GEMV_R][VEC];
 #pragma unroll
     for (int a = 0; a < NU; a++)
 #pragma unroll
         for (int r = 0; r < GEMV_R; r++)
-            load_words<VEC>(qw + (size_t)(n0 + r / 2 * rs + r % 2) * KW + (size_t)(s0 + u + 32 * a) * VEC, w[a][r]);
+            load_words<VEC>(qw + (size_t)(n0 + r) * KW + (size_t)(s0 + u + 32 * a) * VEC, w[a][r]);
     // the unit's group (it lies in one: G % (8 * VEC) == 0): scale * 16 and -(1024 + z) / 16, from L1
     float s16[NU][GEMV_R];
     half2 c[NU][GEMV_R];
@@ -161,7 +156,7 @@ __device__ __forceinline__ void gemv_units(float (&tot)[GEMV_R][M], const half *
         const int g = (s0 + u + 32 * a) * 8 * VEC / G;
 #pragma unroll
         for (int r = 0; r < GEMV_R; r++) {
-            const size_t n = (size_t)(n0 + r / 2 * rs + r % 2);
+            const size_t n = (size_t)(n0 + r);
             s16[a][r] = 16.f * __half2float(__ldg(sc + n * ng + g));
             c[a][r] = __float2half2_rn(-64.f - 0.0625f * (float)zero_of(qz, n, ZW, g));
         }
@@ -220,138 +215,26 @@ __device__ __forceinline__ void gemv_units(float (&tot)[GEMV_R][M], const half *
 // more loads in flight per SM at small M.
 __host__ __device__ constexpr int gemv_min_ctas(int M) { return M == 1 ? 3 : M == 2 ? 2 : 1; }
 
-// What a fused gemv (FUSE; M <= 2, 16-byte units, x in one slice) does around the product, for the decode step's
-// residual stream (backend_cuda_forward.c; kernels_cuda.h's lmb_w4a16_fusion): norm_resid set: x is not read; each
-// CTA makes x = RMSnorm(norm_resid's M rows of K floats) * gamma itself, with lmb_cuda_add_rmsnorm's sums in its
-// order (common.cuh: the same bits), which removes that kernel.  add_resid set: y is not written; resid's M rows of
-// N floats get y rounded to fp16 added, as lmb_cuda_add_rmsnorm adds its delta.  silu (gate|up: N = 2F): y is
-// [M, F] = silu(gate) * up of the fp16 outputs, lmb_cuda_silu_mul's arithmetic (the same bits); each warp owns gate
-// rows n0, n0 + 1 and the up rows F below them.  inv_freq set (q|k|v): RoPE on q and k and the K/V write into the
-// fp16 paged cache, lmb_cuda_rope_kv_write's arithmetic (the same bits); a q|k warp owns dims i, i + 1 of a head
-// and the dims hd / 2 above them (its two rotation pairs), a v warp 4 rows as usual.
-using GemvFuse = lmb_w4a16_fusion;
-
-// Which rows warp group gi owns (gemv_load: row r is n0 + (r / 2) * rs + r % 2) and whether it has any.
-struct GemvRows {
-    int n0, rs;
-    bool active;
-};
-template <bool FUSE> __device__ __forceinline__ GemvRows gemv_rows(int gi, int N, const GemvFuse &f) {
-    if (FUSE && f.silu) return {2 * gi, N / 2, 2 * gi < N / 2};
-    if (FUSE && f.inv_freq) {
-        const int hh = f.hd / 2, gqk = (f.nh + f.nkv) * hh / 2; // q|k warp groups: two rotation pairs each
-        if (gi < gqk) return {2 * gi / hh * f.hd + 2 * gi % hh, hh, true};
-        const int n0 = (f.nh + f.nkv) * f.hd + (gi - gqk) * GEMV_R;
-        return {n0, 2, n0 < N};
-    }
-    return {gi * GEMV_R, 2, gi * GEMV_R < N}; // N % 8 == 0: a warp's rows are all in range or all past it
-}
-
-// x = RMSnorm(resid) * gamma for the M rows, into the gemv's x slice layout (xs; the whole of K).  The sum of
-// squares runs as lmb_cuda_add_rmsnorm's NT threads would (rmsnorm_threads): virtual warp vw is this CTA's warp
-// vw % GEMV_WARPS, with the same lanes, so every partial sum is the one that kernel makes.
-template <int M, int VEC>
-__device__ __forceinline__ void gemv_norm_stage(half *xs, float (*red)[32], const GemvFuse &f, int K) {
-    constexpr int SU = slice_units<M, VEC>(), ST = unit_stride<VEC>();
-    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, n4 = K / 4;
-    int V, NT;
-    rmsnorm_threads(K, V, NT);
-    for (int m = 0; m < M; m++) {
-        const float4 *r4 = reinterpret_cast<const float4 *>(f.norm_resid + (size_t)m * K);
-        for (int vw = warp; vw - warp < NT / 32; vw += GEMV_WARPS) { // every warp as many rounds (whole-warp shuffles)
-            float ss = 0.f;
-            for (int k = 0; k < V && vw < NT / 32; k++) {
-                const int j = vw * 32 + lane + k * NT;
-                if (j < n4) ss += sumsq4(r4[j]);
-            }
-            ss = warp_sum(ss);
-            if (lane == 0 && vw < NT / 32) red[m][vw] = ss;
-        }
-    }
-    __syncthreads();
-    for (int m = 0; m < M; m++) {
-        const float inv = rsqrtf(warp_sum(lane < NT / 32 ? red[m][lane] : 0.f) / K + f.eps);
-        const float4 *r4 = reinterpret_cast<const float4 *>(f.norm_resid + (size_t)m * K);
-        for (int j = threadIdx.x; j < n4; j += 32 * GEMV_WARPS) {
-            const float4 a = r4[j];
-            const uint2 gw = *reinterpret_cast<const uint2 *>(static_cast<const half *>(f.gamma) + 4 * (size_t)j);
-            const half2 g01 = as_half2(gw.x), g23 = as_half2(gw.y);
-            const half2 o01 = __floats2half2_rn(a.x * inv * __low2float(g01), a.y * inv * __high2float(g01));
-            const half2 o23 = __floats2half2_rn(a.z * inv * __low2float(g23), a.w * inv * __high2float(g23));
-            const int k = 4 * j, c = k / (8 * VEC), o = k % (8 * VEC);
-            uint2 u;
-            memcpy(&u.x, &o01, 4), memcpy(&u.y, &o23, 4);
-            *reinterpret_cast<uint2 *>(xs + (m * SU + c) * ST + o) = u;
-        }
-    }
-    __syncthreads();
-}
-
-// The q|k|v epilogue (inv_freq set): a q|k warp group's outputs v[0..1] are dims i, i + 1 of head hq and v[2..3]
-// dims i + hd / 2, i + 1 + hd / 2: rotated as lmb_cuda_rope_kv_write rotates them (same expressions, the same
-// bits), stored to y, and for k heads to the cache row of the token's slot; a v warp group's 4 outputs go to y
-// and the V cache.  Slots < 0 (padding rows) write no cache.
-template <int M>
-__device__ __forceinline__ void gemv_rope_store(half *__restrict__ y, const half (&v)[GEMV_R][M], const GemvFuse &f,
-                                                int N, int n0, int gi) {
-    const int hd = f.hd, hh = hd / 2, gqk = (f.nh + f.nkv) * hh / 2;
-#pragma unroll
-    for (int m = 0; m < M; m++) {
-        const int64_t slot = f.slots ? f.slots[m] : -1;
-        const size_t blk = slot >= 0 ? (size_t)(slot / f.block_size) : 0, off = slot >= 0 ? (size_t)(slot % f.block_size) : 0;
-        half *row = y + (size_t)m * N;
-        if (gi < gqk) {
-            const float pos = (float)f.positions[m];
-            const int hq = n0 / hd, i0 = n0 % hd;
-#pragma unroll
-            for (int j = 0; j < 2; j++) {
-                const int i = i0 + j;
-                float sn, cs;
-                sincosf(pos * f.inv_freq[i], &sn, &cs);
-                const float a = __half2float(v[j][m]), b = __half2float(v[j + 2][m]);
-                const half ra = __float2half_rn(a * cs - b * sn), rb = __float2half_rn(b * cs + a * sn);
-                row[n0 + j] = ra, row[n0 + hh + j] = rb;
-                if (hq >= f.nh && slot >= 0) {
-                    half *kc = (half *)f.k_cache + ((blk * f.nkv + (hq - f.nh)) * f.block_size + off) * hd;
-                    kc[i] = ra, kc[i + hh] = rb;
-                }
-            }
-        } else {
-#pragma unroll
-            for (int r = 0; r < GEMV_R; r++) {
-                row[n0 + r] = v[r][m];
-                if (slot >= 0) {
-                    const int j = n0 + r - (f.nh + f.nkv) * hd, hv = j / hd, d = j % hd;
-                    ((half *)f.v_cache)[((blk * f.nkv + hv) * f.block_size + off) * hd + d] = v[r][m];
-                }
-            }
-        }
-    }
-}
-
 // One CTA: GEMV_WARPS warps of GEMV_R rows each, or (KS = 2, for narrow linears at M <= 2) GEMV_WARPS / 2 groups of
 // GEMV_R rows, each group's two warps taking alternate 64-unit halves of every 128 units of K and adding their sums
 // through shared memory at the end: twice the warps, so twice the loads in flight, where N / GEMV_ROWS CTAs would not
 // fill the SMs (N = 4096: 128 CTAs of one warp per 4 rows).  Every thread runs every slice and reaches every barrier
 // and shuffle (warps past N only skip the weight work and the store).  The order of every sum depends on N, K and G
-// only.  FUSE: the fused epilogues and input norm (GemvFuse).
-template <int M, int VEC, int KS, bool FUSE = false>
+// only.
+template <int M, int VEC, int KS>
 __global__ void __launch_bounds__(32 * GEMV_WARPS, gemv_min_ctas(M))
     gemv_kernel(half *__restrict__ y, const half *__restrict__ x, const uint32_t *__restrict__ qw,
-                const uint32_t *__restrict__ qz, const half *__restrict__ sc, int N, int K, int G, GemvFuse f) {
+                const uint32_t *__restrict__ qz, const half *__restrict__ sc, int N, int K, int G) {
     constexpr int SU = slice_units<M, VEC>(), ST = unit_stride<VEC>(), GROUPS = GEMV_WARPS / KS;
     __shared__ __align__(16) half xs[M * SU * ST];
-    __shared__ float red[FUSE ? M : 1][32]; // the norm's warp sums (FUSE)
     __shared__ float part[KS > 1 ? GROUPS : 1][GEMV_R][M]; // the second half's sums (KS = 2)
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, grp = warp % GROUPS, h = warp / GROUPS;
-    const int gi = blockIdx.x * GROUPS + grp;
-    const GemvRows rw = gemv_rows<FUSE>(gi, N, f);
-    const int n0 = rw.n0, rs = rw.rs;
-    const bool active = rw.active;
+    const int n0 = (blockIdx.x * GROUPS + grp) * GEMV_R;
+    const bool active = n0 < N; // N % 8 == 0: a warp's rows are all in range or all past it
     const int KW = K / 8, U = KW / VEC, ng = K / G, ZW = (ng + 7) / 8;
     // launched with PDL: the CTAs may be resident while the kernel before still runs; wait for it before x is read
-    // or y written.  (Tried: a bulk L2 prefetch of the CTA's weight rows before the wait: bs1 369.0 against 397.1
-    // tok/s on the H100; the warp's first batch of weight loads issued before the wait, v10: 360.3 against 396.7.)
+    // or y written.  (Tried: a bulk L2 prefetch of the CTA's weight rows before the wait.  It made bs1 slower on the
+    // H100: 369.0 against 397.1 tok/s in one call.)
     pdl_wait();
     float tot[GEMV_R][M];
 #pragma unroll
@@ -360,20 +243,16 @@ __global__ void __launch_bounds__(32 * GEMV_WARPS, gemv_min_ctas(M))
         for (int m = 0; m < M; m++) tot[r][m] = 0.f;
     for (int s0 = 0; s0 < U; s0 += SU) {
         const int su = min(SU, U - s0);
-        if (FUSE && f.norm_resid) { // (FUSE: one slice, U <= SU)
-            gemv_norm_stage<M, VEC>(xs, red, f, K);
-        } else {
-            for (int i = threadIdx.x; i < M * su * VEC; i += 32 * GEMV_WARPS) { // x[:, slice], 16 bytes a thread
-                const int m = i / (su * VEC), c = i % (su * VEC) / VEC, q = i % VEC;
-                *reinterpret_cast<uint4 *>(xs + (m * SU + c) * ST + 8 * q) =
-                    *reinterpret_cast<const uint4 *>(x + (size_t)m * K + (size_t)(s0 + c) * 8 * VEC + 8 * q);
-            }
-            __syncthreads();
+        for (int i = threadIdx.x; i < M * su * VEC; i += 32 * GEMV_WARPS) { // x[:, slice], 16 bytes a thread
+            const int m = i / (su * VEC), c = i % (su * VEC) / VEC, q = i % VEC;
+            *reinterpret_cast<uint4 *>(xs + (m * SU + c) * ST + 8 * q) =
+                *reinterpret_cast<const uint4 *>(x + (size_t)m * K + (size_t)(s0 + c) * 8 * VEC + 8 * q);
         }
+        __syncthreads();
         if (active) { // units u and u + 32 of each 64 * KS, this warp's half's 64
             int u = lane + 64 * h;
-            for (; u + 32 < su; u += 64 * KS) gemv_units<M, VEC, 2>(tot, xs, u, s0, qw, qz, sc, n0, rs, KW, ng, ZW, G);
-            if (u < su) gemv_units<M, VEC, 1>(tot, xs, u, s0, qw, qz, sc, n0, rs, KW, ng, ZW, G);
+            for (; u + 32 < su; u += 64 * KS) gemv_units<M, VEC, 2>(tot, xs, u, s0, qw, qz, sc, n0, KW, ng, ZW, G);
+            if (u < su) gemv_units<M, VEC, 1>(tot, xs, u, s0, qw, qz, sc, n0, KW, ng, ZW, G);
         }
         __syncthreads(); // the slice's x is read before the next one overwrites it
     }
@@ -386,59 +265,27 @@ __global__ void __launch_bounds__(32 * GEMV_WARPS, gemv_min_ctas(M))
         }
     if constexpr (KS > 1) __syncthreads();
     if (!active || h != 0 || lane != 0) return;
-    half v[GEMV_R][M]; // the outputs in fp16, as the plain gemv stores them
 #pragma unroll
     for (int r = 0; r < GEMV_R; r++)
-#pragma unroll
-        for (int m = 0; m < M; m++) v[r][m] = __float2half_rn(KS > 1 ? tot[r][m] + part[grp][r][m] : tot[r][m]);
-    if (FUSE && f.silu) {
 #pragma unroll
         for (int m = 0; m < M; m++)
-#pragma unroll
-            for (int r = 0; r < 2; r++) {
-                const float g = __half2float(v[r][m]), u = __half2float(v[r + 2][m]);
-                y[(size_t)m * (N / 2) + n0 + r] = __float2half_rn(g / (1.f + __expf(-g)) * u);
-            }
-        return;
-    }
-    if (FUSE && f.inv_freq) {
-        gemv_rope_store<M>(y, v, f, N, n0, gi);
-        return;
-    }
-#pragma unroll
-    for (int r = 0; r < GEMV_R; r++)
-#pragma unroll
-        for (int m = 0; m < M; m++) {
-            if (FUSE && f.add_resid) {
-                float *p = f.add_resid + (size_t)m * N + n0 + r;
-                *p = *p + __half2float(v[r][m]);
-            } else {
-                y[(size_t)m * N + n0 + r] = v[r][m];
-            }
-        }
+            y[(size_t)m * N + n0 + r] = __float2half_rn(KS > 1 ? tot[r][m] + part[grp][r][m] : tot[r][m]);
 }
 
 constexpr int GEMV_KS_MAX_N = 8192; // linears up to this many outputs split K over two warps (KS = 2)
 
 template <int M, int KS>
 int launch_gemv_ks(half *y, const half *x, const uint32_t *qw, const uint32_t *qz, const half *sc, int N, int K,
-                   int G, cudaStream_t s, const GemvFuse *f) {
+                   int G, cudaStream_t s) {
     const int rows = GEMV_ROWS / KS;
     dim3 grid((N + rows - 1) / rows), block(32 * GEMV_WARPS);
-    // with PDL: the CTAs start while the kernel before (an RMSnorm, the SiLU, attention) finishes, which hides the
-    // launch (H100 bs1: 388.6 -> 397.1 tok/s)
+    // with PDL: the CTAs start while the kernel before (an RMSnorm, the SiLU, attention's merge) finishes, which
+    // hides the launch (H100 bs1: 388.6 -> 397.1 tok/s)
     cudaError_t e;
-    const GemvFuse nf = {};
-    if (f) { // the caller checked lmb_cuda_w4a16_gemv_fusable
-        if constexpr (M <= 2)
-            e = launch_pdl(gemv_kernel<M, 4, KS, true>, grid, block, 0, s, y, x, qw, qz, sc, N, K, G, *f);
-        else
-            e = cudaErrorInvalidValue;
-    } else if (K % 32 == 0 && G % 32 == 0 && (uintptr_t)qw % 16 == 0) { // a 16-byte unit lies in one group
-        e = launch_pdl(gemv_kernel<M, 4, KS>, grid, block, 0, s, y, x, qw, qz, sc, N, K, G, nf);
-    } else {
-        e = launch_pdl(gemv_kernel<M, 1, KS>, grid, block, 0, s, y, x, qw, qz, sc, N, K, G, nf);
-    }
+    if (K % 32 == 0 && G % 32 == 0 && (uintptr_t)qw % 16 == 0) // a 16-byte unit lies in one group
+        e = launch_pdl(gemv_kernel<M, 4, KS>, grid, block, 0, s, y, x, qw, qz, sc, N, K, G);
+    else
+        e = launch_pdl(gemv_kernel<M, 1, KS>, grid, block, 0, s, y, x, qw, qz, sc, N, K, G);
     return e != cudaSuccess ? (int)e : LMB_LAUNCH_RESULT();
 }
 
@@ -446,12 +293,11 @@ int launch_gemv_ks(half *y, const half *x, const uint32_t *qw, const uint32_t *q
 // twice the CTAs take two waves (H100, N = 4096, M = 8: 30 -> 48 us).
 template <int M>
 int launch_gemv(half *y, const half *x, const uint32_t *qw, const uint32_t *qz, const half *sc, int N, int K, int G,
-                cudaStream_t s, const GemvFuse *f = nullptr) {
+                cudaStream_t s) {
     if constexpr (M <= 2)
-        if (N <= GEMV_KS_MAX_N) return launch_gemv_ks<M, 2>(y, x, qw, qz, sc, N, K, G, s, f);
-    return launch_gemv_ks<M, 1>(y, x, qw, qz, sc, N, K, G, s, f);
+        if (N <= GEMV_KS_MAX_N) return launch_gemv_ks<M, 2>(y, x, qw, qz, sc, N, K, G, s);
+    return launch_gemv_ks<M, 1>(y, x, qw, qz, sc, N, K, G, s);
 }
-
 
 // ---- mma (WMMA) -----------------------------------------------------------------------------------------
 
@@ -617,33 +463,6 @@ extern "C" int lmb_cuda_w4a16_gemv(void *y, const void *x, const uint32_t *qweig
     case 7: return launch_gemv<7>(yh, xh, qweight, zeros, sh, N, K, group, s);
     default: return launch_gemv<8>(yh, xh, qweight, zeros, sh, N, K, group, s);
     }
-}
-
-extern "C" bool lmb_cuda_w4a16_gemv_fusable(int M, int N, int K, int group, const uint32_t *qweight, bool norm) {
-    static_assert(GEMV_R == 4, "the SiLU epilogue pairs two gate rows with two up rows");
-    const int su = M == 1 ? slice_units<1, 4>() : slice_units<2, 4>();
-    return M >= 1 && M <= 2 && N % 8 == 0 && K % 32 == 0 && group % 32 == 0 && K % group == 0 &&
-           (!norm || (K / 32 <= su && K <= 16384)) && (uintptr_t)qweight % 16 == 0;
-}
-
-extern "C" int lmb_cuda_w4a16_gemv_fused(void *y, const void *x, const lmb_w4a16_fusion *fu, const uint32_t *qweight,
-                                         const uint32_t *zeros, const void *scales, int M, int N, int K, int group,
-                                         lmb_stream s) {
-    if (M <= 0) return 0;
-    const GemvFuse f = *fu;
-    const int epilogues = (f.add_resid != nullptr) + f.silu + (f.inv_freq != nullptr);
-    if (epilogues > 1 || (f.silu && N % 16) ||
-        (f.inv_freq && (f.hd % 4 || f.nh <= 0 || f.nkv <= 0 || f.block_size <= 0 || !f.positions ||
-                        N != (f.nh + 2 * f.nkv) * f.hd || (f.slots && (!f.k_cache || !f.v_cache)))))
-        return (int)cudaErrorInvalidValue;
-    if (!lmb_cuda_w4a16_gemv_fusable(M, N, K, group, qweight, f.norm_resid != nullptr) ||
-        (f.norm_resid && (!f.gamma || (uintptr_t)f.norm_resid % 16 || (uintptr_t)f.gamma % 8)) ||
-        (!f.norm_resid && (uintptr_t)x % 16))
-        return (int)cudaErrorInvalidValue;
-    half *yh = (half *)y;
-    const half *xh = (const half *)x, *sh = (const half *)scales;
-    return M == 1 ? launch_gemv<1>(yh, xh, qweight, zeros, sh, N, K, group, s, &f)
-                  : launch_gemv<2>(yh, xh, qweight, zeros, sh, N, K, group, s, &f);
 }
 
 extern "C" int lmb_cuda_w4a16_mma(void *y, const void *x, const uint32_t *qweight, const uint32_t *zeros,

@@ -46,16 +46,13 @@ bs1)
     one "fp16 bs1 128->256" $B --num-prompts 3 --input-len 128 --output-len 256 --max-seqs 1
     ;;
 early)
-    # bs1: this build; the decode gemvs fused with all around them (LMB_W4A16_FUSE=1: RMSnorm, residual add, SiLU,
-    # RoPE + KV write) or only with the epilogues (=2: SiLU, RoPE + KV write); the build before (.devold/lmbatch,
-    # packed by `devpack.sh .devold` when present); fp16; then both with decode attention's splits merged by a
-    # separate kernel (LMB_ATTN_MERGE=kernel) instead of the last split CTA
+    # bs1: this build; the build before (.devold/lmbatch, packed by `devpack.sh .devold` when present); fp16; then
+    # both with decode attention's splits merged by a separate kernel (LMB_ATTN_MERGE=kernel) instead of the last
+    # split CTA
     A="--dtype awq --num-prompts 3 --input-len 128 --output-len 256 --max-seqs 1"
     F="--num-prompts 3 --input-len 128 --output-len 256 --max-seqs 1"
     for i in $(seq ${EARLY_REPS:-2}); do
         one "W4A16 bs1 128->256" $B $A
-        one "W4A16 bs1 128->256, LMB_W4A16_FUSE=1" env LMB_W4A16_FUSE=1 $B $A
-        one "W4A16 bs1 128->256, LMB_W4A16_FUSE=2" env LMB_W4A16_FUSE=2 $B $A
         [ -x .devold/lmbatch ] && one "W4A16 bs1 128->256, .devold build" $G .devold/lmbatch bench \
             --random-weights llama2-7b --backend cuda --ignore-eos --json $A
     done

@@ -91,7 +91,6 @@ template <typename T> inline T __shfl_xor_sync(unsigned, T v, int mask, int widt
     __syncthreads();
     return r;
 }
-inline float rsqrtf(float x) { return 1.f / std::sqrt(x); } // the device's is approximate: tolerances only
 // cuda_fp16.h defines __hfma2 for device code only.  One rounding, as fma.rn.f16x2: the product of two halves
 // is exact in double, and so is the sum unless the exponents are ~30 apart.
 inline __half2 __hfma2(const __half2 a, const __half2 b, const __half2 c) {
