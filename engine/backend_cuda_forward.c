@@ -91,9 +91,8 @@ static int enqueue(cuda_backend *c, const plan *p, lmb_error *err) {
             /* few rows: shorter splits, so that enough CTAs share the context (bs 1: 32 heads x ctx/64) */
             int split = n <= c->small_rows ? c->split_small : c->split_len;
             CUDA_CHECK(lmb_cuda_attention_decode_kvq(c->attn, c->qkv, kc, vc, &seqs, rows, n, nh, nkv, hd,
-                                                     c->block_size, scale, p->max_ctx, split, c->attn_ws, c->attn_tickets,
-                                                     c->kv_bits,
-                                                     c->dt, s));
+                                                     c->block_size, scale, p->max_ctx, split, c->attn_ws,
+                                                     c->attn_tickets, c->kv_bits, c->dt, s));
         }
         P(O);
         if (gemm(c, c->attn, L->wo, c->y, T, H, nh * hd, false, err)) return -1;

@@ -7,8 +7,10 @@
 // [split*L, min(ctx, (split+1)*L)) of its sequence: each K/V row is read and converted once for the G heads
 // (H100, Llama-3-8B shape, 64 rows x ctx 4096: decode step 35.9 -> 24.1 ms fp16 KV, 44.5 -> 27.2 ms int8).
 // A row whose context fits one split writes its output directly; longer rows write (max, sum,
-// unnormalised out) partials that merge_kernel combines (flash-decoding).  CTAs past a row's context exit at
-// once, so the grid can be sized for the largest context (CUDA graphs).
+// unnormalised out) partials that are combined (flash-decoding): by the last of the row's split CTAs to finish,
+// which it learns from a per-row ticket (atomicAdd after a fence; the default: W4A16 bs1 +0.9-1.5% on the H100,
+// the same bits), or by merge_kernel when the caller passes no tickets (LMB_ATTN_MERGE=kernel; decode_generic).
+// CTAs past a row's context exit at once, so the grid can be sized for the largest context (CUDA graphs).
 //
 // decode_kernel (head_dim in {8, 16, 32, 64, 128, 256}): LPK = head_dim/8 lanes share one key row, each lane
 // holding 8 dims (one 16-byte load), so a warp reads 32/LPK whole rows per instruction, coalesced; U rows per
