@@ -49,7 +49,6 @@
 // slices into two L2-sized buffers on a side stream while cuBLAS multiplied the slice before (2-3x slower than
 // one whole dequant and one cuBLAS call: short-K GEMMs and per-slice hand-offs).  Figures in docs/PERF.md.
 #include <mma.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "common.cuh"

@@ -66,17 +66,12 @@ pdl)
     one "W4A16 bs1 128->256, LMB_PDL=0" env LMB_PDL=0 $B --dtype awq --num-prompts 3 --input-len 128 --output-len 256 --max-seqs 1
     one "W4A16 bs1 128->256, --embedding gpu" $B --dtype awq --embedding gpu --num-prompts 3 --input-len 128 --output-len 256 --max-seqs 1
     ;;
-embed)
-    # offline with the embedding table in host memory (the AWQ default) and on the GPU, and fp16, in one call
+pair | embed)
+    # offline W4A16 against fp16, one run each (the figures of record); embed: also W4A16 with the embedding table
+    # on the GPU instead of host memory (the AWQ default)
     O1="--num-prompts 1000 --input-len 512 --output-len 256 --max-batch-tokens 8192"
     one "W4A16 offline 1000x(512->256)" $B --dtype awq $O1
-    one "W4A16 offline 1000x(512->256), --embedding gpu" $B --dtype awq --embedding gpu $O1
-    one "fp16 offline 1000x(512->256)" $B $O1
-    ;;
-pair)
-    # offline W4A16 against fp16, one run each (the figures of record)
-    O1="--num-prompts 1000 --input-len 512 --output-len 256 --max-batch-tokens 8192"
-    one "W4A16 offline 1000x(512->256)" $B --dtype awq $O1
+    [ $b = embed ] && one "W4A16 offline 1000x(512->256), --embedding gpu" $B --dtype awq --embedding gpu $O1
     one "fp16 offline 1000x(512->256)" $B $O1
     ;;
 kvspeed)
