@@ -4,14 +4,16 @@
 #   make test            build and run the Criterion suite (GPU tests skip, saying so, without a GPU)
 #   make SAN=1 test      the same under ASan + UBSan (objects in build/san; CUDA off unless CUDA=1 is given)
 #   make deps            apt-get the libraries a fresh Debian/Ubuntu machine needs
-#   make CUDA_ARCH=sm_80 another GPU architecture (default sm_90, the H100)
+#   make CUDA_ARCH=sm_80 another GPU architecture (default sm_90a, the H100 with its wgmma instructions; the
+#                        W4A16 wgmma GEMM is built for sm_90a only)
 #
 # Sources are found by wildcard: a new .c in engine/ kernels/cpu/ quantize/ pipeline/ jobs/ joins the build;
 # files named *cuda*.c or kernels/cuda/*.cu only when CUDA=1, files named *nocuda*.c only when CUDA=0.
 
 CC        ?= cc
 NVCC      ?= nvcc
-CUDA_ARCH ?= sm_90
+CUDA_ARCH ?= sm_90a
+, := ,
 SAN       ?= 0
 HAVE_NVCC := $(shell command -v $(NVCC) 2>/dev/null)
 ifeq ($(SAN),1)
@@ -28,7 +30,9 @@ WARN      := -Wall -Wextra -Werror -Wno-unused-parameter -Wno-format-truncation 
 CFLAGS    ?= -O2 -g
 CFLAGS    += -std=c11 $(WARN) -fopenmp -D_GNU_SOURCE -DLMB_VERSION='"0.1.0+$(VERSION)"' -MMD -MP
 LDLIBS    := -ljansson -larchive -lpcre2-8 -fopenmp -lm -lpthread
-NVFLAGS   := -O3 -std=c++17 -arch=$(CUDA_ARCH) -Xcompiler -Wall -lineinfo --expt-relaxed-constexpr -MMD -MP
+NVARCH    := $(if $(filter sm_90a,$(CUDA_ARCH)),-gencode arch=compute_90a$(,)code=[sm_90a$(,)compute_90a],-arch=$(CUDA_ARCH))
+NVFLAGS   := -O3 -std=c++17 $(NVARCH) -Xcompiler -Wall -lineinfo --expt-relaxed-constexpr -MMD -MP
+NVFLAGS   += -DLMB_HAVE_WGMMA=$(if $(filter sm_90a,$(CUDA_ARCH)),1,0)
 
 ifeq ($(SAN),1)
 CFLAGS    += -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer

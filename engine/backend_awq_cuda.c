@@ -13,10 +13,14 @@
 struct lmb_cuda_awq {
     lmb_cuda_awq_linear *lin; /* 4 per layer, allocated once: the layer slots point into it */
     int n_lin, cap;
-    void *scratch; /* dequantized fp16 row chunks for cuBLAS */
+    void *scratch; /* dequantized fp16 row chunks for cuBLAS; the wgmma kernel's split-K partials */
     size_t scratch_bytes;
     int mma_max_m;
+    bool wgmma;                     /* the wgmma kernel runs here (an sm_90a build on compute capability 9.0) */
+    int wgmma_min_m, wgmma_max_m;   /* the M it takes */
+    unsigned *tickets;              /* its split-K tickets (zero between launches) */
 };
+#define AWQ_TICKETS 4096
 
 /* A linear stored AWQ-style: bound qweight, or (random-weight models) a qweight view without data. */
 static bool is_awq(const lmb_linear *l) { return l->qweight.ndim == 2; }
@@ -154,7 +158,17 @@ static int alloc_scratch(cuda_backend *c, lmb_error *err) {
     size_t full = (size_t)max_k * max_n * 2, least = (size_t)max_k * 8 * 2;
     if (a->scratch_bytes > full) a->scratch_bytes = full;
     if (a->scratch_bytes < least) a->scratch_bytes = least;
-    return lmb_cuda_dev_alloc(&a->scratch, a->scratch_bytes, err);
+    if (lmb_cuda_dev_alloc(&a->scratch, a->scratch_bytes, err)) return -1;
+    if (a->wgmma) {
+        if (lmb_cuda_dev_alloc((void **)&a->tickets, AWQ_TICKETS * sizeof(unsigned), err)) return -1;
+        CUDA_CHECK(cudaMemsetAsync(a->tickets, 0, AWQ_TICKETS * sizeof(unsigned), c->stream));
+    }
+    return 0;
+}
+
+static int env_int(const char *name, int dflt) {
+    const char *v = getenv(name);
+    return v && *v && atoi(v) >= 0 ? atoi(v) : dflt;
 }
 
 int lmb_cuda_awq_load_layer(cuda_backend *c, const lmb_model *m, int l, lmb_error *err) {
@@ -166,8 +180,10 @@ int lmb_cuda_awq_load_layer(cuda_backend *c, const lmb_model *m, int l, lmb_erro
         }
         a->cap = m->cfg.n_layers * 4;
         c->awq = a;
-        const char *mm = getenv("LMB_W4A16_MMA_MAX_M");
-        a->mma_max_m = mm && atoi(mm) >= 0 ? atoi(mm) : 128; /* v6 mma beats dequant + cuBLAS to M 128 at least */
+        a->mma_max_m = env_int("LMB_W4A16_MMA_MAX_M", 128); /* v6 mma beats dequant + cuBLAS to M 128 at least */
+        a->wgmma = lmb_cuda_w4a16_wgmma_available() && env_int("LMB_W4A16_WGMMA", 1);
+        a->wgmma_min_m = env_int("LMB_W4A16_WGMMA_MIN_M", LMB_W4A16_GEMV_MAX_M + 1);
+        a->wgmma_max_m = env_int("LMB_W4A16_WGMMA_MAX_M", 128);
     }
     const lmb_model_config *cf = &m->cfg;
     const lmb_layer_weights *s = &m->w.layers[l];
@@ -196,6 +212,15 @@ int lmb_cuda_awq_gemm(cuda_backend *c, const void *x, const void *w, void *y, in
     if (M <= LMB_W4A16_GEMV_MAX_M) {
         CUDA_CHECK(lmb_cuda_w4a16_gemv(y, x, d->qweight, d->zeros, d->scales, M, N, K, d->group, s));
         return 0;
+    }
+    if (a->wgmma && M >= a->wgmma_min_m && M <= a->wgmma_max_m && K % 64 == 0 && d->group % 64 == 0) {
+        /* refused (a K too deep for its shared memory without a split the scratch cannot hold): the paths below */
+        int rc = lmb_cuda_w4a16_wgmma(y, x, d->qweight, d->zeros, d->scales, M, N, K, d->group, 0, a->scratch,
+                                      a->scratch_bytes, a->tickets, AWQ_TICKETS, s);
+        if (rc != (int)cudaErrorInvalidValue) {
+            CUDA_CHECK(rc);
+            return 0;
+        }
     }
     if (M <= a->mma_max_m && K % 32 == 0 && d->group % 32 == 0) {
         CUDA_CHECK(lmb_cuda_w4a16_mma(y, x, d->qweight, d->zeros, d->scales, M, N, K, d->group, s));
@@ -239,6 +264,7 @@ void lmb_cuda_awq_free(cuda_backend *c) {
         cudaFree(a->lin[i].scales);
     }
     cudaFree(a->scratch);
+    cudaFree(a->tickets);
     free(a->lin);
     free(a);
     c->awq = NULL;

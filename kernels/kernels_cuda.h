@@ -142,6 +142,17 @@ int lmb_cuda_w4a16_gemv(void *y, const void *x, const uint32_t *qweight, const u
 int lmb_cuda_w4a16_mma(void *y, const void *x, const uint32_t *qweight, const uint32_t *zeros, const void *scales,
                        int M, int N, int K, int group, lmb_stream s);
 
+/* Hopper warpgroup-MMA GEMM (w4a16_wgmma.cu; built when CUDA_ARCH is sm_90a, run on compute capability 9.0
+ * only: lmb_cuda_w4a16_wgmma_available).  Needs K % 64 == 0, group % 64 == 0, x, y and qweight 16-byte aligned.
+ * splits: how many CTAs share each output tile's K (0 = chosen from M, N, K and the SMs); with more than one,
+ * ws (fp32, splits * N * (M rounded up to 8) floats) holds the partials and tickets (zeroed once, at least one per
+ * 128 x token-tile output tile; left zero) pick the CTA that adds them in split order: deterministic.  An auto
+ * count never exceeds what ws_bytes and n_tickets allow (ws = NULL: no split). */
+int lmb_cuda_w4a16_wgmma_available(void);
+int lmb_cuda_w4a16_wgmma(void *y, const void *x, const uint32_t *qweight, const uint32_t *zeros, const void *scales,
+                         int M, int N, int K, int group, int splits, float *ws, size_t ws_bytes, unsigned *tickets,
+                         int n_tickets, lmb_stream s);
+
 /* Dequantizes output rows [n_begin, n_begin + n_count) to w, fp16 [n_count, K] row-major, each value
  * (q - z) * s rounded once (the CPU dequantizer's value rounded to fp16).  For cuBLAS that is the column-major
  * [K, n_count] matrix with lda = K: y[:, n_begin..] = x W^T is cublasGemmEx(CUBLAS_OP_T, CUBLAS_OP_N, n_count,

@@ -3,7 +3,7 @@
 # timings and W4A16 speed (Llama-2-7B shape: bs1, bs128 with both large-M paths, offline), int8-KV offline, and
 # AWQ perplexity against the calibration size (CALIB_SAMPLES x 512 tokens, default 32; quantized on CPU cores
 # 4-15 in the background while the GPU runs, then evaluated).  Carry .devicekit and the pack (devpack.sh).
-# BENCH (default "bs1 bs128 offline"; also early, pdl, embed, pair, kvspeed, mma256, large, profile1, ncu, ncu1, gpuquant), AWQ_GROUPS (default "128 64",
+# BENCH (default "bs1 bs128 offline"; also early, pdl, embed, pair, wgmma, kvspeed, mma256, large, profile1, ncu, ncu1, gpuquant), AWQ_GROUPS (default "128 64",
 # empty: none; QUANT_FLAGS: more `quantize awq` flags; EARLY_REPS: rounds of early's W4A16 runs), TESTS (names between test_ and _cuda; default all) and
 # TIMING=0 (no kernel timing table) pick the parts.
 set -u
@@ -73,6 +73,18 @@ pair | embed)
     one "W4A16 offline 1000x(512->256)" $B --dtype awq $O1
     [ $b = embed ] && one "W4A16 offline 1000x(512->256), --embedding gpu" $B --dtype awq --embedding gpu $O1
     one "fp16 offline 1000x(512->256)" $B $O1
+    ;;
+wgmma)
+    # the wgmma kernel (by default M 9..512) against the paths before it (LMB_W4A16_WGMMA=0: WMMA to M 128,
+    # dequantize + cuBLAS above), and fp16, offline and at bs128
+    O1="--num-prompts 1000 --input-len 512 --output-len 256 --max-batch-tokens 8192"
+    B1="--num-prompts 128 --input-len 128 --output-len 128 --max-seqs 128"
+    one "W4A16 offline 1000x(512->256)" $B --dtype awq $O1
+    one "W4A16 offline 1000x(512->256), wgmma off" env LMB_W4A16_WGMMA=0 $B --dtype awq $O1
+    one "fp16 offline 1000x(512->256)" $B $O1
+    one "W4A16 bs128 128->128" $B --dtype awq $B1
+    one "W4A16 bs128 128->128, wgmma off" env LMB_W4A16_WGMMA=0 $B --dtype awq $B1
+    one "fp16 bs128 128->128" $B $B1
     ;;
 kvspeed)
     KV_PROFILE=0 KV_CASES="fp16 int8 int8:LMB_ATTN_SPLIT=256" sh tests/bench/kv.sh speed 2>&1 | tail -n 3

@@ -9,6 +9,7 @@
  * Timing harness: LMB_W4A16_TIMING=1 build/tests/gpu/test_w4a16_cuda --filter 'w4a16_cuda/timing' --jobs 1
  * prints microseconds per call of each path next to cuBLAS fp16 on the same shape. */
 #include <cublas_v2.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -50,41 +51,72 @@ static void free_packed(packed *p) {
     cudaFree(p->d_qw), cudaFree(p->d_z), cudaFree(p->d_sc);
 }
 
-typedef enum { PATH_GEMV, PATH_MMA } path;
+typedef enum { PATH_GEMV, PATH_MMA, PATH_WGMMA } path;
+static const char *path_name[] = {"gemv", "mma", "wgmma"};
 
-/* Runs one path for x [M, K]; returns y [M, N] as floats (caller frees). */
-static float *run_path(path pth, const packed *p, const void *d_x, int M) {
+#define N_TICKETS 4096
+/* The wgmma kernel's split-K workspace and tickets (zeroed once; the kernel leaves them zero). */
+static float *d_ws;
+static unsigned *d_tickets;
+static size_t ws_bytes = (size_t)64 << 20;
+static void wgmma_workspace(void) {
+    if (d_ws) return;
+    GPU_OK(cudaMalloc((void **)&d_ws, ws_bytes));
+    GPU_OK(cudaMalloc((void **)&d_tickets, N_TICKETS * sizeof(unsigned)));
+    GPU_OK(cudaMemset(d_tickets, 0, N_TICKETS * sizeof(unsigned)));
+}
+
+/* Runs one path for x [M, K] (wgmma: K split `splits` ways, 0 = the launcher's choice); returns y [M, N] as
+ * floats (caller frees). */
+static float *run_path(path pth, const packed *p, const void *d_x, int M, int splits) {
     void *d_y;
     GPU_OK(cudaMalloc(&d_y, 2 * (size_t)M * p->N));
     GPU_OK(cudaMemset(d_y, 0xff, 2 * (size_t)M * p->N)); /* poison: NaN */
     if (pth == PATH_GEMV)
         GPU_OK(lmb_cuda_w4a16_gemv(d_y, d_x, p->d_qw, p->d_z, p->d_sc, M, p->N, p->K, p->G, 0));
-    else
+    else if (pth == PATH_MMA)
         GPU_OK(lmb_cuda_w4a16_mma(d_y, d_x, p->d_qw, p->d_z, p->d_sc, M, p->N, p->K, p->G, 0));
+    else {
+        wgmma_workspace();
+        GPU_OK(lmb_cuda_w4a16_wgmma(d_y, d_x, p->d_qw, p->d_z, p->d_sc, M, p->N, p->K, p->G, splits, d_ws, ws_bytes,
+                                    d_tickets, N_TICKETS, 0));
+    }
     GPU_OK(cudaDeviceSynchronize());
     float *y = gpu_download16(d_y, (size_t)M * p->N, LMB_CUDA_F16);
     cudaFree(d_y);
     return y;
 }
 
-static void check_case(path pth, int M, int N, int K, int G) {
+static void check_case_split(path pth, int M, int N, int K, int G, int splits) {
     packed p = make_packed(N, K, G, (uint64_t)N * 31 + K);
     float *x = gpu_rand((size_t)M * K, LMB_CUDA_F16, 1), *ref = malloc(sizeof(float) * (size_t)M * N);
     void *d_x = gpu_upload16(x, (size_t)M * K, LMB_CUDA_F16);
     lmb_cpu_w4a16_matmul(ref, x, p.qw, p.qz, p.sc, M, N, K, G);
-    float *y = run_path(pth, &p, d_x, M);
+    float *y = run_path(pth, &p, d_x, M, splits);
     double r = gpu_rel(y, ref, (size_t)M * N);
-    cr_assert_lt(r, 5e-3, "%s M=%d N=%d K=%d G=%d: relative error %g", pth == PATH_GEMV ? "gemv" : "mma", M, N, K,
-                 G, r);
-    if (pth == PATH_GEMV) { /* fixed summation order: a second launch gives the same bits */
-        float *y2 = run_path(pth, &p, d_x, M);
-        cr_assert_eq(memcmp(y, y2, sizeof(float) * M * N), 0, "gemv M=%d N=%d K=%d is not repeatable", M, N, K);
+    if (!(r < 5e-3)) { /* where it goes wrong: the first mismatches and how many are not finite */
+        size_t bad = 0, nonfinite = 0;
+        for (size_t i = 0; i < (size_t)M * N; i++) {
+            nonfinite += !isfinite(y[i]);
+            if (fabsf(y[i] - ref[i]) > 0.05f * (fabsf(ref[i]) + 0.1f) && bad++ < 8)
+                fprintf(stderr, "%s M=%d N=%d: y[%zu][%zu] = %g, want %g\n", path_name[pth], M, N, i / N, i % N, y[i],
+                        ref[i]);
+        }
+        fprintf(stderr, "%s M=%d N=%d K=%d: %zu of %zu outputs off, %zu not finite\n", path_name[pth], M, N, K, bad,
+                (size_t)M * N, nonfinite);
+    }
+    cr_assert_lt(r, 5e-3, "%s M=%d N=%d K=%d G=%d splits %d: relative error %g", path_name[pth], M, N, K, G, splits, r);
+    if (pth != PATH_MMA) { /* fixed summation order: a second launch gives the same bits */
+        float *y2 = run_path(pth, &p, d_x, M, splits);
+        cr_assert_eq(memcmp(y, y2, sizeof(float) * M * N), 0, "%s M=%d N=%d K=%d splits %d is not repeatable",
+                     path_name[pth], M, N, K, splits);
         free(y2);
     }
     free(y), free(x), free(ref);
     cudaFree(d_x);
     free_packed(&p);
 }
+static void check_case(path pth, int M, int N, int K, int G) { check_case_split(pth, M, N, K, G, 0); }
 
 static const int shapes[][3] = {{4096, 4096, 128}, {11008, 4096, 128}, {4096, 11008, 128}, {12288, 4096, 128},
                                 {40, 64, 32},      {264, 192, 64},     {136, 96, 32}};
@@ -107,6 +139,25 @@ Test(w4a16_cuda, mma_matches_cpu_reference) {
     for (size_t s = 0; s < N_SHAPES; s++)
         for (size_t m = 0; m < sizeof Ms / sizeof Ms[0]; m++)
             check_case(PATH_MMA, Ms[m], shapes[s][0], shapes[s][1], shapes[s][2]);
+}
+
+/* The wgmma kernel (sm_90a builds on compute capability 9.0): token tiles of 64, 128 and 256, rows past N, the
+ * launcher's split of K and forced splits (ragged: 64 k-tiles over 3; 3 over 3), each repeatable bit for bit;
+ * the tickets are left zero. */
+Test(w4a16_cuda, wgmma_matches_cpu_reference) {
+    gpu_require();
+    if (!lmb_cuda_w4a16_wgmma_available()) cr_skip_test("no wgmma: not an sm_90a build on a compute capability 9.0 GPU");
+    int Ms[] = {1, 9, 64, 70, 130, 256, 300, 600};
+    for (size_t s = 0; s < N_SHAPES; s++) {
+        if (shapes[s][1] % 64 || shapes[s][2] % 64) continue;
+        for (size_t m = 0; m < sizeof Ms / sizeof Ms[0]; m++) check_case(PATH_WGMMA, Ms[m], shapes[s][0], shapes[s][1], shapes[s][2]);
+    }
+    check_case_split(PATH_WGMMA, 200, 4096, 4096, 128, 3);
+    check_case_split(PATH_WGMMA, 64, 264, 192, 64, 3);
+    check_case_split(PATH_WGMMA, 256, 4096, 11008, 128, 1);
+    unsigned t[N_TICKETS];
+    GPU_OK(cudaMemcpy(t, d_tickets, sizeof t, cudaMemcpyDeviceToHost));
+    for (int i = 0; i < N_TICKETS; i++) cr_assert_eq(t[i], 0u, "ticket %d left at %u", i, t[i]);
 }
 
 /* Rows [n0, n0 + nc) as fp16 [nc, K]: the AWQ dequantization rounded to fp16, bit for bit. */
@@ -173,8 +224,10 @@ static void small_model(char *dir, size_t cap, const char *name, lmb_arch arch, 
     cr_assert_eq(lmb_test_make_model(dir, s, &err), 0, "%s", err.msg);
 }
 
-/* Prompts of 5 (gemv), 96 (mma) and 160 tokens (dequant + cuBLAS, whole and in runs of rows) through an
- * AutoAWQ-layout fixture. */
+/* Prompts through AutoAWQ-layout fixtures, one per path: 5 tokens (gemv), 96 (WMMA, or wgmma where it runs and
+ * the group is 64), 160 (dequant + cuBLAS on the whole linear, or wgmma), 160 in runs of 8 rows (a scratch of the
+ * least size: LMB_W4A16_SCRATCH_MB is read at load), and with group 64 the WMMA and dequant paths again with the
+ * wgmma kernel turned off (LMB_W4A16_WGMMA=0). */
 Test(w4a16_cuda, awq_model_matches_cpu_backend_on_every_path) {
     gpu_require();
     lmb_error err;
@@ -182,20 +235,24 @@ Test(w4a16_cuda, awq_model_matches_cpu_backend_on_every_path) {
     for (int a = 0; a < 2; a++) {
         lmb_test_model_spec s;
         char dir[128];
-        small_model(dir, sizeof dir, a ? "m1" : "m0", a ? LMB_ARCH_QWEN2 : LMB_ARCH_LLAMA, 32, false, &s);
-        /* gemv (M <= 8), mma (M <= 128 by default), dequant + cuBLAS on the whole linear, then in runs of 8 rows
-         * (a scratch of the least size: LMB_W4A16_SCRATCH_MB is read at load) */
-        int lens[4] = {5, 96, 160, 160};
-        for (int i = 0; i < 4; i++) {
+        small_model(dir, sizeof dir, a ? "m1" : "m0", a ? LMB_ARCH_QWEN2 : LMB_ARCH_LLAMA, a ? 64 : 32, false, &s);
+        static const struct {
+            int len;
+            bool runs, no_wgmma;
+        } cases[] = {{5, 0, 0}, {96, 0, 0}, {160, 0, 0}, {160, 1, 0}, {96, 0, 1}, {160, 0, 1}};
+        for (int i = 0; i < (a ? 6 : 4); i++) {
             int32_t ids[160];
-            for (int t = 0; t < lens[i]; t++) ids[t] = (int32_t)((t * 37 + 11) % s.vocab);
+            for (int t = 0; t < cases[i].len; t++) ids[t] = (int32_t)((t * 37 + 11) % s.vocab);
             int V;
-            if (i == 3) setenv("LMB_W4A16_SCRATCH_MB", "0.001", 1);
-            float *cpu = backend_logits(dir, "cpu", ids, lens[i], &V), *gpu = backend_logits(dir, "cuda", ids, lens[i], &V);
-            unsetenv("LMB_W4A16_SCRATCH_MB");
-            double r = gpu_rel(gpu, cpu, (size_t)lens[i] * V);
-            cr_assert_lt(r, 2e-2, "%s, %d tokens%s: CUDA vs CPU logits relative error %g", lmb_arch_name(s.arch),
-                         lens[i], i == 3 ? " (runs of 8 rows)" : "", r);
+            if (cases[i].runs) setenv("LMB_W4A16_SCRATCH_MB", "0.001", 1);
+            if (cases[i].no_wgmma) setenv("LMB_W4A16_WGMMA", "0", 1);
+            float *cpu = backend_logits(dir, "cpu", ids, cases[i].len, &V),
+                  *gpu = backend_logits(dir, "cuda", ids, cases[i].len, &V);
+            unsetenv("LMB_W4A16_SCRATCH_MB"), unsetenv("LMB_W4A16_WGMMA");
+            double r = gpu_rel(gpu, cpu, (size_t)cases[i].len * V);
+            cr_assert_lt(r, 2e-2, "%s, %d tokens%s%s: CUDA vs CPU logits relative error %g", lmb_arch_name(s.arch),
+                         cases[i].len, cases[i].runs ? " (runs of 8 rows)" : "",
+                         cases[i].no_wgmma ? " (wgmma off)" : "", r);
             free(cpu), free(gpu);
         }
     }
@@ -298,7 +355,7 @@ static double time_us(cudaEvent_t a, cudaEvent_t b, int reps) {
         time_us(e0, e1, reps);                                                                                       \
     })
 
-/* Columns: gemv; the tensor-core kernel; dequantize + cuBLAS (the backend's lmb_cuda_awq_dq_gemm) on the whole
+/* Columns: gemv; the WMMA kernel; the wgmma kernel (split as its launcher picks); dequantize + cuBLAS (the backend's lmb_cuda_awq_dq_gemm) on the whole
  * linear and in runs of rows that stay in L2 (24 MB, the backend's before v7); the dequantization alone; cuBLAS
  * on fp16 weights. */
 Test(w4a16_cuda, timing) {
@@ -309,8 +366,10 @@ Test(w4a16_cuda, timing) {
     cudaEvent_t e0, e1;
     cudaEventCreate(&e0), cudaEventCreate(&e1);
     int Ms[] = {1, 4, 8, 16, 32, 64, 128, 192, 256, 384, 512, 2048}, reps = 50;
-    fprintf(stderr, "%-12s %5s %8s %8s %8s %8s %8s %8s %10s %10s\n", "N x K", "M", "gemv", "wmma", "dq+blas",
-            "dq 24MB", "dq only", "fp16", "gemv GB/s", "dq GB/s");
+    const bool wg = lmb_cuda_w4a16_wgmma_available();
+    if (wg) wgmma_workspace();
+    fprintf(stderr, "%-12s %5s %8s %8s %8s %8s %8s %8s %8s %10s %10s\n", "N x K", "M", "gemv", "wmma", "wgmma",
+            "dq+blas", "dq 24MB", "dq only", "fp16", "gemv GB/s", "wgmma TF/s");
     for (size_t s = 0; s < 4; s++) {
         int N = shapes[s][0], K = shapes[s][1], G = shapes[s][2];
         packed p = make_packed(N, K, G, 1);
@@ -327,12 +386,15 @@ Test(w4a16_cuda, timing) {
         lmb_error err;
         const float one = 1, zero = 0;
         double t_dq_only = TIME_US(reps, lmb_cuda_w4a16_dequant(d_scratch, p.d_qw, p.d_z, p.d_sc, N, K, G, 0, N, 0));
-        double dq_bytes = (double)N * K * 2.5 + (double)K / G * N * 2.5; /* fp16 out, int4 + zeros + scales in */
         for (size_t mi = 0; mi < sizeof Ms / sizeof Ms[0]; mi++) {
             int M = Ms[mi];
             double t_gemv = -1;
             if (M <= 8) t_gemv = TIME_US(reps, lmb_cuda_w4a16_gemv(d_y, d_x, p.d_qw, p.d_z, p.d_sc, M, N, K, G, 0));
             double t_mma = TIME_US(reps, lmb_cuda_w4a16_mma(d_y, d_x, p.d_qw, p.d_z, p.d_sc, M, N, K, G, 0));
+            double t_wg = -1;
+            if (wg)
+                t_wg = TIME_US(reps, lmb_cuda_w4a16_wgmma(d_y, d_x, p.d_qw, p.d_z, p.d_sc, M, N, K, G, 0, d_ws, ws_bytes,
+                                                          d_tickets, N_TICKETS, 0));
             double t_whole = TIME_US(reps, lmb_cuda_awq_dq_gemm(h, 0, d_scratch, N, &lin, d_x, d_y, M, &err));
             double t_l2 = TIME_US(reps, lmb_cuda_awq_dq_gemm(h, 0, d_scratch, l2, &lin, d_x, d_y, M, &err));
             double t_fp16 = TIME_US(reps, cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, d_w16, CUDA_R_16F, K,
@@ -341,9 +403,9 @@ Test(w4a16_cuda, timing) {
             char shape[32];
             snprintf(shape, sizeof shape, "%dx%d", N, K);
             double bytes = (double)K * N / 2 + (double)K / G * N * 2.5;
-            fprintf(stderr, "%-12s %5d %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f %10.0f %10.0f\n", shape, M,
-                    t_gemv, t_mma, t_whole, t_l2, t_dq_only, t_fp16, t_gemv > 0 ? bytes / t_gemv / 1e3 : 0.0,
-                    dq_bytes / t_dq_only / 1e3);
+            fprintf(stderr, "%-12s %5d %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f %10.0f %10.0f\n", shape, M,
+                    t_gemv, t_mma, t_wg, t_whole, t_l2, t_dq_only, t_fp16, t_gemv > 0 ? bytes / t_gemv / 1e3 : 0.0,
+                    t_wg > 0 ? 2.0 * M * N * K / t_wg / 1e6 : 0.0);
         }
         cudaFree(d_x), cudaFree(d_y), cudaFree(d_w16), cudaFree(d_scratch);
         free_packed(&p);

@@ -102,6 +102,65 @@ inline float __expf(float x) { return std::exp(x); }
 inline int min(int a, int b) { return a < b ? a : b; }
 inline int max(int a, int b) { return a > b ? a : b; }
 
+// ---- what kernels/cuda/wgmma.cuh provides on the GPU --------------------------------------------------------
+// cp.async copies at once (the waits are no-ops); a descriptor is the tile pointer itself (the bit fields are
+// the GPU's business); wgmma_rs is one synchronous warpgroup MMA: every thread of the block posts its A
+// registers, the block meets, each thread computes its own D elements from its warpgroup's A and from B in
+// shared memory (K-major, 128-byte rows swizzled on the address bits as the GPU does: chunk bits 4-6 XOR
+// bits 7-9), and the block meets again.  Dynamic shared memory is a 1024-aligned static buffer.
+#define LMB_EMU 1
+#define LMB_DYNAMIC_SMEM(name) static __attribute__((aligned(1024))) unsigned char name[227 * 1024]
+inline void __threadfence() {}
+inline unsigned atomicAdd(unsigned *p, unsigned v) {
+    unsigned o = *p;
+    *p = o + v;
+    return o;
+}
+template <typename T> inline T __ldcg(const T *p) { return *p; }
+namespace lmb {
+inline uint32_t smem_u32(const void *p) { return (uint32_t)(uintptr_t)p; }
+inline void cp_async16(void *dst, const void *src, int src_bytes) {
+    if (src_bytes) std::memcpy(dst, src, 16);
+    else std::memset(dst, 0, 16);
+}
+inline void cp_async_commit() {}
+template <int N> inline void cp_async_wait() {}
+inline uint64_t smem_desc_sw128(const void *p) { return (uint64_t)(uintptr_t)p; }
+inline void fence_proxy_async() {}
+inline void wgmma_fence() {}
+inline void wgmma_commit() {}
+template <int N> inline void wgmma_wait() {}
+template <int R> inline void wgmma_hold(float (&)[R]) {}
+template <int N> inline void wgmma_rs(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t desc) {
+    static uint32_t A[1024][4];
+    const int tid = (int)emu::tIdx.x, wg0 = tid / 128 * 128, w = tid % 128 / 32, lane = tid % 32, g = lane / 4,
+              t = lane % 4;
+    std::memcpy(A[tid], a, 16);
+    __syncthreads();
+    auto aval = [&](int r, int k) { // A (row r of the warpgroup's 64, k of 16)
+        const int rr = r % 16, src = wg0 + r / 16 * 32 + rr % 8 * 4 + k % 8 / 2, reg = (rr >= 8) + 2 * (k >= 8);
+        const uint16_t h = (uint16_t)(A[src][reg] >> (16 * (k % 2)));
+        __half x;
+        std::memcpy(&x, &h, 2);
+        return __half2float(x);
+    };
+    auto bval = [&](int n, int k) {
+        uintptr_t p = (uintptr_t)desc + n / 8 * 1024 + n % 8 * 128 + 2 * k;
+        p ^= ((p >> 7) & 7) << 4;
+        __half x;
+        std::memcpy(&x, (const void *)p, 2);
+        return __half2float(x);
+    };
+    for (int j = 0; j < N / 8; j++)
+        for (int q = 0; q < 4; q++) {
+            const int row = 16 * w + g + 8 * (q >= 2), col = 8 * j + 2 * t + (q & 1);
+            float s = d[4 * j + q];
+            for (int k = 0; k < 16; k++) s += aval(row, k) * bval(col, k);
+            d[4 * j + q] = s;
+        }
+    __syncthreads();
+}
+} // namespace lmb
 
 namespace nvcuda::wmma {
 struct row_major {};

@@ -87,7 +87,42 @@ static void check_mma(const Case &c, int M) {
     free_inputs(in);
 }
 
+// The wgmma kernel (w4a16_wgmma.cu), K split over `splits` CTAs (0: the launcher's choice).
+static void check_wgmma(const Case &c, int M, int splits) {
+    Inputs in = inputs(c, M);
+    const size_t Mp = (size_t)(M + 7) / 8 * 8, ws_n = (size_t)(splits > 1 ? splits : 1) * c.N * Mp;
+    float *ws = (float *)amalloc(4 * ws_n);
+    unsigned tickets[64] = {0};
+    if (lmb_cuda_w4a16_wgmma(in.y, in.xh, c.rw, c.rz, c.rs, M, c.N, c.K, c.G, splits, ws, 4 * ws_n, tickets, 64, 0))
+        failures++, printf("wgmma refused FAIL\n");
+    char what[96];
+    snprintf(what, sizeof what, "wgmma N=%d K=%d G=%d M=%d splits %d", c.N, c.K, c.G, M, splits);
+    compare(what, in.y, in.ref, (size_t)M * c.N, 3e-3);
+    for (unsigned v : tickets)
+        if (v) failures++, printf("wgmma left a ticket at %u FAIL\n", v);
+    free(ws);
+    free_inputs(in);
+}
+
 int main() {
+    {   // wgmma: token tiles of 64 (M 1, 45), 128 (70, 300: three tiles) and 256 (130); rows past N (264 = 2 x 128 + 8);
+        // K split 2 and 3 ways (ragged: 8 k-tiles over 3)
+        Case c = make(264, 512, 128);
+        for (int M : {1, 45, 70, 130, 300}) check_wgmma(c, M, 1);
+        check_wgmma(c, 70, 2), check_wgmma(c, 130, 3), check_wgmma(c, 45, 0);
+        free_case(c);
+        Case d = make(136, 128, 64);
+        check_wgmma(d, 9, 1), check_wgmma(d, 9, 2);
+        free_case(d);
+        Case e = make(64, 64, 64); // refused: a group that does not divide K, K % 64, splits without a workspace
+        uint16_t buf[64 * 64];
+        if (!lmb_cuda_w4a16_wgmma(buf, buf, e.rw, e.rz, e.rs, 1, 64, 64, 128, 1, nullptr, 0, nullptr, 0, 0) ||
+            !lmb_cuda_w4a16_wgmma(buf, buf, e.rw, e.rz, e.rs, 1, 64, 96, 32, 1, nullptr, 0, nullptr, 0, 0) ||
+            !lmb_cuda_w4a16_wgmma(buf, buf, e.rw, e.rz, e.rs, 1, 64, 64, 64, 2, nullptr, 0, nullptr, 0, 0))
+            failures++, printf("wgmma bad arguments not refused FAIL\n");
+        free_case(e);
+    }
+
     int shapes[][3] = {{64, 64, 32}, {136, 128, 64}, {256, 128, 32}, {512, 256, 128},
                        {64, 48, 24}, {40, 792, 8},   {64, 2304, 64}, {8200, 32, 32}};
     for (auto &s : shapes) {

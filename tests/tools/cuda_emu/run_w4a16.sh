@@ -11,7 +11,9 @@ cp kernels/kernels_cuda.h kernels/kernels.h kernels/kv_quant.h "$T/kernels/"
 python3 - "$T" <<'PY'
 import re, sys
 t = sys.argv[1]
-for name, out in (("kernels/cuda/common.cuh", "kernels/cuda/common.cuh"), ("kernels/cuda/w4a16.cu", "kernels/cuda/w4a16.cpp")):
+for name, out in (("kernels/cuda/common.cuh", "kernels/cuda/common.cuh"), ("kernels/cuda/w4.cuh", "kernels/cuda/w4.cuh"),
+                  ("kernels/cuda/wgmma.cuh", "kernels/cuda/wgmma.cuh"), ("kernels/cuda/w4a16.cu", "kernels/cuda/w4a16.cpp"),
+                  ("kernels/cuda/w4a16_wgmma.cu", "kernels/cuda/w4a16_wgmma.cpp")):
     s = open(name).read()
     s = s.replace("#include <mma.h>", "")
     s = s.replace("((int)cudaGetLastError())", "0")
@@ -35,6 +37,7 @@ for name, out in (("kernels/cuda/common.cuh", "kernels/cuda/common.cuh"), ("kern
 PY
 CXX="g++ -std=c++20 -O1 -pthread -I$CUDA_HOME/include -Wno-attributes"
 $CXX -include tests/tools/cuda_emu/cuda_emu.h -c "$T/kernels/cuda/w4a16.cpp" -o "$T/gpu_w4a16.o"
+$CXX -include tests/tools/cuda_emu/cuda_emu.h -c "$T/kernels/cuda/w4a16_wgmma.cpp" -o "$T/gpu_w4a16_wgmma.o"
 $CXX -Wno-deprecated -c tests/tools/cuda_emu/emu_w4a16.cpp -o "$T/emu.o"
 for f in kernels/cpu/w4a16.c kernels/cpu/matmul.c engine/tensor.c; do
     gcc -std=c11 -O2 -D_GNU_SOURCE -c "$f" -o "$T/cpu_$(basename "$f" .c).o"
