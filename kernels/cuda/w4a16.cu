@@ -19,6 +19,7 @@
 //            run WMMA 16x16x16 (fp16 in, fp32 accumulate) on 32x32 each.
 //   dequant  large M.  Dequantizes a range of output rows to fp16 [rows, K] for cuBLAS (the caller loops over
 //            ranges when its scratch is smaller than the linear).
+// On sm_90a builds the Hopper kernel in w4a16_wgmma.cu takes over from the mma kernel (see its header).
 // Version history: v1 — gemv with K interleaved over 4 warps and a per-weight dequantize FMA.  v2 —
 // gemv over 16-row chunks, 8 warps, the one-FMA group-sum form for M <= 2; mma and dequant unchanged:
 // correctness first (WMMA rather than mma.sync/ldmatrix, no cp.async pipelining).  Checked on the CPU by

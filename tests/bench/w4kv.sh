@@ -75,16 +75,19 @@ pair | embed)
     one "fp16 offline 1000x(512->256)" $B $O1
     ;;
 wgmma)
-    # the wgmma kernel (by default M 9..512) against the paths before it (LMB_W4A16_WGMMA=0: WMMA to M 128,
-    # dequantize + cuBLAS above), and fp16, offline and at bs128
+    # the wgmma kernel up to each M of WG_MAX (LMB_W4A16_WGMMA_MAX_M; default "128 512"); off
+    # (LMB_W4A16_WGMMA=0: WMMA to M 128, dequantize + cuBLAS above) with WG_BASE=1; fp16 offline; W4A16 at bs128
+    # (fp16 at bs128 with WG_BASE=1)
     O1="--num-prompts 1000 --input-len 512 --output-len 256 --max-batch-tokens 8192"
     B1="--num-prompts 128 --input-len 128 --output-len 128 --max-seqs 128"
-    one "W4A16 offline 1000x(512->256)" $B --dtype awq $O1
-    one "W4A16 offline 1000x(512->256), wgmma off" env LMB_W4A16_WGMMA=0 $B --dtype awq $O1
     one "fp16 offline 1000x(512->256)" $B $O1
+    for mx in ${WG_MAX:-128 512}; do
+        one "W4A16 offline 1000x(512->256), wgmma to M $mx" env LMB_W4A16_WGMMA_MAX_M=$mx $B --dtype awq $O1
+    done
+    [ "${WG_BASE:-0}" = 1 ] && one "W4A16 offline 1000x(512->256), wgmma off" env LMB_W4A16_WGMMA=0 $B --dtype awq $O1
     one "W4A16 bs128 128->128" $B --dtype awq $B1
-    one "W4A16 bs128 128->128, wgmma off" env LMB_W4A16_WGMMA=0 $B --dtype awq $B1
-    one "fp16 bs128 128->128" $B $B1
+    [ "${WG_BASE:-0}" = 1 ] && one "W4A16 bs128 128->128, wgmma off" env LMB_W4A16_WGMMA=0 $B --dtype awq $B1
+    [ "${WG_BASE:-0}" = 1 ] && one "fp16 bs128 128->128" $B $B1
     ;;
 kvspeed)
     KV_PROFILE=0 KV_CASES="fp16 int8 int8:LMB_ATTN_SPLIT=256" sh tests/bench/kv.sh speed 2>&1 | tail -n 3
@@ -111,7 +114,8 @@ large)
 ncu)
     # hardware counters of the tensor-core kernel on gate/up (11008 x 4096) at M = 256: the timing test's
     # 1001st mma launch (12 M x 50 launches on the first shape, then 8 M x 50)
-    LMB_W4A16_TIMING=1 ncu --clock-control none -k regex:mma_kernel --launch-skip 1000 --launch-count 1 \
+    # NCU_K, NCU_SKIP: another kernel and launch (wgmma_kernel, 2200: 12288 x 4096 at M = 256)
+    LMB_W4A16_TIMING=1 ncu --clock-control none -k regex:${NCU_K:-mma_kernel} --launch-skip ${NCU_SKIP:-1000} --launch-count 1 \
         --section SpeedOfLight --section ComputeWorkloadAnalysis --section WarpStateStats \
         --section MemoryWorkloadAnalysis \
         build/tests/gpu/test_w4a16_cuda --filter 'w4a16_cuda/timing' --jobs 1 2>&1 | grep -vE "^\[|^==PROF==|^ *$" |
