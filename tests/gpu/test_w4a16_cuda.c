@@ -155,15 +155,6 @@ Test(w4a16_cuda, wgmma_matches_cpu_reference) {
     check_case_split(PATH_WGMMA, 200, 4096, 4096, 128, 3);
     check_case_split(PATH_WGMMA, 64, 264, 192, 64, 3);
     check_case_split(PATH_WGMMA, 256, 4096, 11008, 128, 1);
-    /* every tile shape, whatever M would pick */
-    static const int tiles[][2] = {{64, 1}, {128, 1}, {256, 1}, {64, 2}, {128, 2}};
-    for (int i = 0; i < 5; i++) {
-        cr_assert_eq(lmb_cuda_w4a16_wgmma_shape(tiles[i][0], tiles[i][1]), 0);
-        check_case_split(PATH_WGMMA, 100, 12288, 4096, 128, 0);
-        check_case_split(PATH_WGMMA, 300, 264, 192, 64, 2);
-    }
-    cr_assert_neq(lmb_cuda_w4a16_wgmma_shape(256, 2), 0, "no 256 x 256 tile");
-    lmb_cuda_w4a16_wgmma_shape(0, 0);
     unsigned t[N_TICKETS];
     GPU_OK(cudaMemcpy(t, d_tickets, sizeof t, cudaMemcpyDeviceToHost));
     for (int i = 0; i < N_TICKETS; i++) cr_assert_eq(t[i], 0u, "ticket %d left at %u", i, t[i]);
@@ -364,8 +355,7 @@ static double time_us(cudaEvent_t a, cudaEvent_t b, int reps) {
         time_us(e0, e1, reps);                                                                                       \
     })
 
-/* Columns: gemv; the WMMA kernel; the wgmma kernel (tile and split as its launcher picks), and with the other
- * tile (256 rows at M <= 128; 128 rows x 256 tokens above); dequantize + cuBLAS (the backend's lmb_cuda_awq_dq_gemm) on the whole
+/* Columns: gemv; the WMMA kernel; the wgmma kernel (split as its launcher picks); dequantize + cuBLAS (the backend's lmb_cuda_awq_dq_gemm) on the whole
  * linear and in runs of rows that stay in L2 (24 MB, the backend's before v7); the dequantization alone; cuBLAS
  * on fp16 weights. */
 Test(w4a16_cuda, timing) {
@@ -378,8 +368,8 @@ Test(w4a16_cuda, timing) {
     int Ms[] = {1, 4, 8, 16, 32, 64, 128, 192, 256, 384, 512, 2048}, reps = 50;
     const bool wg = lmb_cuda_w4a16_wgmma_available();
     if (wg) wgmma_workspace();
-    fprintf(stderr, "%-12s %5s %8s %8s %8s %8s %8s %8s %8s %8s %10s %10s\n", "N x K", "M", "gemv", "wmma", "wgmma",
-            "wg alt", "dq+blas", "dq 24MB", "dq only", "fp16", "gemv GB/s", "wgmma TF/s");
+    fprintf(stderr, "%-12s %5s %8s %8s %8s %8s %8s %8s %8s %10s %10s\n", "N x K", "M", "gemv", "wmma", "wgmma",
+            "dq+blas", "dq 24MB", "dq only", "fp16", "gemv GB/s", "wgmma TF/s");
     for (size_t s = 0; s < 4; s++) {
         int N = shapes[s][0], K = shapes[s][1], G = shapes[s][2];
         packed p = make_packed(N, K, G, 1);
@@ -401,16 +391,10 @@ Test(w4a16_cuda, timing) {
             double t_gemv = -1;
             if (M <= 8) t_gemv = TIME_US(reps, lmb_cuda_w4a16_gemv(d_y, d_x, p.d_qw, p.d_z, p.d_sc, M, N, K, G, 0));
             double t_mma = TIME_US(reps, lmb_cuda_w4a16_mma(d_y, d_x, p.d_qw, p.d_z, p.d_sc, M, N, K, G, 0));
-            double t_wg = -1, t_alt = -1;
-            if (wg) {
+            double t_wg = -1;
+            if (wg)
                 t_wg = TIME_US(reps, lmb_cuda_w4a16_wgmma(d_y, d_x, p.d_qw, p.d_z, p.d_sc, M, N, K, G, 0, d_ws, ws_bytes,
                                                           d_tickets, N_TICKETS, 0));
-                /* the other tile: 256 rows for M <= 128, 128 rows x 256 tokens above */
-                lmb_cuda_w4a16_wgmma_shape(M <= 64 ? 64 : M <= 128 ? 128 : 256, M <= 128 ? 2 : 1);
-                t_alt = TIME_US(reps, lmb_cuda_w4a16_wgmma(d_y, d_x, p.d_qw, p.d_z, p.d_sc, M, N, K, G, 0, d_ws, ws_bytes,
-                                                           d_tickets, N_TICKETS, 0));
-                lmb_cuda_w4a16_wgmma_shape(0, 0);
-            }
             double t_whole = TIME_US(reps, lmb_cuda_awq_dq_gemm(h, 0, d_scratch, N, &lin, d_x, d_y, M, &err));
             double t_l2 = TIME_US(reps, lmb_cuda_awq_dq_gemm(h, 0, d_scratch, l2, &lin, d_x, d_y, M, &err));
             double t_fp16 = TIME_US(reps, cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, d_w16, CUDA_R_16F, K,
@@ -419,8 +403,8 @@ Test(w4a16_cuda, timing) {
             char shape[32];
             snprintf(shape, sizeof shape, "%dx%d", N, K);
             double bytes = (double)K * N / 2 + (double)K / G * N * 2.5;
-            fprintf(stderr, "%-12s %5d %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f %10.0f %10.0f\n", shape, M,
-                    t_gemv, t_mma, t_wg, t_alt, t_whole, t_l2, t_dq_only, t_fp16, t_gemv > 0 ? bytes / t_gemv / 1e3 : 0.0,
+            fprintf(stderr, "%-12s %5d %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f %10.0f %10.0f\n", shape, M,
+                    t_gemv, t_mma, t_wg, t_whole, t_l2, t_dq_only, t_fp16, t_gemv > 0 ? bytes / t_gemv / 1e3 : 0.0,
                     t_wg > 0 ? 2.0 * M * N * K / t_wg / 1e6 : 0.0);
         }
         cudaFree(d_x), cudaFree(d_y), cudaFree(d_w16), cudaFree(d_scratch);
