@@ -1,10 +1,9 @@
-/* test_w4a16_cuda.c — the W4A16 kernels (kernels/cuda/w4a16.cu) against the CPU reference (dequantize +
- * fp32 GEMM, kernels/cpu/w4a16.c) on random AutoAWQ-layout weights repacked into W4 rows (as the backend does
- * at load), for Llama-2-7B's shapes (4096x4096, 11008x4096, 4096x11008, the fused 12288x4096) and small odd
- * ones, M = 1..8 (gemv), 1, 5, 8, 64, 300 (tensor-core GEMM); the dequantizer bit for bit; and the CUDA
- * backend on AWQ models: an
- * AutoAWQ-layout fixture against the CPU backend through each of the three paths, and a random-weight
- * AWQ Llama shape end to end.
+/* test_w4a16_cuda.c — the W4A16 kernels (kernels/cuda/w4a16.cu, w4a16_wgmma.cu) against the CPU reference
+ * (dequantize + fp32 GEMM, kernels/cpu/w4a16.c) on random AutoAWQ-layout weights repacked into W4 rows (as the
+ * backend does at load), for Llama-2-7B's shapes (4096x4096, 11008x4096, 4096x11008, the fused 12288x4096) and
+ * small odd ones, M = 1..8 (gemv), 1, 5, 8, 64, 70, 300 (WMMA), 1..600 and forced splits (wgmma, where it runs);
+ * the dequantizer bit for bit; and the CUDA backend on AWQ models: AutoAWQ-layout fixtures against the CPU
+ * backend through each path, and a random-weight AWQ Llama shape end to end.
  *
  * Timing harness: LMB_W4A16_TIMING=1 build/tests/gpu/test_w4a16_cuda --filter 'w4a16_cuda/timing' --jobs 1
  * prints microseconds per call of each path next to cuBLAS fp16 on the same shape. */

@@ -1,9 +1,11 @@
-// emu_w4a16.cpp — runs kernels/cuda/w4a16.cu's launchers under cuda_emu.h on small shapes and compares
+// emu_w4a16.cpp — runs kernels/cuda/w4a16.cu's and w4a16_wgmma.cu's launchers under cuda_emu.h on small shapes and compares
 // with the CPU reference (kernels/cpu/w4a16.c): random AutoAWQ-layout weights, repacked into W4 rows with
 // lmb_w4_rows_from_awq as the backend does, through gemv (M = 1..8), the tensor-core kernel (WMMA; M = 1, 5, 9, 45, 70) and dequant (bit
 // for bit).  The shapes cover the 16-byte units (K and group multiples of 32) and single words (a group of 24
 // or 8), ragged lane pairs, several x slices (K = 2304 at M >= 5), zero words with padding, N not a multiple
-// of 32, N past 8192 (the gemv without the K split).  Built and run by run_w4a16.sh.
+// of 32, N past 8192 (the gemv without the K split).  The wgmma kernel (w4a16_wgmma.cu) on token tiles of 64, 128
+// and 256, rows past N and K split 2 and 3 ways (ragged), and what its launcher refuses.  Built and run by
+// run_w4a16.sh.
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>

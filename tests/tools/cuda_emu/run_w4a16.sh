@@ -1,5 +1,6 @@
 #!/bin/sh
-# Emulates kernels/cuda/w4a16.cu on the CPU (see cuda_emu.h) and checks it against the CPU reference:
+# Emulates kernels/cuda/w4a16.cu and w4a16_wgmma.cu on the CPU (see cuda_emu.h) and checks them against the CPU
+# reference:
 #   sh tests/tools/cuda_emu/run_w4a16.sh        (from the repository root; needs g++ >= 12 and CUDA headers)
 set -e
 CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
