@@ -43,6 +43,15 @@ template <int NT> constexpr size_t smem_bytes(int groups) {
 }
 static_assert(2 * 64 * OUT_LD * 2 <= 4 * (64 * BK * 2 + W_TILE), "epilogue staging fits the stages");
 
+// Split z of `splits` takes k-tiles [kt0, kt0 + T) of KT: the kernel and plan_smem's sizing use this one split.
+struct SplitRange {
+    int kt0, T;
+};
+__host__ __device__ inline SplitRange split_range(int KT, int z, int splits) {
+    const int kt0 = (int)((long long)KT * z / splits);
+    return {kt0, (int)((long long)KT * (z + 1) / splits) - kt0};
+}
+
 // Groups that a split of T k-tiles from k-tile kt0 touches.
 __host__ __device__ constexpr int split_groups(int kt0, int T, int G) { return ((kt0 + T) * BK + G - 1) / G - kt0 * BK / G; }
 
@@ -66,7 +75,8 @@ __global__ void __launch_bounds__(THREADS, NT == 256 ? 1 : 2)
     unsigned char *smem = smem_raw + ((1024 - (smem_u32(smem_raw) & 1023)) & 1023); // swizzle atoms: 1024-aligned
     const int tid = threadIdx.x, wg = tid / 128, warp = tid % 128 / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
     const int n0 = blockIdx.x * CTA_ROWS, m0 = blockIdx.y * NT, z = blockIdx.z;
-    const int KT = K / BK, kt0 = (int)((long long)KT * z / splits), T = (int)((long long)KT * (z + 1) / splits) - kt0;
+    const SplitRange sr = split_range(K / BK, z, splits);
+    const int kt0 = sr.kt0, T = sr.T;
     const int KW = K / 8, ng = K / G, ZW = (ng + 7) / 8;
     const int r0 = wg * 64 + warp * 16 + g, nr0 = n0 + r0, nr1 = nr0 + 8; // this thread's rows g and g + 8
 
@@ -253,11 +263,11 @@ struct Plan {
 };
 
 template <int NT> size_t plan_smem(int K, int G, int splits) {
-    const int KT = K / BK;
     int groups = 0;
     for (int z = 0; z < splits; z++) {
-        const int kt0 = (int)((long long)KT * z / splits), T = (int)((long long)KT * (z + 1) / splits) - kt0;
-        groups = split_groups(kt0, T, G) > groups ? split_groups(kt0, T, G) : groups;
+        const SplitRange sr = split_range(K / BK, z, splits);
+        const int gz = split_groups(sr.kt0, sr.T, G);
+        groups = gz > groups ? gz : groups;
     }
     return smem_bytes<NT>(groups);
 }
@@ -279,8 +289,8 @@ Plan plan(int M, int N, int K, int G, int sms, size_t ws_bytes, int n_tickets, i
         if (smem > (size_t)SMEM_MAX) continue;
         if (!forced && s > 1 && KT / s < 8) break;
         // CTAs an SM holds: the registers allow one of NT 256, two of NT <= 128; then shared memory
-        const int by_smem = (int)((228 * 1024) / (smem + 1024)), per_sm = by_smem < (p.nt == 256 ? 1 : 2) ? by_smem : (p.nt == 256 ? 1 : 2);
-        const int slots = sms * per_sm;
+        const int by_regs = p.nt == 256 ? 1 : 2, by_smem = (int)((228 * 1024) / (smem + 1024));
+        const int per_sm = by_smem < by_regs ? by_smem : by_regs, slots = sms * per_sm;
         const double tile_us = 2.0 * CTA_ROWS * p.nt * K / 7.0e6 * per_sm; // ~7 TFLOP/s an SM, shared by its CTAs
         const double waves = (double)((tiles * s + slots - 1) / slots);
         const double us = waves * tile_us / s + (s > 1 ? (double)s * N * Mp * 8 / 3.0e6 : 0);
