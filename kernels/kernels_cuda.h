@@ -143,12 +143,18 @@ int lmb_cuda_w4a16_mma(void *y, const void *x, const uint32_t *qweight, const ui
                        int M, int N, int K, int group, lmb_stream s);
 
 /* Hopper warpgroup-MMA GEMM (w4a16_wgmma.cu; built when CUDA_ARCH is sm_90a, run on compute capability 9.0
- * only: lmb_cuda_w4a16_wgmma_available).  Needs K % 64 == 0, group % 64 == 0, x, y and qweight 16-byte aligned.
- * splits: how many CTAs share each output tile's K (0 = chosen from M, N, K and the SMs); with more than one,
- * ws (fp32, splits * N * (M rounded up to 8) floats) holds the partials and tickets (zeroed once, at least one per
- * 128 x token-tile output tile; left zero) pick the CTA that adds them in split order: deterministic.  An auto
- * count never exceeds what ws_bytes and n_tickets allow (ws = NULL: no split). */
+ * only: lmb_cuda_w4a16_wgmma_available).  Needs K % 64 == 0, group = 64 << j dividing K, x, y and qweight
+ * 16-byte aligned.  Output tiles x k-tiles are shared out evenly over CTAs (stream-K); where a tile's K goes to
+ * several CTAs, ws (fp32, 16-byte aligned) holds their partials (two tiles a CTA: 2 * 128 * 256 floats at most)
+ * and tickets (zeroed once, one per output tile; left zero) pick the CTA that adds them in k order:
+ * deterministic.  splits: 0 = the launcher's choice, which never needs more than ws_bytes and n_tickets (ws =
+ * NULL: one CTA a tile); splits > 0 gives each tile's K to that many CTAs (refused if ws or tickets are short). */
 int lmb_cuda_w4a16_wgmma_available(void);
+/* Forces the wgmma kernel's tile for later launches (tests, timing): nt tokens (64, 128, 256) by 128 * mb rows
+ * (mb 1; or 2 with nt 64, 128); (0, 0) restores the choice by M. */
+int lmb_cuda_w4a16_wgmma_shape(int nt, int mb);
+/* Forces the CTA count of later launches (tests: ranges that straddle tiles); 0 restores the choice. */
+int lmb_cuda_w4a16_wgmma_ctas(int ctas);
 int lmb_cuda_w4a16_wgmma(void *y, const void *x, const uint32_t *qweight, const uint32_t *zeros, const void *scales,
                          int M, int N, int K, int group, int splits, float *ws, size_t ws_bytes, unsigned *tickets,
                          int n_tickets, lmb_stream s);

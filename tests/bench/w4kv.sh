@@ -4,7 +4,7 @@
 # AWQ perplexity against the calibration size (CALIB_SAMPLES x 512 tokens, default 32; quantized on CPU cores
 # 4-15 in the background while the GPU runs, then evaluated).  Carry .devicekit and the pack (devpack.sh).
 # BENCH (default "bs1 bs128 offline"; also early, pdl, embed, pair, wgmma, kvspeed, mma256, large, profile1, ncu, ncu1, gpuquant), AWQ_GROUPS (default "128 64",
-# empty: none; QUANT_FLAGS: more `quantize awq` flags; EARLY_REPS: rounds of early's W4A16 runs), TESTS (names between test_ and _cuda; default all) and
+# empty: none; QUANT_FLAGS: more `quantize awq` flags; EARLY_REPS: rounds of early's W4A16 runs), TESTS (names between test_ and _cuda; default all; none: no tests) and
 # TIMING=0 (no kernel timing table) pick the parts.
 set -u
 export LMB_TEST_SHARED=${LMB_TEST_SHARED:-$PWD/.devcarry/shared}
@@ -30,7 +30,7 @@ command -v taskset >/dev/null && PIN="taskset -c 4-15"
 ) >$O/quant.log 2>&1 &
 G=
 command -v taskset >/dev/null && G="taskset -c 0-3"
-for t in $(if [ -n "${TESTS:-}" ]; then for n in $TESTS; do echo build/tests/gpu/test_${n}_cuda; done
+[ "${TESTS:-}" = none ] || for t in $(if [ -n "${TESTS:-}" ]; then for n in $TESTS; do echo build/tests/gpu/test_${n}_cuda; done
     else echo build/tests/gpu/test_*_cuda; fi); do
     if $G "$t" --jobs=1 --verbose >>$O/check.txt 2>&1; then s=pass; else s=FAIL; fi
     echo "{\"test\": \"$(basename $t)\", \"status\": \"$s\"}" >>"$R"

@@ -1,9 +1,10 @@
-/* test_w4a16_cuda.c — the W4A16 kernels (kernels/cuda/w4a16.cu, w4a16_wgmma.cu) against the CPU reference
- * (dequantize + fp32 GEMM, kernels/cpu/w4a16.c) on random AutoAWQ-layout weights repacked into W4 rows (as the
- * backend does at load), for Llama-2-7B's shapes (4096x4096, 11008x4096, 4096x11008, the fused 12288x4096) and
- * small odd ones, M = 1..8 (gemv), 1, 5, 8, 64, 70, 300 (WMMA), 1..600 and forced splits (wgmma, where it runs);
- * the dequantizer bit for bit; and the CUDA backend on AWQ models: AutoAWQ-layout fixtures against the CPU
- * backend through each path, and a random-weight AWQ Llama shape end to end.
+/* test_w4a16_cuda.c — the W4A16 kernels (kernels/cuda/w4a16.cu) against the CPU reference (dequantize +
+ * fp32 GEMM, kernels/cpu/w4a16.c) on random AutoAWQ-layout weights repacked into W4 rows (as the backend does
+ * at load), for Llama-2-7B's shapes (4096x4096, 11008x4096, 4096x11008, the fused 12288x4096) and small odd
+ * ones, M = 1..8 (gemv), 1, 5, 8, 64, 300 (tensor-core GEMM); the dequantizer bit for bit; and the CUDA
+ * backend on AWQ models: an
+ * AutoAWQ-layout fixture against the CPU backend through each of the three paths, and a random-weight
+ * AWQ Llama shape end to end.
  *
  * Timing harness: LMB_W4A16_TIMING=1 build/tests/gpu/test_w4a16_cuda --filter 'w4a16_cuda/timing' --jobs 1
  * prints microseconds per call of each path next to cuBLAS fp16 on the same shape. */
@@ -141,8 +142,8 @@ Test(w4a16_cuda, mma_matches_cpu_reference) {
 }
 
 /* The wgmma kernel (sm_90a builds on compute capability 9.0): token tiles of 64, 128 and 256, rows past N, the
- * launcher's split of K and forced splits (ragged: 64 k-tiles over 3; 3 over 3), each repeatable bit for bit;
- * the tickets are left zero. */
+ * launcher's CTA count, forced splits of each tile's K (ragged: 64 k-tiles over 3; 3 over 3) and forced CTA
+ * counts whose ranges straddle tiles (stream-K), each repeatable bit for bit; the tickets are left zero. */
 Test(w4a16_cuda, wgmma_matches_cpu_reference) {
     gpu_require();
     if (!lmb_cuda_w4a16_wgmma_available()) cr_skip_test("no wgmma: not an sm_90a build on a compute capability 9.0 GPU");
@@ -154,6 +155,22 @@ Test(w4a16_cuda, wgmma_matches_cpu_reference) {
     check_case_split(PATH_WGMMA, 200, 4096, 4096, 128, 3);
     check_case_split(PATH_WGMMA, 64, 264, 192, 64, 3);
     check_case_split(PATH_WGMMA, 256, 4096, 11008, 128, 1);
+    /* every tile shape, whatever M would pick */
+    static const int tiles[][2] = {{64, 1}, {128, 1}, {256, 1}, {64, 2}, {128, 2}};
+    for (int i = 0; i < 5; i++) {
+        cr_assert_eq(lmb_cuda_w4a16_wgmma_shape(tiles[i][0], tiles[i][1]), 0);
+        check_case_split(PATH_WGMMA, 100, 12288, 4096, 128, 0);
+        check_case_split(PATH_WGMMA, 300, 264, 192, 64, 2);
+    }
+    cr_assert_neq(lmb_cuda_w4a16_wgmma_shape(256, 2), 0, "no 256 x 256 tile");
+    lmb_cuda_w4a16_wgmma_shape(0, 0);
+    /* stream-K ranges that straddle tiles: CTA counts that are not multiples of the tile count */
+    static const int ctas[][4] = {{200, 12288, 4096, 132}, {300, 4096, 11008, 100}, {64, 4096, 4096, 77}, {130, 264, 192, 5}};
+    for (int i = 0; i < 4; i++) {
+        cr_assert_eq(lmb_cuda_w4a16_wgmma_ctas(ctas[i][3]), 0);
+        check_case_split(PATH_WGMMA, ctas[i][0], ctas[i][1], ctas[i][2], 128 >> (i == 3), 0);
+    }
+    lmb_cuda_w4a16_wgmma_ctas(0);
     unsigned t[N_TICKETS];
     GPU_OK(cudaMemcpy(t, d_tickets, sizeof t, cudaMemcpyDeviceToHost));
     for (int i = 0; i < N_TICKETS; i++) cr_assert_eq(t[i], 0u, "ticket %d left at %u", i, t[i]);
@@ -354,7 +371,8 @@ static double time_us(cudaEvent_t a, cudaEvent_t b, int reps) {
         time_us(e0, e1, reps);                                                                                       \
     })
 
-/* Columns: gemv; the WMMA kernel; the wgmma kernel (split as its launcher picks); dequantize + cuBLAS (the backend's lmb_cuda_awq_dq_gemm) on the whole
+/* Columns: gemv; the WMMA kernel; the wgmma kernel (tile and CTAs as its launcher picks), with the other tile
+ * (256 rows at M <= 128; 128 rows x 256 tokens above), and with one CTA a tile (no stream-K); dequantize + cuBLAS (the backend's lmb_cuda_awq_dq_gemm) on the whole
  * linear and in runs of rows that stay in L2 (24 MB, the backend's before v7); the dequantization alone; cuBLAS
  * on fp16 weights. */
 Test(w4a16_cuda, timing) {
@@ -367,8 +385,8 @@ Test(w4a16_cuda, timing) {
     int Ms[] = {1, 4, 8, 16, 32, 64, 128, 192, 256, 384, 512, 2048}, reps = 50;
     const bool wg = lmb_cuda_w4a16_wgmma_available();
     if (wg) wgmma_workspace();
-    fprintf(stderr, "%-12s %5s %8s %8s %8s %8s %8s %8s %8s %10s %10s\n", "N x K", "M", "gemv", "wmma", "wgmma",
-            "dq+blas", "dq 24MB", "dq only", "fp16", "gemv GB/s", "wgmma TF/s");
+    fprintf(stderr, "%-12s %5s %8s %8s %8s %8s %8s %8s %8s %8s %8s %10s %10s\n", "N x K", "M", "gemv", "wmma", "wgmma",
+            "wg alt", "wg tile", "dq+blas", "dq 24MB", "dq only", "fp16", "gemv GB/s", "wgmma TF/s");
     for (size_t s = 0; s < 4; s++) {
         int N = shapes[s][0], K = shapes[s][1], G = shapes[s][2];
         packed p = make_packed(N, K, G, 1);
@@ -390,10 +408,18 @@ Test(w4a16_cuda, timing) {
             double t_gemv = -1;
             if (M <= 8) t_gemv = TIME_US(reps, lmb_cuda_w4a16_gemv(d_y, d_x, p.d_qw, p.d_z, p.d_sc, M, N, K, G, 0));
             double t_mma = TIME_US(reps, lmb_cuda_w4a16_mma(d_y, d_x, p.d_qw, p.d_z, p.d_sc, M, N, K, G, 0));
-            double t_wg = -1;
-            if (wg)
+            double t_wg = -1, t_alt = -1, t_tile = -1;
+            if (wg) {
                 t_wg = TIME_US(reps, lmb_cuda_w4a16_wgmma(d_y, d_x, p.d_qw, p.d_z, p.d_sc, M, N, K, G, 0, d_ws, ws_bytes,
                                                           d_tickets, N_TICKETS, 0));
+                /* the other tile: 256 rows for M <= 128, 128 rows x 256 tokens above */
+                lmb_cuda_w4a16_wgmma_shape(M <= 64 ? 64 : M <= 128 ? 128 : 256, M <= 128 ? 2 : 1);
+                t_alt = TIME_US(reps, lmb_cuda_w4a16_wgmma(d_y, d_x, p.d_qw, p.d_z, p.d_sc, M, N, K, G, 0, d_ws, ws_bytes,
+                                                           d_tickets, N_TICKETS, 0));
+                lmb_cuda_w4a16_wgmma_shape(0, 0);
+                t_tile = TIME_US(reps, lmb_cuda_w4a16_wgmma(d_y, d_x, p.d_qw, p.d_z, p.d_sc, M, N, K, G, 1, d_ws, ws_bytes,
+                                                            d_tickets, N_TICKETS, 0));
+            }
             double t_whole = TIME_US(reps, lmb_cuda_awq_dq_gemm(h, 0, d_scratch, N, &lin, d_x, d_y, M, &err));
             double t_l2 = TIME_US(reps, lmb_cuda_awq_dq_gemm(h, 0, d_scratch, l2, &lin, d_x, d_y, M, &err));
             double t_fp16 = TIME_US(reps, cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, d_w16, CUDA_R_16F, K,
@@ -402,8 +428,8 @@ Test(w4a16_cuda, timing) {
             char shape[32];
             snprintf(shape, sizeof shape, "%dx%d", N, K);
             double bytes = (double)K * N / 2 + (double)K / G * N * 2.5;
-            fprintf(stderr, "%-12s %5d %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f %10.0f %10.0f\n", shape, M,
-                    t_gemv, t_mma, t_wg, t_whole, t_l2, t_dq_only, t_fp16, t_gemv > 0 ? bytes / t_gemv / 1e3 : 0.0,
+            fprintf(stderr, "%-12s %5d %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f %10.0f %10.0f\n", shape, M,
+                    t_gemv, t_mma, t_wg, t_alt, t_tile, t_whole, t_l2, t_dq_only, t_fp16, t_gemv > 0 ? bytes / t_gemv / 1e3 : 0.0,
                     t_wg > 0 ? 2.0 * M * N * K / t_wg / 1e6 : 0.0);
         }
         cudaFree(d_x), cudaFree(d_y), cudaFree(d_w16), cudaFree(d_scratch);

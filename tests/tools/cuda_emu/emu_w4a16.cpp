@@ -1,11 +1,9 @@
-// emu_w4a16.cpp — runs kernels/cuda/w4a16.cu's and w4a16_wgmma.cu's launchers under cuda_emu.h on small shapes and compares
+// emu_w4a16.cpp — runs kernels/cuda/w4a16.cu's launchers under cuda_emu.h on small shapes and compares
 // with the CPU reference (kernels/cpu/w4a16.c): random AutoAWQ-layout weights, repacked into W4 rows with
 // lmb_w4_rows_from_awq as the backend does, through gemv (M = 1..8), the tensor-core kernel (WMMA; M = 1, 5, 9, 45, 70) and dequant (bit
 // for bit).  The shapes cover the 16-byte units (K and group multiples of 32) and single words (a group of 24
 // or 8), ragged lane pairs, several x slices (K = 2304 at M >= 5), zero words with padding, N not a multiple
-// of 32, N past 8192 (the gemv without the K split).  The wgmma kernel (w4a16_wgmma.cu) on token tiles of 64, 128
-// and 256, rows past N and K split 2 and 3 ways (ragged), and what its launcher refuses.  Built and run by
-// run_w4a16.sh.
+// of 32, N past 8192 (the gemv without the K split).  Built and run by run_w4a16.sh.
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -90,15 +88,17 @@ static void check_mma(const Case &c, int M) {
 }
 
 // The wgmma kernel (w4a16_wgmma.cu), K split over `splits` CTAs (0: the launcher's choice).
-static void check_wgmma(const Case &c, int M, int splits) {
+static void check_wgmma(const Case &c, int M, int splits, int ctas = 0) {
     Inputs in = inputs(c, M);
-    const size_t Mp = (size_t)(M + 7) / 8 * 8, ws_n = (size_t)(splits > 1 ? splits : 1) * c.N * Mp;
+    const size_t ws_n = (size_t)8 << 20; // floats: room for every partial slot of these shapes
     float *ws = (float *)amalloc(4 * ws_n);
     unsigned tickets[64] = {0};
+    lmb_cuda_w4a16_wgmma_ctas(ctas);
     if (lmb_cuda_w4a16_wgmma(in.y, in.xh, c.rw, c.rz, c.rs, M, c.N, c.K, c.G, splits, ws, 4 * ws_n, tickets, 64, 0))
         failures++, printf("wgmma refused FAIL\n");
+    lmb_cuda_w4a16_wgmma_ctas(0);
     char what[96];
-    snprintf(what, sizeof what, "wgmma N=%d K=%d G=%d M=%d splits %d", c.N, c.K, c.G, M, splits);
+    snprintf(what, sizeof what, "wgmma N=%d K=%d G=%d M=%d splits %d ctas %d", c.N, c.K, c.G, M, splits, ctas);
     compare(what, in.y, in.ref, (size_t)M * c.N, 3e-3);
     for (unsigned v : tickets)
         if (v) failures++, printf("wgmma left a ticket at %u FAIL\n", v);
@@ -112,6 +112,16 @@ int main() {
         Case c = make(264, 512, 128);
         for (int M : {1, 45, 70, 130, 300}) check_wgmma(c, M, 1);
         check_wgmma(c, 70, 2), check_wgmma(c, 130, 3), check_wgmma(c, 45, 0);
+        for (int nt : {64, 128}) { // 256-row tiles (MB 2); rows past N within the second warpgroup's blocks
+            lmb_cuda_w4a16_wgmma_shape(nt, 2);
+            check_wgmma(c, 70, 1), check_wgmma(c, 130, 2);
+        }
+        lmb_cuda_w4a16_wgmma_shape(256, 1), check_wgmma(c, 45, 1);
+        // stream-K ranges across tiles: 3 tiles x 8 k-tiles over 5 CTAs (partials first and last, two in one
+        // CTA), over 2 (a whole tile, then part of the next); 4 tiles (2 x 2) over 7 with 256-row tiles
+        check_wgmma(c, 130, 0, 5), check_wgmma(c, 130, 0, 2);
+        lmb_cuda_w4a16_wgmma_shape(64, 2), check_wgmma(c, 70, 0, 7);
+        lmb_cuda_w4a16_wgmma_shape(0, 0);
         free_case(c);
         Case d = make(136, 128, 64);
         check_wgmma(d, 9, 1), check_wgmma(d, 9, 2);
