@@ -4,9 +4,11 @@
 //
 // The weights are wgmma's A operand, straight from registers: y^T = W x^T, so a warpgroup computes MB blocks of
 // 64 output rows (the MMA's M) against NT tokens (its N: 64, 128 or 256).  Per 64-deep k-tile:
-//   - x's NT x 64 tile goes to shared memory by cp.async in wgmma's K-major 128-byte-swizzled layout (wgmma.cuh);
-//     STAGES tiles in flight.  The packed weights come a line at a time: 256 inputs, 128 bytes of each of the
-//     CTA's rows (whole L2 lines from DRAM: 32-byte pieces of 128 rows a tile ran at ~0.8 TB/s), two lines held;
+//   - one thread has the TMA copy x's NT x 64 tile to shared memory in wgmma's K-major 128-byte-swizzled layout
+//     (wgmma.cuh), STAGES tiles in flight, each stage's mbarrier saying when it has landed: no per-thread copy
+//     addresses, bounds or proxy fences in the k loop.  The packed weights come the same way a line at a time:
+//     256 inputs, 128 bytes of each of the CTA's rows (whole L2 lines from DRAM: 32-byte pieces of 128 rows a
+//     tile ran at ~0.8 TB/s), two lines held;
 //   - each thread reads its rows' 8 words per block (rows g and g + 8 of its warp's 16) and makes its A fragments
 //     in registers: for k16 step s, word 2s gives inputs 2t, 2t + 1 and word 2s + 1 inputs 2t + 8, 2t + 9 (nibbles
 //     t and t + 4: LMB_AWQ_ORDER), each pair (q - z) * s rounded once to fp16, as dequant_pair does everywhere;
@@ -68,16 +70,18 @@ __device__ inline int cta_of(int u, int U, int P) {
 
 template <int NT, int MB>
 __global__ void __launch_bounds__(THREADS, NT == 256 || MB == 2 ? 1 : 2)
-    wgmma_kernel(half *__restrict__ y, const half *__restrict__ x, const uint32_t *__restrict__ qw,
-                 const uint32_t *__restrict__ qz, const half *__restrict__ sc, float *__restrict__ ws,
-                 unsigned *__restrict__ tickets, int M, int N, int K, int gs, int ntt, int tiles) {
+    wgmma_kernel(const __grid_constant__ CUtensorMap xmap, const __grid_constant__ CUtensorMap wmap,
+                 half *__restrict__ y, const uint32_t *__restrict__ qz, const half *__restrict__ sc,
+                 float *__restrict__ ws, unsigned *__restrict__ tickets, int M, int N, int K, int gs, int ntt,
+                 int tiles) {
     static_assert(staging_fits<NT, MB>(), "epilogue staging fits the stages and lines");
     constexpr int ROWS = cta_rows<MB>(), WL = w_line<MB>(), OUT_LD = out_ld<MB>();
     LMB_DYNAMIC_SMEM(smem_raw);
     __shared__ unsigned last_cta;
+    __shared__ __align__(8) uint64_t full[STAGES]; // stage s's copies have landed (TMA)
     unsigned char *smem = smem_raw + ((1024 - (smem_u32(smem_raw) & 1023)) & 1023); // swizzle atoms: 1024-aligned
     const int tid = threadIdx.x, wg = tid / 128, warp = tid % 128 / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
-    const int KT = K / BK, KW = K / 8, ng = KT >> gs, ZW = (ng + 7) / 8; // a group is 1 << gs k-tiles
+    const int KT = K / BK, ng = KT >> gs, ZW = (ng + 7) / 8; // a group is 1 << gs k-tiles
     // (the CTA's range is recomputed where needed rather than held in registers through the k loop)
     auto U = [&]() { return tiles * KT; };
     // this thread's rows in the CTA: block b's rows g and g + 8 of its warp's 16
@@ -95,6 +99,17 @@ __global__ void __launch_bounds__(THREADS, NT == 256 || MB == 2 ? 1 : 2)
     };
     Frags<MB> fa, fb; // fragments of alternate k-tiles: one read by MMAs in flight while the other is made
 
+    if (tid == 0) {
+#pragma unroll
+        for (int st = 0; st < STAGES; st++) mbar_init(&full[st], 1);
+        mbar_fence_init();
+    }
+    __syncthreads();
+    // k-tiles are numbered in the order the CTA loads them, across its tiles: number q goes to stage q % STAGES,
+    // whose mbarrier completes its (q / STAGES)-th phase.
+    int qb = 0; // the number of the segment's first k-tile
+    auto wait_tile = [&](int q) { mbar_wait(&full[q % STAGES], (unsigned)(q / STAGES) & 1); };
+
     for (int u = unit_begin(U(), blockIdx.x, gridDim.x); u < unit_begin(U(), blockIdx.x + 1, gridDim.x);) {
         const int u_end = unit_begin(U(), blockIdx.x + 1, gridDim.x);
         const int tile = u / KT, kb = u % KT, T = KT - kb < u_end - u ? KT - kb : u_end - u;
@@ -102,28 +117,16 @@ __global__ void __launch_bounds__(THREADS, NT == 256 || MB == 2 ? 1 : 2)
         // Line u of the packed weights (inputs 256u ..) goes to slot (u - the segment's first line) % 2.
         auto w_slot = [&](int kt) { return wline + ((kt / LINE_TILES - kb / LINE_TILES) & 1) * WL; };
 
-        // k-tile kt (of the whole K) into stage st, and the weights' line with it when kt starts one (or the
-        // segment): x rows past M, weight rows past N and words past K are zero-filled.  A row's 128 bytes of a
-        // line are 8 threads' consecutive 16-byte copies, stored at chunk c ^ (row % 8).
-        auto load_tile = [&](int kt, int st) {
-            const int k0 = kt * BK;
-            unsigned char *xs = x_stage(st);
-#pragma unroll
-            for (int j = 0; j < NT * 8 / THREADS; j++) {
-                const int i = tid + THREADS * j, m = i / 8, ch = i % 8, gm = m0 + m;
-                cp_async16(xs + m * 128 + ((ch ^ (m & 7)) << 4), x + (size_t)(gm < M ? gm : 0) * K + k0 + 8 * ch,
-                           gm < M ? 16 : 0);
-            }
-            if (kt == kb || kt % LINE_TILES == 0) {
-                unsigned char *wl = w_slot(kt);
-                const int ln = kt / LINE_TILES;
-#pragma unroll
-                for (int j = 0; j < ROWS * 8 / THREADS; j++) {
-                    const int i = tid + THREADS * j, r = i / 8, ch = i % 8, n = n0 + r, kw = ln * 32 + 4 * ch;
-                    const bool ok = n < N && kw < KW;
-                    cp_async16(wl + r * 128 + ((ch ^ (r & 7)) << 4), qw + (ok ? (size_t)n * KW + kw : 0), ok ? 16 : 0);
-                }
-            }
+        // One thread issues k-tile kt (of the whole K), number q: x's NT x 64 box, and the weights' line (the
+        // CTA's rows x 128 bytes) when kt starts one or the segment, to stage q % STAGES.  The maps swizzle them as
+        // wgmma and make_frags read them (16-byte chunk c of row r at c ^ (r % 8)) and zero-fill x rows past M,
+        // weight rows past N and bytes past K.
+        auto load_tile = [&](int kt, int q) {
+            const int st = q % STAGES;
+            const bool line = kt == kb || kt % LINE_TILES == 0;
+            mbar_expect_tx(&full[st], x_tile<NT>() + (line ? WL : 0));
+            tma_load_2d(x_stage(st), &xmap, kt * BK, m0, &full[st]);
+            if (line) tma_load_2d(w_slot(kt), &wmap, kt / LINE_TILES * 128, n0, &full[st]);
         };
 
         // This thread's A fragments of k-tile kt (its line has landed).
@@ -158,11 +161,8 @@ __global__ void __launch_bounds__(THREADS, NT == 256 || MB == 2 ? 1 : 2)
 
         // Prologue: tiles 0 .. STAGES-2 in flight, the quantization parameters of the tile's rows over the
         // segment's groups (rows past N get scale 0), tile 0's fragments.
-#pragma unroll
-        for (int i = 0; i < STAGES - 1; i++) {
-            if (i < T) load_tile(kb + i, i);
-            cp_async_commit();
-        }
+        if (tid == 0)
+            for (int i = 0; i < STAGES - 1 && i < T; i++) load_tile(kb + i, qb + i);
         {
             const int ngs = ((kb + T - 1) >> gs) - g_begin + 1;
 #pragma unroll 4
@@ -172,17 +172,16 @@ __global__ void __launch_bounds__(THREADS, NT == 256 || MB == 2 ? 1 : 2)
                 qzb[gg * ROWS + r] = (uint8_t)(n < N ? zero_of(qz, (size_t)n, ZW, gi) : 0);
             }
         }
-        cp_async_wait<STAGES - 2>();
-        fence_proxy_async();
-        __syncthreads();
+        __syncthreads(); // the quantization parameters
+        wait_tile(qb);
         make_frags(kb, fa);
 
-        // Step i (use: tile i's fragments, fill: for tile i+1).  On entry the committed copies are tiles 0 ..
-        // i+STAGES-2 and this warpgroup's MMAs of tile i-1 may still run.  Tile i's MMAs are issued; once tile
-        // i-1's are done (here, and at the barrier in every warpgroup) its stage takes tile i+STAGES-1, and tile
-        // i+1's fragments are made while tile i's MMAs run: the tensor cores always have the next tile queued.
+        // Step i (use: tile i's fragments, fill: for tile i+1).  On entry tiles 0 .. i+STAGES-2 are issued and
+        // this warpgroup's MMAs of tile i-1 may still run.  Tile i's MMAs are issued; once tile i-1's are done
+        // (here, and at the barrier in every warpgroup) its stage takes tile i+STAGES-1, and tile i+1's
+        // fragments are made while tile i's MMAs run: the tensor cores always have the next tile queued.
         auto step = [&](int i, Frags<MB> &use, Frags<MB> &fill) {
-            const unsigned char *xs = x_stage(i % STAGES);
+            const unsigned char *xs = x_stage((qb + i) % STAGES);
             hold_acc();
             wgmma_fence();
 #pragma unroll
@@ -192,13 +191,13 @@ __global__ void __launch_bounds__(THREADS, NT == 256 || MB == 2 ? 1 : 2)
             wgmma_commit();
             hold_acc();
             wgmma_wait<1>();             // tile i-1's MMAs are done
-            wgmma_hold_frags<MB>(fill);  // (fill held tile i-1's fragments: untouched until here)
-            cp_async_wait<STAGES - 3>(); // tile i+1 has landed (this thread's copies) ...
-            fence_proxy_async();         // ... for wgmma's reads too ...
-            __syncthreads();             // ... and everyone's; every warpgroup is done with stage (i-1) % STAGES
-            if (i + STAGES - 1 < T) load_tile(kb + i + STAGES - 1, (i + STAGES - 1) % STAGES);
-            cp_async_commit();
-            if (i + 1 < T) make_frags(kb + i + 1, fill);
+            wgmma_hold_frags<MB>(fill); // (fill held tile i-1's fragments: untouched until here)
+            __syncthreads();            // every warpgroup is done with tile i-1's stage (and line)
+            if (tid == 0 && i + STAGES - 1 < T) load_tile(kb + i + STAGES - 1, qb + i + STAGES - 1);
+            if (i + 1 < T) {
+                wait_tile(qb + i + 1);
+                make_frags(kb + i + 1, fill);
+            }
         };
         for (int i = 0; i < T; i += 2) {
             step(i, fa, fb);
@@ -206,7 +205,6 @@ __global__ void __launch_bounds__(THREADS, NT == 256 || MB == 2 ? 1 : 2)
         }
         wgmma_wait<0>();
         hold_acc();
-        cp_async_wait<0>();
         __syncthreads();
 
         if (kb == 0 && T == KT) { // a whole tile: fp16 through shared memory, [token][row] per warpgroup, then
@@ -276,7 +274,9 @@ __global__ void __launch_bounds__(THREADS, NT == 256 || MB == 2 ? 1 : 2)
             }
         }
         u += T;
-        __syncthreads(); // the stages and the staging are free for the next tile
+        qb += T;
+        fence_proxy_async(); // this thread's stores to the staging come before the next tile's copies into it
+        __syncthreads();     // the stages and the staging are free for the next tile
     }
 }
 
@@ -349,9 +349,48 @@ int sm_count() {
 }
 #endif
 
+// cuTensorMapEncodeTiled, from the driver at run time (the emulator's stand-in under LMB_EMU); NULL if absent.
+using EncodeTiled = CUresult (*)(CUtensorMap *, CUtensorMapDataType, cuuint32_t, void *, const cuuint64_t *,
+                                 const cuuint64_t *, const cuuint32_t *, const cuuint32_t *, CUtensorMapInterleave,
+                                 CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+EncodeTiled encoder() {
+#ifdef LMB_EMU
+    return emu_encode_tiled;
+#else
+    static EncodeTiled f = nullptr;
+    static bool tried = false;
+    if (!tried) {
+        tried = true;
+        void *fn = nullptr;
+        cudaDriverEntryPointQueryResult q;
+        if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &q) == cudaSuccess &&
+            q == cudaDriverEntryPointSuccess)
+            f = (EncodeTiled)fn;
+    }
+    return f;
+#endif
+}
+
+// A row-major 2-D tensor (rows of `cols` elements of esize bytes, `pitch` bytes apart) in boxes of box_cols x
+// box_rows, 128-byte swizzled, zeros out of bounds.
+bool encode_2d(CUtensorMap *m, const void *base, int esize, uint64_t cols, uint64_t rows, uint64_t pitch,
+               uint32_t box_cols, uint32_t box_rows) {
+    const EncodeTiled f = encoder();
+    const cuuint64_t dims[2] = {cols, rows}, strides[1] = {pitch};
+    const cuuint32_t box[2] = {box_cols, box_rows}, estr[2] = {1, 1};
+    return f && f(m, esize == 2 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, (void *)base, dims,
+                  strides, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                  CU_TENSOR_MAP_L2_PROMOTION_L2_128B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
 template <int NT, int MB>
 int launch(const Plan &p, half *y, const half *x, const uint32_t *qw, const uint32_t *qz, const half *sc, float *ws,
            unsigned *tickets, int M, int N, int K, int gs, cudaStream_t s) {
+    // x [M, K] fp16 in NT x 64 boxes; the packed weights [N, K / 2] bytes in lines of the CTA's rows x 128 bytes
+    CUtensorMap xmap, wmap;
+    if (!encode_2d(&xmap, x, 2, (uint64_t)K, (uint64_t)M, (uint64_t)K * 2, BK, NT) ||
+        !encode_2d(&wmap, qw, 1, (uint64_t)K / 2, (uint64_t)N, (uint64_t)K / 2, 128, cta_rows<MB>()))
+        return (int)cudaErrorInvalidValue;
 #ifndef LMB_EMU
     static bool attr = false;
     if (!attr) {
@@ -360,7 +399,7 @@ int launch(const Plan &p, half *y, const half *x, const uint32_t *qw, const uint
         attr = true;
     }
 #endif
-    wgmma_kernel<NT, MB><<<p.P, THREADS, p.smem, s>>>(y, x, qw, qz, sc, ws, tickets, M, N, K, gs, p.ntt, p.tiles);
+    wgmma_kernel<NT, MB><<<p.P, THREADS, p.smem, s>>>(xmap, wmap, y, qz, sc, ws, tickets, M, N, K, gs, p.ntt, p.tiles);
     return LMB_LAUNCH_RESULT();
 }
 
@@ -395,7 +434,8 @@ extern "C" int lmb_cuda_w4a16_wgmma_available(void) {
     if (cudaGetDevice(&dev) || dev < 0) return 0;
     if (dev < 64 && known[dev]) return known[dev] > 0;
     const bool yes = !cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) &&
-                     !cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) && major == 9 && minor == 0;
+                     !cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) && major == 9 && minor == 0 &&
+                     encoder();
     if (dev < 64) known[dev] = yes ? 1 : -1;
     return yes;
 #else

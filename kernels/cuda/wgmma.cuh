@@ -12,6 +12,7 @@
 //   D: lane (g, t) of warp w holds d[4j + 0, 1] = (row 16w+g, cols 8j+2t, +1), d[4j + 2, 3] = (row 16w+g+8, same).
 #pragma once
 
+#include <cuda.h> // CUtensorMap (the encoder comes from the driver at run time: no libcuda link)
 #include <stdint.h>
 
 #ifndef LMB_EMU
@@ -46,6 +47,33 @@ __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.a
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 template <int N> __device__ __forceinline__ void wgmma_wait() {
     asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+// mbarriers (shared memory, 8 bytes each) that the tensor-memory accelerator (TMA) signals: init with the
+// arrivals a phase needs; the issuing thread announces a phase's bytes with mbar_expect_tx (its arrival), the
+// copies complete them; mbar_wait(parity) returns once the phase of that parity has completed.
+__device__ __forceinline__ void mbar_init(uint64_t *bar, unsigned count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_u32(bar)), "r"(count) : "memory");
+}
+// Makes initialized mbarriers visible to the async proxy (then a barrier makes them visible to the CTA).
+__device__ __forceinline__ void mbar_fence_init() { asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory"); }
+__device__ __forceinline__ void mbar_expect_tx(uint64_t *bar, unsigned bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_u32(bar)), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint64_t *bar, unsigned parity) {
+    asm volatile("{\n.reg .pred p;\nWAIT:\n"
+                 "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
+                 "@!p bra WAIT;\n}\n" ::"r"(smem_u32(bar)),
+                 "r"(parity)
+                 : "memory");
+}
+// A 2-D box of a tensor map (map: the address of a __grid_constant__ kernel parameter) to shared memory at dst
+// (1024-aligned for the 128-byte swizzle), from element c0 of each row and row c1; out-of-bounds elements are
+// zero-filled and still count as bytes; completes on bar.
+__device__ __forceinline__ void tma_load_2d(void *dst, const CUtensorMap *map, int c0, int c1, uint64_t *bar) {
+    asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(
+                     smem_u32(dst)),
+                 "l"(map), "r"(c0), "r"(c1), "r"(smem_u32(bar))
+                 : "memory");
 }
 // Accumulators are registers the compiler must keep in place across the asynchronous MMAs: wgmma_hold makes
 // them live (and unmoved) at a point, as CUTLASS's warpgroup_fence_operand does.

@@ -6,6 +6,7 @@
 // its assumptions; it checks index arithmetic, layouts and barriers where no GPU is at hand.  Used by
 // run_w4a16.sh.
 #pragma once
+#include <cuda.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -71,6 +72,8 @@ struct launcher {
 #undef __align__
 #define __align__(n) __attribute__((aligned(n)))
 #define __launch_bounds__(...)
+#undef __grid_constant__
+#define __grid_constant__
 #define threadIdx emu::tIdx
 #define blockIdx emu::bIdx
 #define blockDim emu::bDim
@@ -103,7 +106,8 @@ inline int min(int a, int b) { return a < b ? a : b; }
 inline int max(int a, int b) { return a > b ? a : b; }
 
 // ---- what kernels/cuda/wgmma.cuh provides on the GPU --------------------------------------------------------
-// cp.async copies at once (the waits are no-ops); a descriptor is the tile pointer itself (the bit fields are
+// cp.async copies at once (the waits are no-ops); TMA copies at once too, their mbarriers flip phase when the
+// issuing thread's announced bytes have all been copied (mbar_wait spins on that); a descriptor is the tile pointer itself (the bit fields are
 // the GPU's business); wgmma_rs is one synchronous warpgroup MMA: every thread of the block posts its A
 // registers, the block meets, each thread computes its own D elements from its warpgroup's A and from B in
 // shared memory (K-major, 128-byte rows swizzled on the address bits as the GPU does: chunk bits 4-6 XOR
@@ -126,6 +130,48 @@ inline void cp_async16(void *dst, const void *src, int src_bytes) {
 inline void cp_async_commit() {}
 template <int N> inline void cp_async_wait() {}
 inline uint64_t smem_desc_sw128(const void *p) { return (uint64_t)(uintptr_t)p; }
+// mbarriers: the word holds the pending transaction bytes (bits 0-31), the pending arrivals (32-46), the
+// arrivals a phase needs (47-61) and the phase (63).  Only the issuing thread changes it (expect_tx, then the
+// copies, which run at once); the others spin until the phase they wait for has completed.
+inline void mbar_init(uint64_t *bar, unsigned count) { *bar = (uint64_t)count << 32 | (uint64_t)count << 47; }
+inline void mbar_fence_init() {}
+inline void mbar_update(uint64_t *bar, int arrivals, long long tx) {
+    std::atomic_ref<uint64_t> w(*bar);
+    uint64_t v = w.load(std::memory_order_acquire);
+    long long pend_tx = (int32_t)(uint32_t)v + tx;
+    unsigned pend_arr = (unsigned)(v >> 32 & 0x7FFF) - arrivals, count = (unsigned)(v >> 47 & 0x7FFF), phase = (unsigned)(v >> 63);
+    if (pend_arr == 0 && pend_tx == 0) pend_arr = count, phase ^= 1;
+    w.store((uint64_t)(uint32_t)pend_tx | (uint64_t)pend_arr << 32 | (uint64_t)count << 47 | (uint64_t)phase << 63,
+            std::memory_order_release);
+}
+inline void mbar_expect_tx(uint64_t *bar, unsigned bytes) { mbar_update(bar, 1, bytes); }
+inline void mbar_wait(uint64_t *bar, unsigned parity) {
+    std::atomic_ref<uint64_t> w(*bar);
+    while ((w.load(std::memory_order_acquire) >> 63) == parity) std::this_thread::yield();
+}
+// A tensor map as emu_encode_tiled stores it in CUtensorMap's opaque bytes; tma_load_2d copies the box at once
+// (128-byte swizzle on the destination's address bits, zeros out of bounds) and completes its bytes on bar.
+struct Map2d {
+    const unsigned char *base;
+    uint64_t dim0, dim1, stride1;
+    uint32_t box0, box1, esize;
+};
+inline void tma_load_2d(void *dst, const CUtensorMap *map, int c0, int c1, uint64_t *bar) {
+    Map2d m;
+    std::memcpy(&m, map, sizeof m);
+    const uint32_t row = m.box0 * m.esize;
+    for (uint32_t r = 0; r < m.box1; r++)
+        for (uint32_t e = 0; e < m.box0; e++) {
+            uintptr_t p = (uintptr_t)dst + r * row + e * m.esize;
+            if (row == 128) p ^= ((p >> 7) & 7) << 4;
+            const long long col = (long long)c0 + e, rr = (long long)c1 + r;
+            if (col >= 0 && rr >= 0 && (uint64_t)col < m.dim0 && (uint64_t)rr < m.dim1)
+                std::memcpy((void *)p, m.base + rr * m.stride1 + col * m.esize, m.esize);
+            else
+                std::memset((void *)p, 0, m.esize);
+        }
+    mbar_update(bar, 0, -(long long)row * m.box1);
+}
 inline void fence_proxy_async() {}
 inline void wgmma_fence() {}
 inline void wgmma_commit() {}
@@ -161,6 +207,20 @@ template <int N> inline void wgmma_rs(float (&d)[N / 2], const uint32_t (&a)[4],
     __syncthreads();
 }
 } // namespace lmb
+
+// cuTensorMapEncodeTiled for the emulator: a 2-D map of 1- or 2-byte elements (what tma_load_2d reads).
+inline CUresult emu_encode_tiled(CUtensorMap *map, CUtensorMapDataType dt, cuuint32_t rank, void *addr,
+                                 const cuuint64_t *dims, const cuuint64_t *strides, const cuuint32_t *box,
+                                 const cuuint32_t *, CUtensorMapInterleave, CUtensorMapSwizzle, CUtensorMapL2promotion,
+                                 CUtensorMapFloatOOBfill) {
+    static_assert(sizeof(lmb::Map2d) <= sizeof(CUtensorMap), "the emulated map fits");
+    if (rank != 2 || ((uintptr_t)addr & 15) || (strides[0] & 15)) return CUDA_ERROR_INVALID_VALUE;
+    lmb::Map2d m{(const unsigned char *)addr, dims[0], dims[1], strides[0], box[0], box[1],
+                 dt == CU_TENSOR_MAP_DATA_TYPE_FLOAT16 ? 2u : 1u};
+    std::memset(map, 0, sizeof *map);
+    std::memcpy(map, &m, sizeof m);
+    return CUDA_SUCCESS;
+}
 
 namespace nvcuda::wmma {
 struct row_major {};
