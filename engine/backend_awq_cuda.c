@@ -183,7 +183,7 @@ int lmb_cuda_awq_load_layer(cuda_backend *c, const lmb_model *m, int l, lmb_erro
         a->mma_max_m = env_int("LMB_W4A16_MMA_MAX_M", 128); /* v6 mma beats dequant + cuBLAS to M 128 at least */
         a->wgmma = lmb_cuda_w4a16_wgmma_available() && env_int("LMB_W4A16_WGMMA", 1);
         a->wgmma_min_m = env_int("LMB_W4A16_WGMMA_MIN_M", LMB_W4A16_GEMV_MAX_M + 1);
-        a->wgmma_max_m = env_int("LMB_W4A16_WGMMA_MAX_M", 128);
+        a->wgmma_max_m = env_int("LMB_W4A16_WGMMA_MAX_M", 2048); /* at par with dequantize + cuBLAS there (H100) */
     }
     const lmb_model_config *cf = &m->cfg;
     const lmb_layer_weights *s = &m->w.layers[l];

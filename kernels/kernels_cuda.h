@@ -150,8 +150,8 @@ int lmb_cuda_w4a16_mma(void *y, const void *x, const uint32_t *qweight, const ui
  * deterministic.  splits: 0 = the launcher's choice, which never needs more than ws_bytes and n_tickets (ws =
  * NULL: one CTA a tile); splits > 0 gives each tile's K to that many CTAs (refused if ws or tickets are short). */
 int lmb_cuda_w4a16_wgmma_available(void);
-/* Forces the wgmma kernel's tile for later launches (tests, timing): nt tokens (64, 128, 256) by 128 * mb rows
- * (mb 1; or 2 with nt 64, 128); (0, 0) restores the choice by M. */
+/* Forces the wgmma kernel's tile for later launches (tests, timing): nt tokens (64, 128, 192, 256) by 128 * mb
+ * rows (mb 1; or 2 with nt 64, 128); (0, 0) restores the choice by M. */
 int lmb_cuda_w4a16_wgmma_shape(int nt, int mb);
 /* Forces the CTA count of later launches (tests: ranges that straddle tiles); 0 restores the choice. */
 int lmb_cuda_w4a16_wgmma_ctas(int ctas);

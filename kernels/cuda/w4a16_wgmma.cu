@@ -69,7 +69,7 @@ __device__ inline int cta_of(int u, int U, int P) {
 }
 
 template <int NT, int MB>
-__global__ void __launch_bounds__(THREADS, NT == 256 || MB == 2 ? 1 : 2)
+__global__ void __launch_bounds__(THREADS, NT >= 192 || MB == 2 ? 1 : 2)
     wgmma_kernel(const __grid_constant__ CUtensorMap xmap, const __grid_constant__ CUtensorMap wmap,
                  half *__restrict__ y, const uint32_t *__restrict__ qz, const half *__restrict__ sc,
                  float *__restrict__ ws, unsigned *__restrict__ tickets, int M, int N, int K, int gs, int ntt,
@@ -287,21 +287,34 @@ struct Plan {
 
 size_t plan_smem(int nt, int mb, int groups) {
     if (mb == 2) return nt == 64 ? smem_bytes<64, 2>(groups) : smem_bytes<128, 2>(groups);
-    return nt == 64 ? smem_bytes<64, 1>(groups) : nt == 128 ? smem_bytes<128, 1>(groups) : smem_bytes<256, 1>(groups);
+    return nt == 64    ? smem_bytes<64, 1>(groups)
+           : nt == 128 ? smem_bytes<128, 1>(groups)
+           : nt == 192 ? smem_bytes<192, 1>(groups)
+                       : smem_bytes<256, 1>(groups);
 }
 
-// Tile shape for M (when the caller does not force one): M <= 128 one token tile of 64 or 128 and 128 rows;
-// larger M tiles of 128 tokens and 256 rows (MB 2: x read from L2 once per 256 rows).
+// Tile shape for M (when the caller does not force one): M <= 128 one token tile of 64 or 128 and 128 rows.
+// Larger M: the tile of 256, 192 tokens x 128 rows or 128 x 256 rows (MB 2) that pads M least, in that order
+// on a tie.  Wide token tiles come first: each dequantized weight serves NT tokens, and the dequantization is
+// what a k-tile spends most instructions on (H100, 12288 x 4096 at M 256: 51.5 us with 256 x 128, 72.6 with
+// 128 x 256).
 void pick_shape(int M, int &nt, int &mb) {
     if (M <= 64) nt = 64, mb = 1;
     else if (M <= 128) nt = 128, mb = 1;
-    else nt = 128, mb = 2;
+    else {
+        const int p256 = (M + 255) / 256 * 256, p192 = (M + 191) / 192 * 192, p128 = (M + 127) / 128 * 128;
+        if (p256 <= p192 && p256 <= p128) nt = 256, mb = 1;
+        else if (p192 <= p128) nt = 192, mb = 1;
+        else nt = 128, mb = 2;
+    }
 }
 
 // CTAs: forced > 0 gives every tile's K to `forced` CTAs (P = tiles x forced).  Otherwise the count with the
-// least estimated time among one CTA a tile, tiles x 2..8 and the SMs' CTA slots (x 1, 2): waves of CTAs over
-// the slots, each CTA's units at ~7 TFLOP/s an SM (shared by the CTAs an SM holds), plus the partials' traffic
-// (written and read back at ~3 TB/s) when tiles are shared, within the workspace and tickets the caller has.
+// least estimated time among one CTA a tile, tiles x 2..8 and the SMs (x 1, 2), within the workspace and
+// tickets the caller has.  The estimate: CTAs go round the SMs and an SM works through its CTAs' units at its
+// own rate (a unit at ~5 TFLOP/s or ~20 GB/s of weights, whichever is slower); shared tiles add their partials'
+// traffic (written and read back at ~3 TB/s) and ~3 us for the fix-up at the end.  (H100: one CTA a tile ran
+// 12288 x 4096 at M 128 in 42.6 us where 264 CTAs took 57.2.)
 // P = 0: refused (a K too deep for the shared memory, or a forced count that K, the workspace or the tickets
 // refuse).
 Plan plan(int M, int N, int K, int G, int sms, size_t ws_bytes, int n_tickets, int forced, int nt, int mb, int ctas) {
@@ -322,18 +335,16 @@ Plan plan(int M, int N, int K, int G, int sms, size_t ws_bytes, int n_tickets, i
         if ((ctas > 0 || forced <= KT) && fits(P)) p.P = (int)P;
         return p;
     }
-    // CTAs an SM holds: the registers allow one of NT 256 or MB 2, else two; then shared memory
-    const int by_regs = p.nt == 256 || p.mb == 2 ? 1 : 2, by_smem = (int)((228 * 1024) / (p.smem + 1024));
-    const int per_sm = by_smem < by_regs ? by_smem : by_regs, slots = sms * per_sm;
-    const double unit_us = 2.0 * rows * p.nt * BK / 7.0e6 * per_sm;
+    const double flop_us = 2.0 * rows * p.nt * BK / 5.0e6, byte_us = rows * 32.0 / 2.0e4;
+    const double unit_us = flop_us > byte_us ? flop_us : byte_us;
     double best = 1e300;
-    long long cand[10] = {p.tiles, 2LL * p.tiles, 3LL * p.tiles, 4LL * p.tiles, 6LL * p.tiles, 8LL * p.tiles, slots, 2LL * slots};
+    const long long cand[8] = {p.tiles, 2LL * p.tiles, 3LL * p.tiles, 4LL * p.tiles, 6LL * p.tiles, 8LL * p.tiles, sms, 2LL * sms};
     for (int i = 0; i < 8; i++) {
         const long long P = cand[i];
         if (!fits(P) || (P > p.tiles && U / P < 8)) continue; // at least 8 k-tiles a CTA when tiles are shared
-        const double waves = (double)((P + slots - 1) / slots), units = (double)((U + P - 1) / P);
-        const double us = waves * units * unit_us + (P > p.tiles ? (double)(P + p.tiles) * rows * p.nt * 8 / 3.0e6 : 0);
-        if (us < best * (P == p.tiles ? 1.0 : 0.97)) best = us, p.P = (int)P;
+        const double per_sm = (double)((P + sms - 1) / sms) * (double)((U + P - 1) / P);
+        const double us = per_sm * unit_us + (P > p.tiles ? (double)(P + p.tiles) * rows * p.nt * 8 / 3.0e6 + 3 : 0);
+        if (us < best) best = us, p.P = (int)P;
     }
     return p;
 }
@@ -410,7 +421,8 @@ int forced_nt = 0, forced_mb = 0, forced_ctas = 0; // lmb_cuda_w4a16_wgmma_shape
 
 extern "C" int lmb_cuda_w4a16_wgmma_shape(int nt, int mb) {
 #if LMB_HAVE_WGMMA || defined(LMB_EMU)
-    if (!((nt == 0 && mb == 0) || (mb == 1 && (nt == 64 || nt == 128 || nt == 256)) || (mb == 2 && (nt == 64 || nt == 128))))
+    if (!((nt == 0 && mb == 0) || (mb == 1 && (nt == 64 || nt == 128 || nt == 192 || nt == 256)) ||
+          (mb == 2 && (nt == 64 || nt == 128))))
         return (int)cudaErrorInvalidValue;
     forced_nt = nt, forced_mb = mb;
 #endif
@@ -470,6 +482,7 @@ extern "C" int lmb_cuda_w4a16_wgmma(void *y, const void *x, const uint32_t *qwei
     switch (p.nt) {
     case 64: return launch<64, 1>(p, yh, xh, qweight, zeros, sh, ws, tickets, M, N, K, gs, s);
     case 128: return launch<128, 1>(p, yh, xh, qweight, zeros, sh, ws, tickets, M, N, K, gs, s);
+    case 192: return launch<192, 1>(p, yh, xh, qweight, zeros, sh, ws, tickets, M, N, K, gs, s);
     default: return launch<256, 1>(p, yh, xh, qweight, zeros, sh, ws, tickets, M, N, K, gs, s);
     }
 #else

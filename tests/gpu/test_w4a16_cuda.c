@@ -156,8 +156,8 @@ Test(w4a16_cuda, wgmma_matches_cpu_reference) {
     check_case_split(PATH_WGMMA, 64, 264, 192, 64, 3);
     check_case_split(PATH_WGMMA, 256, 4096, 11008, 128, 1);
     /* every tile shape, whatever M would pick */
-    static const int tiles[][2] = {{64, 1}, {128, 1}, {256, 1}, {64, 2}, {128, 2}};
-    for (int i = 0; i < 5; i++) {
+    static const int tiles[][2] = {{64, 1}, {128, 1}, {192, 1}, {256, 1}, {64, 2}, {128, 2}};
+    for (int i = 0; i < 6; i++) {
         cr_assert_eq(lmb_cuda_w4a16_wgmma_shape(tiles[i][0], tiles[i][1]), 0);
         check_case_split(PATH_WGMMA, 100, 12288, 4096, 128, 0);
         check_case_split(PATH_WGMMA, 300, 264, 192, 64, 2);
@@ -371,8 +371,9 @@ static double time_us(cudaEvent_t a, cudaEvent_t b, int reps) {
         time_us(e0, e1, reps);                                                                                       \
     })
 
-/* Columns: gemv; the WMMA kernel; the wgmma kernel (tile and CTAs as its launcher picks), with the other tile
- * (256 rows at M <= 128; 128 rows x 256 tokens above), and with one CTA a tile (no stream-K); dequantize + cuBLAS (the backend's lmb_cuda_awq_dq_gemm) on the whole
+/* Columns: gemv; the WMMA kernel; the wgmma kernel (tile and CTAs as its launcher picks), with another tile
+ * (256 rows at M <= 128; above, 256 tokens x 128 rows, or 192 where M picks 256), and with one CTA a tile (no
+ * stream-K); dequantize + cuBLAS (the backend's lmb_cuda_awq_dq_gemm) on the whole
  * linear and in runs of rows that stay in L2 (24 MB, the backend's before v7); the dequantization alone; cuBLAS
  * on fp16 weights. */
 Test(w4a16_cuda, timing) {
@@ -412,8 +413,9 @@ Test(w4a16_cuda, timing) {
             if (wg) {
                 t_wg = TIME_US(reps, lmb_cuda_w4a16_wgmma(d_y, d_x, p.d_qw, p.d_z, p.d_sc, M, N, K, G, 0, d_ws, ws_bytes,
                                                           d_tickets, N_TICKETS, 0));
-                /* the other tile: 256 rows for M <= 128, 128 rows x 256 tokens above */
-                lmb_cuda_w4a16_wgmma_shape(M <= 64 ? 64 : M <= 128 ? 128 : 256, M <= 128 ? 2 : 1);
+                /* the other tile: 256 rows for M <= 128; above, 256 tokens, or 192 where M picks 256 */
+                const bool picks256 = (M + 255) / 256 * 256 <= (M + 191) / 192 * 192 && (M + 255) / 256 * 256 <= (M + 127) / 128 * 128;
+                lmb_cuda_w4a16_wgmma_shape(M <= 64 ? 64 : M <= 128 ? 128 : picks256 ? 192 : 256, M <= 128 ? 2 : 1);
                 t_alt = TIME_US(reps, lmb_cuda_w4a16_wgmma(d_y, d_x, p.d_qw, p.d_z, p.d_sc, M, N, K, G, 0, d_ws, ws_bytes,
                                                            d_tickets, N_TICKETS, 0));
                 lmb_cuda_w4a16_wgmma_shape(0, 0);
