@@ -1,8 +1,9 @@
-// wgmma.cuh — Hopper's asynchronous warpgroup MMA and the cp.async copies that feed it, as small inline-PTX
-// helpers (sm_90a: the Makefile defines LMB_HAVE_WGMMA when it builds for sm_90a).  Under the CPU emulator
-// (tests/tools/cuda_emu, LMB_EMU) cuda_emu.h provides the same names.
+// wgmma.cuh — Hopper's asynchronous warpgroup MMA and the TMA copies (with their mbarriers) that feed it, as
+// small inline-PTX helpers (sm_90a: the Makefile defines LMB_HAVE_WGMMA when it builds for sm_90a).  Under the
+// CPU emulator (tests/tools/cuda_emu, LMB_EMU) cuda_emu.h provides the same names.
 //
-// wgmma_rs<N> (N 64, 128, 192, 256): D[64, N] += A[64, 16] B[16, N], fp16 in, fp32 accumulate; A from registers, B from shared memory.
+// wgmma_rs<N> (N 64, 128, 192, 256): D[64, N] += A[64, 16] B[16, N], fp16 in, fp32 accumulate; A from
+// registers, B from shared memory.
 //   A: warp w of the warpgroup holds rows 16w..16w+15 as mma.m16n8k16 does: lane (g = lane/4, t = lane%4) has
 //      a[0] = (row g, cols 2t, 2t+1), a[1] = (row g+8, same cols), a[2] = (row g, cols 2t+8, 2t+9), a[3] = (row
 //      g+8, same), the lower column in the low half.
@@ -20,17 +21,6 @@ namespace lmb {
 
 // The shared-memory address of a generic pointer into shared memory.
 __device__ __forceinline__ uint32_t smem_u32(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
-
-// 16 bytes global -> shared, asynchronously; bytes past src_bytes (0 or 16) are zero-filled.
-__device__ __forceinline__ void cp_async16(void *dst, const void *src, int src_bytes) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(dst)), "l"(src), "r"(src_bytes)
-                 : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-// Waits until at most N of this thread's committed groups are still in flight.
-template <int N> __device__ __forceinline__ void cp_async_wait() {
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
 
 #if LMB_HAVE_WGMMA
 // A descriptor of a K-major, 128-byte-swizzled B operand starting at p (shared memory): start address >> 4 (bits

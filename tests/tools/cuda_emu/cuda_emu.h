@@ -106,12 +106,12 @@ inline int min(int a, int b) { return a < b ? a : b; }
 inline int max(int a, int b) { return a > b ? a : b; }
 
 // ---- what kernels/cuda/wgmma.cuh provides on the GPU --------------------------------------------------------
-// cp.async copies at once (the waits are no-ops); TMA copies at once too, their mbarriers flip phase when the
-// issuing thread's announced bytes have all been copied (mbar_wait spins on that); a descriptor is the tile pointer itself (the bit fields are
-// the GPU's business); wgmma_rs is one synchronous warpgroup MMA: every thread of the block posts its A
-// registers, the block meets, each thread computes its own D elements from its warpgroup's A and from B in
-// shared memory (K-major, 128-byte rows swizzled on the address bits as the GPU does: chunk bits 4-6 XOR
-// bits 7-9), and the block meets again.  Dynamic shared memory is a 1024-aligned static buffer.
+// TMA copies run at once, and their mbarriers flip phase when the issuing thread's announced bytes have all
+// been copied (mbar_wait spins on that); a descriptor is the tile pointer itself (the bit fields are the GPU's
+// business); wgmma_rs is one synchronous warpgroup MMA: every thread of the block posts its A registers, the
+// block meets, each thread computes its own D elements from its warpgroup's A and from B in shared memory
+// (K-major, 128-byte rows swizzled on the address bits as the GPU does: chunk bits 4-6 XOR bits 7-9), and the
+// block meets again.  Dynamic shared memory is a 1024-aligned static buffer.
 #define LMB_EMU 1
 #define LMB_DYNAMIC_SMEM(name) static __attribute__((aligned(1024))) unsigned char name[227 * 1024]
 inline void __threadfence() {}
@@ -123,12 +123,6 @@ inline unsigned atomicAdd(unsigned *p, unsigned v) {
 template <typename T> inline T __ldcg(const T *p) { return *p; }
 namespace lmb {
 inline uint32_t smem_u32(const void *p) { return (uint32_t)(uintptr_t)p; }
-inline void cp_async16(void *dst, const void *src, int src_bytes) {
-    if (src_bytes) std::memcpy(dst, src, 16);
-    else std::memset(dst, 0, 16);
-}
-inline void cp_async_commit() {}
-template <int N> inline void cp_async_wait() {}
 inline uint64_t smem_desc_sw128(const void *p) { return (uint64_t)(uintptr_t)p; }
 // mbarriers: the word holds the pending transaction bytes (bits 0-31), the pending arrivals (32-46), the
 // arrivals a phase needs (47-61) and the phase (63).  Only the issuing thread changes it (expect_tx, then the
