@@ -114,7 +114,7 @@ __global__ void __launch_bounds__(THREADS, NT >= 192 || MB == 2 ? 1 : 2)
         const int u_end = unit_begin(U(), blockIdx.x + 1, gridDim.x);
         const int tile = u / KT, kb = u % KT, T = KT - kb < u_end - u ? KT - kb : u_end - u;
         const int n0 = tile / ntt * ROWS, m0 = tile % ntt * NT, g_begin = kb >> gs;
-        // Line u of the packed weights (inputs 256u ..) goes to slot (u - the segment's first line) % 2.
+        // Line l of the packed weights (inputs 256 l ..) goes to slot (l - the segment's first line) % 2.
         auto w_slot = [&](int kt) { return wline + ((kt / LINE_TILES - kb / LINE_TILES) & 1) * WL; };
 
         // One thread issues k-tile kt (of the whole K), number q: x's NT x 64 box, and the weights' line (the
