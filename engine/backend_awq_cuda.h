@@ -6,9 +6,9 @@
  * a host-side lmb_cuda_awq_linear instead of a device matrix; the backend's gemm() asks
  * lmb_cuda_awq_owns(c, w) and hands such linears to lmb_cuda_awq_gemm, which picks the kernel by M:
  *   M <= gemv_max_m (8)            gemv, each weight byte read once
- *   wgmma_min_m..wgmma_max_m       the wgmma kernel (sm_90a builds on compute capability 9.0; K and group
- *   (9..128)                       multiples of 64), its split-K partials in the scratch below
- *   M <= mma_max_m  (128)          the WMMA tensor-core kernel
+ *   wgmma_min_m..wgmma_max_m       the wgmma kernel (sm_90a builds on compute capability 9.0; K a multiple
+ *   (9..2048)                      of 64, group 64 << j), its stream-K partials in the scratch below
+ *   M <= mma_max_m  (128)          the WMMA tensor-core kernel (where wgmma does not run)
  *   larger M                       dequantize the linear to fp16 (runs of rows past 256 MB), cuBLAS
  * The bounds can be moved with LMB_W4A16_WGMMA (0: off), LMB_W4A16_WGMMA_MIN_M, LMB_W4A16_WGMMA_MAX_M,
  * LMB_W4A16_MMA_MAX_M and LMB_W4A16_SCRATCH_MB (read at load) for tuning.

@@ -75,13 +75,13 @@ pair | embed)
     one "fp16 offline 1000x(512->256)" $B $O1
     ;;
 wgmma)
-    # the wgmma kernel up to each M of WG_MAX (LMB_W4A16_WGMMA_MAX_M; default "128 512"); off
-    # (LMB_W4A16_WGMMA=0: WMMA to M 128, dequantize + cuBLAS above) with WG_BASE=1; fp16 offline; W4A16 at bs128
-    # (fp16 at bs128 with WG_BASE=1)
+    # the wgmma kernel up to each M of WG_MAX (LMB_W4A16_WGMMA_MAX_M; default "2048 512": the backend's default,
+    # then the bound of v12's runs); off (LMB_W4A16_WGMMA=0: WMMA to M 128, dequantize + cuBLAS above) with
+    # WG_BASE=1; fp16 offline; W4A16 at bs128 (fp16 at bs128 with WG_BASE=1)
     O1="--num-prompts 1000 --input-len 512 --output-len 256 --max-batch-tokens 8192"
     B1="--num-prompts 128 --input-len 128 --output-len 128 --max-seqs 128"
     one "fp16 offline 1000x(512->256)" $B $O1
-    for mx in ${WG_MAX:-128 512}; do
+    for mx in ${WG_MAX:-2048 512}; do
         one "W4A16 offline 1000x(512->256), wgmma to M $mx" env LMB_W4A16_WGMMA_MAX_M=$mx $B --dtype awq $O1
     done
     [ "${WG_BASE:-0}" = 1 ] && one "W4A16 offline 1000x(512->256), wgmma off" env LMB_W4A16_WGMMA=0 $B --dtype awq $O1
@@ -105,11 +105,12 @@ bs128)
         --input-len 128 --output-len 128 --max-seqs 128
     ;;
 large)
-    # the large-M paths end to end: the tensor-core kernel to M 128, dequantize + cuBLAS above (default)
+    # the large-M paths end to end without wgmma (as on GPUs other than Hopper): the tensor-core kernel to M 128,
+    # dequantize + cuBLAS above
     O1="--num-prompts 1000 --input-len 512 --output-len 256 --max-batch-tokens 8192"
-    one "W4A16 offline 1000x(512->256)" $B --dtype awq $O1
+    one "W4A16 offline 1000x(512->256), wgmma off" env LMB_W4A16_WGMMA=0 $B --dtype awq $O1
     one "fp16 offline 1000x(512->256)" $B $O1
-    one "W4A16 offline, dequant in 24 MB runs" env LMB_W4A16_SCRATCH_MB=24 $B --dtype awq $O1
+    one "W4A16 offline, wgmma off, dequant in 24 MB runs" env LMB_W4A16_WGMMA=0 LMB_W4A16_SCRATCH_MB=24 $B --dtype awq $O1
     ;;
 ncu)
     # hardware counters of the tensor-core kernel on gate/up (11008 x 4096) at M = 256: the timing test's
