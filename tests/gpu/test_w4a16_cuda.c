@@ -1,10 +1,10 @@
-/* test_w4a16_cuda.c — the W4A16 kernels (kernels/cuda/w4a16.cu) against the CPU reference (dequantize +
- * fp32 GEMM, kernels/cpu/w4a16.c) on random AutoAWQ-layout weights repacked into W4 rows (as the backend does
- * at load), for Llama-2-7B's shapes (4096x4096, 11008x4096, 4096x11008, the fused 12288x4096) and small odd
- * ones, M = 1..8 (gemv), 1, 5, 8, 64, 300 (tensor-core GEMM); the dequantizer bit for bit; and the CUDA
- * backend on AWQ models: an
- * AutoAWQ-layout fixture against the CPU backend through each of the three paths, and a random-weight
- * AWQ Llama shape end to end.
+/* test_w4a16_cuda.c — the W4A16 kernels (kernels/cuda/w4a16.cu, w4a16_wgmma.cu) against the CPU reference
+ * (dequantize + fp32 GEMM, kernels/cpu/w4a16.c) on random AutoAWQ-layout weights repacked into W4 rows (as the
+ * backend does at load), for Llama-2-7B's shapes (4096x4096, 11008x4096, 4096x11008, the fused 12288x4096) and
+ * small odd ones, M = 1..8 (gemv), 1, 5, 8, 64, 70, 300 (WMMA), 1..600 with every tile shape, forced splits and
+ * forced CTA counts (wgmma, where it runs); the dequantizer bit for bit; and the CUDA backend on AWQ models:
+ * AutoAWQ-layout fixtures against the CPU backend through each path, and a random-weight AWQ Llama shape end to
+ * end.
  *
  * Timing harness: LMB_W4A16_TIMING=1 build/tests/gpu/test_w4a16_cuda --filter 'w4a16_cuda/timing' --jobs 1
  * prints microseconds per call of each path next to cuBLAS fp16 on the same shape. */
@@ -141,9 +141,10 @@ Test(w4a16_cuda, mma_matches_cpu_reference) {
             check_case(PATH_MMA, Ms[m], shapes[s][0], shapes[s][1], shapes[s][2]);
 }
 
-/* The wgmma kernel (sm_90a builds on compute capability 9.0): token tiles of 64, 128 and 256, rows past N, the
- * launcher's CTA count, forced splits of each tile's K (ragged: 64 k-tiles over 3; 3 over 3) and forced CTA
- * counts whose ranges straddle tiles (stream-K), each repeatable bit for bit; the tickets are left zero. */
+/* The wgmma kernel (sm_90a builds on compute capability 9.0): token tiles of 64, 128, 192 and 256 and 256-row
+ * tiles (each M's own, then every shape forced), rows past N, the launcher's CTA count, forced splits of each
+ * tile's K (ragged: 64 k-tiles over 3; 3 over 3) and forced CTA counts whose ranges straddle tiles (stream-K),
+ * each repeatable bit for bit; the tickets are left zero. */
 Test(w4a16_cuda, wgmma_matches_cpu_reference) {
     gpu_require();
     if (!lmb_cuda_w4a16_wgmma_available()) cr_skip_test("no wgmma: not an sm_90a build on a compute capability 9.0 GPU");

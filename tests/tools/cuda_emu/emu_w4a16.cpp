@@ -1,9 +1,11 @@
-// emu_w4a16.cpp — runs kernels/cuda/w4a16.cu's launchers under cuda_emu.h on small shapes and compares
+// emu_w4a16.cpp — runs kernels/cuda/w4a16.cu's and w4a16_wgmma.cu's launchers under cuda_emu.h on small shapes and compares
 // with the CPU reference (kernels/cpu/w4a16.c): random AutoAWQ-layout weights, repacked into W4 rows with
 // lmb_w4_rows_from_awq as the backend does, through gemv (M = 1..8), the tensor-core kernel (WMMA; M = 1, 5, 9, 45, 70) and dequant (bit
 // for bit).  The shapes cover the 16-byte units (K and group multiples of 32) and single words (a group of 24
 // or 8), ragged lane pairs, several x slices (K = 2304 at M >= 5), zero words with padding, N not a multiple
-// of 32, N past 8192 (the gemv without the K split).  Built and run by run_w4a16.sh.
+// of 32, N past 8192 (the gemv without the K split).  The wgmma kernel (w4a16_wgmma.cu) on every tile shape
+// (64, 128, 192 and 256 tokens; 256 rows), rows past N, K split 2 and 3 ways (ragged), CTA counts whose
+// stream-K ranges straddle tiles, and what its launcher refuses.  Built and run by run_w4a16.sh.
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -107,7 +109,7 @@ static void check_wgmma(const Case &c, int M, int splits, int ctas = 0) {
 }
 
 int main() {
-    {   // wgmma: token tiles of 64 (M 1, 45), 128 (70, 300: three tiles) and 256 (130); rows past N (264 = 2 x 128 + 8);
+    {   // wgmma: token tiles of 64 (M 1, 45), 128 (70) and 192 (130, 300: two tiles); rows past N (264 = 2 x 128 + 8);
         // K split 2 and 3 ways (ragged: 8 k-tiles over 3)
         Case c = make(264, 512, 128);
         for (int M : {1, 45, 70, 130, 300}) check_wgmma(c, M, 1);
