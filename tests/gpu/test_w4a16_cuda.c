@@ -385,12 +385,18 @@ Test(w4a16_cuda, timing) {
     cudaEvent_t e0, e1;
     cudaEventCreate(&e0), cudaEventCreate(&e1);
     int Ms[] = {1, 4, 8, 16, 32, 64, 128, 192, 256, 384, 512, 2048}, reps = 50;
+    /* LMB_W4A16_TIMING_ONLY=N,K,M: that row alone (for a profiler: each column is then 50 launches in a row) */
+    int only[3] = {0, 0, 0};
+    const char *o = getenv("LMB_W4A16_TIMING_ONLY");
+    if (o && *o && sscanf(o, "%d,%d,%d", &only[0], &only[1], &only[2]) != 3)
+        cr_assert_fail("LMB_W4A16_TIMING_ONLY=%s: want N,K,M", o);
     const bool wg = lmb_cuda_w4a16_wgmma_available();
     if (wg) wgmma_workspace();
     fprintf(stderr, "%-12s %5s %8s %8s %8s %8s %8s %8s %8s %8s %8s %10s %10s\n", "N x K", "M", "gemv", "wmma", "wgmma",
             "wg alt", "wg tile", "dq+blas", "dq 24MB", "dq only", "fp16", "gemv GB/s", "wgmma TF/s");
     for (size_t s = 0; s < 4; s++) {
         int N = shapes[s][0], K = shapes[s][1], G = shapes[s][2];
+        if (only[0] && (only[0] != N || only[1] != K)) continue;
         packed p = make_packed(N, K, G, 1);
         void *d_x, *d_y, *d_w16, *d_scratch;
         GPU_OK(cudaMalloc(&d_x, 2 * (size_t)2048 * K));
@@ -407,6 +413,7 @@ Test(w4a16_cuda, timing) {
         double t_dq_only = TIME_US(reps, lmb_cuda_w4a16_dequant(d_scratch, p.d_qw, p.d_z, p.d_sc, N, K, G, 0, N, 0));
         for (size_t mi = 0; mi < sizeof Ms / sizeof Ms[0]; mi++) {
             int M = Ms[mi];
+            if (only[0] && only[2] != M) continue;
             double t_gemv = -1;
             if (M <= 8) t_gemv = TIME_US(reps, lmb_cuda_w4a16_gemv(d_y, d_x, p.d_qw, p.d_z, p.d_sc, M, N, K, G, 0));
             double t_mma = TIME_US(reps, lmb_cuda_w4a16_mma(d_y, d_x, p.d_qw, p.d_z, p.d_sc, M, N, K, G, 0));
