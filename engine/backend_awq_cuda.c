@@ -13,12 +13,12 @@
 struct lmb_cuda_awq {
     lmb_cuda_awq_linear *lin; /* 4 per layer, allocated once: the layer slots point into it */
     int n_lin, cap;
-    void *scratch; /* dequantized fp16 row chunks for cuBLAS; the wgmma kernel's split-K partials */
+    void *scratch; /* dequantized fp16 row chunks for cuBLAS; the wgmma kernel's stream-K partials */
     size_t scratch_bytes;
     int mma_max_m;
     bool wgmma;                     /* the wgmma kernel runs here (an sm_90a build on compute capability 9.0) */
     int wgmma_min_m, wgmma_max_m;   /* the M it takes */
-    unsigned *tickets;              /* its split-K tickets (zero between launches) */
+    unsigned *tickets;              /* its stream-K tickets (zero between launches) */
 };
 #define AWQ_TICKETS 4096
 
@@ -213,8 +213,9 @@ int lmb_cuda_awq_gemm(cuda_backend *c, const void *x, const void *w, void *y, in
         CUDA_CHECK(lmb_cuda_w4a16_gemv(y, x, d->qweight, d->zeros, d->scales, M, N, K, d->group, s));
         return 0;
     }
-    if (a->wgmma && M >= a->wgmma_min_m && M <= a->wgmma_max_m && K % 64 == 0 && d->group % 64 == 0) {
-        /* refused (a K too deep for its shared memory without a split the scratch cannot hold): the paths below */
+    if (a->wgmma && M >= a->wgmma_min_m && M <= a->wgmma_max_m) {
+        /* refused (K not a multiple of 64, a group other than 64 << j, a K too deep for its shared memory, no
+         * tensor-map encoder): the paths below */
         int rc = lmb_cuda_w4a16_wgmma(y, x, d->qweight, d->zeros, d->scales, M, N, K, d->group, 0, a->scratch,
                                       a->scratch_bytes, a->tickets, AWQ_TICKETS, s);
         if (rc != (int)cudaErrorInvalidValue) {

@@ -124,6 +124,8 @@ template <typename T> inline T __ldcg(const T *p) { return *p; }
 namespace lmb {
 inline uint32_t smem_u32(const void *p) { return (uint32_t)(uintptr_t)p; }
 inline uint64_t smem_desc_sw128(const void *p) { return (uint64_t)(uintptr_t)p; }
+// The 128-byte swizzle on an address in a 1024-aligned tile: 16-byte chunk bits 4-6 XOR row bits 7-9.
+inline uintptr_t swizzle128(uintptr_t p) { return p ^ ((p >> 7) & 7) << 4; }
 // mbarriers: the word holds the pending transaction bytes (bits 0-31), the pending arrivals (32-46), the
 // arrivals a phase needs (47-61) and the phase (63).  Only the issuing thread changes it (expect_tx, then the
 // copies, which run at once); the others spin until the phase they wait for has completed.
@@ -157,7 +159,7 @@ inline void tma_load_2d(void *dst, const CUtensorMap *map, int c0, int c1, uint6
     for (uint32_t r = 0; r < m.box1; r++)
         for (uint32_t e = 0; e < m.box0; e++) {
             uintptr_t p = (uintptr_t)dst + r * row + e * m.esize;
-            if (row == 128) p ^= ((p >> 7) & 7) << 4;
+            if (row == 128) p = swizzle128(p);
             const long long col = (long long)c0 + e, rr = (long long)c1 + r;
             if (col >= 0 && rr >= 0 && (uint64_t)col < m.dim0 && (uint64_t)rr < m.dim1)
                 std::memcpy((void *)p, m.base + rr * m.stride1 + col * m.esize, m.esize);
@@ -185,8 +187,7 @@ template <int N> inline void wgmma_rs(float (&d)[N / 2], const uint32_t (&a)[4],
         return __half2float(x);
     };
     auto bval = [&](int n, int k) {
-        uintptr_t p = (uintptr_t)desc + n / 8 * 1024 + n % 8 * 128 + 2 * k;
-        p ^= ((p >> 7) & 7) << 4;
+        const uintptr_t p = swizzle128((uintptr_t)desc + n / 8 * 1024 + n % 8 * 128 + 2 * k);
         __half x;
         std::memcpy(&x, (const void *)p, 2);
         return __half2float(x);
