@@ -165,7 +165,7 @@ __global__ void __launch_bounds__(THREADS, NT >= 192 || MB == 2 ? 1 : 2)
             for (int i = 0; i < STAGES - 1 && i < T; i++) load_tile(kb + i, qb + i);
         {
             const int ngs = ((kb + T - 1) >> gs) - g_begin + 1;
-#pragma unroll 4
+#pragma unroll 8 // loads in flight: this is on the segment's critical path
             for (int i = tid; i < ROWS * ngs; i += THREADS) {
                 const int r = i / ngs, gg = i % ngs, n = n0 + r, gi = g_begin + gg;
                 qs[gg * ROWS + r] = n < N ? __ldg(sc + (size_t)n * ng + gi) : __float2half(0.f);
@@ -252,24 +252,37 @@ __global__ void __launch_bounds__(THREADS, NT >= 192 || MB == 2 ? 1 : 2)
                 if (last_cta) *tk = 0; // ready for the next launch
             }
             __syncthreads();
-            if (last_cta) {
+            if (last_cta) { // the tile's partials in k order; a thread's chunks of 8 outputs are loaded CB at a
+                            // time before they are added, so the fix-up waits on L2 a few times, not once a chunk
                 __threadfence();
-                for (int i = tid; i < NT * ROWS / 8; i += THREADS) { // 8 outputs a thread: two float4 per CTA
-                    const int m = i / (ROWS / 8), r = i % (ROWS / 8) * 8;
-                    if (m0 + m >= M || n0 + r >= N) continue;
-                    float4 lo = make_float4(0.f, 0.f, 0.f, 0.f), hi = lo;
-                    for (int cc = c_first; cc <= c_last; cc++) { // in k order; cc's slot 0 if the tile is its first
-                        const float *p = ws + ((size_t)cc * 2 + (unit_begin(U(), cc, P) >= t0 ? 0 : 1)) * (NT * ROWS) +
-                                         (size_t)m * ROWS + r;
-                        const float4 a = __ldcg(reinterpret_cast<const float4 *>(p)),
-                                     e = __ldcg(reinterpret_cast<const float4 *>(p + 4));
-                        lo.x += a.x, lo.y += a.y, lo.z += a.z, lo.w += a.w, hi.x += e.x, hi.y += e.y, hi.z += e.z, hi.w += e.w;
+                constexpr int CH = NT * ROWS / 8 / THREADS, CB = CH < 8 ? CH : 8;
+#pragma unroll 1
+                for (int j0 = 0; j0 < CH; j0 += CB) {
+                    float4 lo[CB], hi[CB];
+#pragma unroll
+                    for (int j = 0; j < CB; j++) lo[j] = hi[j] = make_float4(0.f, 0.f, 0.f, 0.f);
+                    for (int cc = c_first; cc <= c_last; cc++) { // cc's slot 0 if the tile is its first
+                        const float *base = ws + ((size_t)cc * 2 + (unit_begin(U(), cc, P) >= t0 ? 0 : 1)) * (NT * ROWS);
+#pragma unroll
+                        for (int j = 0; j < CB; j++) {
+                            const int i = tid + THREADS * (j0 + j);
+                            const float *q = base + (size_t)(i / (ROWS / 8)) * ROWS + i % (ROWS / 8) * 8;
+                            const float4 a = __ldcg(reinterpret_cast<const float4 *>(q)),
+                                         e = __ldcg(reinterpret_cast<const float4 *>(q + 4));
+                            lo[j].x += a.x, lo[j].y += a.y, lo[j].z += a.z, lo[j].w += a.w;
+                            hi[j].x += e.x, hi[j].y += e.y, hi[j].z += e.z, hi[j].w += e.w;
+                        }
                     }
-                    const half2 h[4] = {__floats2half2_rn(lo.x, lo.y), __floats2half2_rn(lo.z, lo.w),
-                                        __floats2half2_rn(hi.x, hi.y), __floats2half2_rn(hi.z, hi.w)};
-                    uint4 o;
-                    memcpy(&o, h, 16);
-                    *reinterpret_cast<uint4 *>(y + (size_t)(m0 + m) * N + n0 + r) = o;
+#pragma unroll
+                    for (int j = 0; j < CB; j++) {
+                        const int i = tid + THREADS * (j0 + j), m = i / (ROWS / 8), r = i % (ROWS / 8) * 8;
+                        if (m0 + m >= M || n0 + r >= N) continue;
+                        const half2 h[4] = {__floats2half2_rn(lo[j].x, lo[j].y), __floats2half2_rn(lo[j].z, lo[j].w),
+                                            __floats2half2_rn(hi[j].x, hi[j].y), __floats2half2_rn(hi[j].z, hi[j].w)};
+                        uint4 o;
+                        memcpy(&o, h, 16);
+                        *reinterpret_cast<uint4 *>(y + (size_t)(m0 + m) * N + n0 + r) = o;
+                    }
                 }
             }
         }
