@@ -145,10 +145,11 @@ int lmb_cuda_w4a16_mma(void *y, const void *x, const uint32_t *qweight, const ui
 /* Hopper warpgroup-MMA GEMM (w4a16_wgmma.cu; built when CUDA_ARCH is sm_90a, run on compute capability 9.0
  * only: lmb_cuda_w4a16_wgmma_available).  Needs K % 64 == 0, group = 64 << j dividing K, x, y and qweight
  * 16-byte aligned.  Output tiles x k-tiles are shared out evenly over CTAs (stream-K); where a tile's K goes to
- * several CTAs, ws (fp32, 16-byte aligned) holds their partials (two tiles a CTA: 2 * 128 * 256 floats at most)
- * and tickets (zeroed once, one per output tile; left zero) pick the CTA that adds them in k order:
- * deterministic.  splits: 0 = the launcher's choice, which never needs more than ws_bytes and n_tickets (ws =
- * NULL: one CTA a tile); splits > 0 gives each tile's K to that many CTAs (refused if ws or tickets are short). */
+ * several CTAs, ws (fp32, 16-byte aligned) holds their partials (one a CTA: 128 * 256 floats at most) and
+ * tickets (zeroed once; a flag per output tile, then a counter of started CTAs; left zero) tell the CTA with the
+ * tile's k-end when they are written; it adds them in k order: deterministic.  splits: 0 = the launcher's
+ * choice, which never needs more than ws_bytes and n_tickets (ws = NULL: one CTA a tile); splits > 0 gives each
+ * tile's K to that many CTAs (refused if ws or tickets are short). */
 int lmb_cuda_w4a16_wgmma_available(void);
 /* Forces the wgmma kernel's tile for later launches (tests, timing): nt tokens (64, 128, 192, 256) by 128 * mb
  * rows (mb 1; or 2 with nt 64, 128); (0, 0) restores the choice by M. */

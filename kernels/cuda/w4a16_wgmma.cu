@@ -20,9 +20,14 @@
 // weights in L2) times their k-tiles are U units of work, and CTA c of P takes units [U c / P, U (c + 1) / P).
 // P = the tile count is one CTA a tile; P = the SMs' CTA slots gives every slot the same work whatever the
 // tile count (12288 rows are 96 tiles of 128: 0.73 of a wave on 132 SMs).  A tile whose K is shared by several
-// CTAs gets their fp32 partials in a workspace (two slots a CTA: its first tile and its last), and the last CTA
-// to finish it (a ticket per tile) adds them in k order — deterministic — and writes y.  Whole tiles go through
-// shared memory so that y is written in 16-byte stores along N.
+// CTAs is finished by the one with its k-end.  A CTA works through its range's tiles from the last to the first:
+// where it has a tile's k-start (or middle) it does that first, writes the fp32 partial to its workspace slot
+// (one a CTA: only its range's last tile can be unfinished) and counts it in the tile's flag; where it has a
+// tile's k-end it does that last, waits until the flag counts the others, and adds their partials and its own
+// registers in k order — deterministic — before the whole-tile epilogue.  c is the order in which the CTAs
+// started (an atomic counter), so a CTA waits only for CTAs that already run, and for work they do first: no
+// deadlock whatever the GPU schedules.  Tiles go through shared memory so that y is written in 16-byte stores
+// along N.
 #include "w4.cuh"
 #include "wgmma.cuh"
 
@@ -69,7 +74,7 @@ __device__ inline int cta_of(int u, int U, int P) {
 }
 
 template <int NT, int MB>
-__global__ void __launch_bounds__(THREADS, NT >= 192 || MB == 2 ? 1 : 2)
+__global__ void __launch_bounds__(THREADS, NT >= 128 || MB == 2 ? 1 : 2)
     wgmma_kernel(const __grid_constant__ CUtensorMap xmap, const __grid_constant__ CUtensorMap wmap,
                  half *__restrict__ y, const uint32_t *__restrict__ qz, const half *__restrict__ sc,
                  float *__restrict__ ws, unsigned *__restrict__ tickets, int M, int N, int K, int gs, int ntt,
@@ -77,7 +82,7 @@ __global__ void __launch_bounds__(THREADS, NT >= 192 || MB == 2 ? 1 : 2)
     static_assert(staging_fits<NT, MB>(), "epilogue staging fits the stages and lines");
     constexpr int ROWS = cta_rows<MB>(), WL = w_line<MB>(), OUT_LD = out_ld<MB>();
     LMB_DYNAMIC_SMEM(smem_raw);
-    __shared__ unsigned last_cta;
+    __shared__ unsigned cta_no;
     __shared__ __align__(8) uint64_t full[STAGES]; // stage s's copies have landed (TMA)
     unsigned char *smem = smem_raw + ((1024 - (smem_u32(smem_raw) & 1023)) & 1023); // swizzle atoms: 1024-aligned
     const int tid = threadIdx.x, wg = tid / 128, warp = tid % 128 / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
@@ -110,9 +115,24 @@ __global__ void __launch_bounds__(THREADS, NT >= 192 || MB == 2 ? 1 : 2)
     int qb = 0; // the number of the segment's first k-tile
     auto wait_tile = [&](int q) { mbar_wait(&full[q % STAGES], (unsigned)(q / STAGES) & 1); };
 
-    for (int u = unit_begin(U(), blockIdx.x, gridDim.x); u < unit_begin(U(), blockIdx.x + 1, gridDim.x);) {
-        const int u_end = unit_begin(U(), blockIdx.x + 1, gridDim.x);
-        const int tile = u / KT, kb = u % KT, T = KT - kb < u_end - u ? KT - kb : u_end - u;
+    // The CTA's place in the stream-K order, in the order the CTAs started (a counter after the tile flags; the
+    // last to start puts it back to 0): a CTA that waits for partials waits only for CTAs that started before it.
+    if (tid == 0) {
+        unsigned c = blockIdx.x;
+        if (gridDim.x != (unsigned)tiles) {
+            c = atomicAdd(tickets + tiles, 1u);
+            if (c == gridDim.x - 1) tickets[tiles] = 0; // every other CTA has its number
+        }
+        cta_no = c;
+    }
+    __syncthreads();
+    const int c = (int)cta_no, P = gridDim.x, u_lo = unit_begin(U(), c, P);
+    // Segments (a tile's units within the range) from the last to the first: the range's last tile, where this
+    // CTA has the k-start and leaves a partial, comes first; its first tile, where it has the k-end and adds the
+    // others' partials, comes last, when they are written.
+    for (int hi = unit_begin(U(), c + 1, P); hi > u_lo;) {
+        const int tile = (hi - 1) / KT, u = tile * KT > u_lo ? tile * KT : u_lo, kb = u % KT, T = hi - u;
+        hi = u;
         const int n0 = tile / ntt * ROWS, m0 = tile % ntt * NT, g_begin = kb >> gs;
         // Line l of the packed weights (inputs 256 l ..) goes to slot (l - the segment's first line) % 2.
         auto w_slot = [&](int kt) { return wline + ((kt / LINE_TILES - kb / LINE_TILES) & 1) * WL; };
@@ -207,8 +227,51 @@ __global__ void __launch_bounds__(THREADS, NT >= 192 || MB == 2 ? 1 : 2)
         hold_acc();
         __syncthreads();
 
-        if (kb == 0 && T == KT) { // a whole tile: fp16 through shared memory, [token][row] per warpgroup, then
-                                  // 16-byte stores along N
+        const int t0 = tile * KT, c_first = kb == 0 ? c : cta_of(t0, U(), P), c_last = kb + T == KT ? c : cta_of(t0 + KT - 1, U(), P);
+        if (c != c_last) { // the tile's k-start or middle: the partial to this CTA's slot in fragment order (a
+                           // thread's float4 f at f * THREADS + tid), then the tile's flag counts it
+            float4 *part = reinterpret_cast<float4 *>(ws + (size_t)c * (NT * ROWS)) + tid;
+#pragma unroll
+            for (int b = 0; b < MB; b++)
+#pragma unroll
+                for (int j = 0; j < NT / 8; j++)
+                    __stcg(part + (b * (NT / 8) + j) * THREADS,
+                           make_float4(acc[b][4 * j], acc[b][4 * j + 1], acc[b][4 * j + 2], acc[b][4 * j + 3]));
+            __threadfence();
+            __syncthreads();
+            if (tid == 0) atomicAdd(tickets + tile, 1u);
+        } else {
+            if (c != c_first) { // the tile's k-end: wait for the other CTAs' partials (they wrote them first
+                                // thing, and started before this CTA), add them in k order, then this CTA's
+                if (tid == 0) {
+                    while (ld_acquire(tickets + tile) != (unsigned)(c_last - c_first)) {
+                    }
+                    tickets[tile] = 0; // ready for the next launch
+                }
+                __syncthreads();
+                constexpr int F4 = MB * NT / 8, B = F4 % 12 == 0 ? 12 : F4 > 16 && MB == 1 ? 8 : 4; // float4s a thread; loads in flight
+                static_assert(F4 % B == 0, "whole batches");
+                const float4 *part = reinterpret_cast<const float4 *>(ws) + tid;
+#pragma unroll
+                for (int f0 = 0; f0 < F4; f0 += B) {
+                    float4 s[B];
+#pragma unroll
+                    for (int f = 0; f < B; f++) s[f] = __ldcg(part + ((size_t)c_first * F4 + f0 + f) * THREADS);
+                    for (int cc = c_first + 1; cc < c_last; cc++) {
+                        float4 a[B];
+#pragma unroll
+                        for (int f = 0; f < B; f++) a[f] = __ldcg(part + ((size_t)cc * F4 + f0 + f) * THREADS);
+#pragma unroll
+                        for (int f = 0; f < B; f++) s[f].x += a[f].x, s[f].y += a[f].y, s[f].z += a[f].z, s[f].w += a[f].w;
+                    }
+#pragma unroll
+                    for (int f = 0; f < B; f++) {
+                        float *d = &acc[(f0 + f) / (NT / 8)][(f0 + f) % (NT / 8) * 4];
+                        d[0] = s[f].x + d[0], d[1] = s[f].y + d[1], d[2] = s[f].z + d[2], d[3] = s[f].w + d[3];
+                    }
+                }
+            }
+            // the tile's sum: fp16 through shared memory, [token][row] per warpgroup, then 16-byte stores along N
             half *out = reinterpret_cast<half *>(smem);
 #pragma unroll
             for (int b = 0; b < MB; b++) {
@@ -232,61 +295,7 @@ __global__ void __launch_bounds__(THREADS, NT >= 192 || MB == 2 ? 1 : 2)
                     *reinterpret_cast<uint4 *>(y + (size_t)gm * N + n) =
                         *reinterpret_cast<const uint4 *>(out + ((size_t)v * NT + m) * OUT_LD + 8 * ch);
             }
-        } else { // part of a tile's K: the partial [token][row] to this CTA's slot (0 for its first tile, else 1);
-                 // the tile's last CTA adds them
-            const int c = blockIdx.x, P = gridDim.x, tile = u / KT;
-            float *part = ws + ((size_t)c * 2 + (u == unit_begin(U(), c, P) ? 0 : 1)) * (NT * ROWS);
-#pragma unroll
-            for (int b = 0; b < MB; b++)
-#pragma unroll
-                for (int j = 0; j < NT / 8; j++)
-#pragma unroll
-                    for (int q = 0; q < 4; q++)
-                        part[(8 * j + 2 * t + (q & 1)) * ROWS + row(b) + 8 * (q >> 1)] = acc[b][4 * j + q];
-            const int t0 = tile * KT, c_first = cta_of(t0, U(), P), c_last = cta_of(t0 + KT - 1, U(), P);
-            __threadfence();
-            __syncthreads();
-            if (tid == 0) {
-                unsigned *tk = tickets + tile;
-                last_cta = atomicAdd(tk, 1u) == (unsigned)(c_last - c_first);
-                if (last_cta) *tk = 0; // ready for the next launch
-            }
-            __syncthreads();
-            if (last_cta) { // the tile's partials in k order; a thread's chunks of 8 outputs are loaded CB at a
-                            // time before they are added, so the fix-up waits on L2 a few times, not once a chunk
-                __threadfence();
-                constexpr int CH = NT * ROWS / 8 / THREADS, CB = CH < 8 ? CH : 8;
-#pragma unroll 1
-                for (int j0 = 0; j0 < CH; j0 += CB) {
-                    float4 lo[CB], hi[CB];
-#pragma unroll
-                    for (int j = 0; j < CB; j++) lo[j] = hi[j] = make_float4(0.f, 0.f, 0.f, 0.f);
-                    for (int cc = c_first; cc <= c_last; cc++) { // cc's slot 0 if the tile is its first
-                        const float *base = ws + ((size_t)cc * 2 + (unit_begin(U(), cc, P) >= t0 ? 0 : 1)) * (NT * ROWS);
-#pragma unroll
-                        for (int j = 0; j < CB; j++) {
-                            const int i = tid + THREADS * (j0 + j);
-                            const float *q = base + (size_t)(i / (ROWS / 8)) * ROWS + i % (ROWS / 8) * 8;
-                            const float4 a = __ldcg(reinterpret_cast<const float4 *>(q)),
-                                         e = __ldcg(reinterpret_cast<const float4 *>(q + 4));
-                            lo[j].x += a.x, lo[j].y += a.y, lo[j].z += a.z, lo[j].w += a.w;
-                            hi[j].x += e.x, hi[j].y += e.y, hi[j].z += e.z, hi[j].w += e.w;
-                        }
-                    }
-#pragma unroll
-                    for (int j = 0; j < CB; j++) {
-                        const int i = tid + THREADS * (j0 + j), m = i / (ROWS / 8), r = i % (ROWS / 8) * 8;
-                        if (m0 + m >= M || n0 + r >= N) continue;
-                        const half2 h[4] = {__floats2half2_rn(lo[j].x, lo[j].y), __floats2half2_rn(lo[j].z, lo[j].w),
-                                            __floats2half2_rn(hi[j].x, hi[j].y), __floats2half2_rn(hi[j].z, hi[j].w)};
-                        uint4 o;
-                        memcpy(&o, h, 16);
-                        *reinterpret_cast<uint4 *>(y + (size_t)(m0 + m) * N + n0 + r) = o;
-                    }
-                }
-            }
         }
-        u += T;
         qb += T;
         fence_proxy_async(); // this thread's stores to the staging come before the next tile's copies into it
         __syncthreads();     // the stages and the staging are free for the next tile
@@ -322,13 +331,20 @@ void pick_shape(int M, int &nt, int &mb) {
     }
 }
 
+// CTAs an SM holds at once: the launch bounds' register budget and the shared memory (228 KB an SM; a CTA also
+// takes 1 KB of the system's and 2 KB of static).
+int ctas_per_sm(int nt, int mb, size_t smem) {
+    const int by_regs = nt >= 128 || mb == 2 ? 1 : 2, by_smem = (int)((size_t)228 * 1024 / (smem + 3 * 1024));
+    return by_regs < by_smem ? by_regs : by_smem;
+}
+
 // CTAs: forced > 0 gives every tile's K to `forced` CTAs (P = tiles x forced).  Otherwise the count with the
-// least estimated time among one CTA a tile, tiles x 2..8 and the SMs (x 1, 2), within the workspace and
-// tickets the caller has.  The estimate: CTAs go round the SMs and an SM works through its CTAs' units at its
-// own rate (a unit at ~5 TFLOP/s or ~20 GB/s of weights, whichever is slower); shared tiles add their partials'
-// traffic (written and read back at ~3 TB/s) and ~3 us for the fix-up at the end.  (H100: one CTA a tile ran
-// 12288 x 4096 at M 128 in 42.6 us where 264 CTAs took 57.2.)
-// P = 0: refused (a K too deep for the shared memory, or a forced count that K, the workspace or the tickets
+// least estimated time among one CTA a tile, tiles x 2..8 and the SMs' CTA slots (one wave), within the
+// workspace (a partial slot a CTA) and the flags (a tile each, and the start counter) the caller has.  The estimate: CTAs go round the SMs and an SM works through its CTAs'
+// units at its own rate (a k-tile of 128 rows at ~5.2 TFLOP/s, and no faster than ~0.55 us: the dequantization
+// and the pipeline's latency); a shared tile adds its k-end CTA's wait for the other partials (read at ~150 GB/s
+// an SM) and ~1.5 us.  (H100, M 192, one CTA a tile: 12288 x 4096 in 42.0 us, 4096 x 4096 in 41.0.)
+// P = 0: refused (a K too deep for the shared memory, or a forced count that K, the workspace or the flags
 // refuse).
 Plan plan(int M, int N, int K, int G, int sms, size_t ws_bytes, int n_tickets, int forced, int nt, int mb, int ctas) {
     Plan p{nt, mb, 0, 0, 0, 0};
@@ -339,24 +355,27 @@ Plan plan(int M, int N, int K, int G, int sms, size_t ws_bytes, int n_tickets, i
     p.smem = plan_smem(p.nt, p.mb, K / G);
     if (p.smem > (size_t)SMEM_MAX) return p;
     const long long U = (long long)p.tiles * KT; // < 2^31: the launcher refuses more
-    const size_t part = (size_t)2 * rows * p.nt * 4; // a CTA's two partial slots
-    const bool can_share = ws_bytes > 0 && p.tiles <= n_tickets;
-    auto fits = [&](long long P) { return P == p.tiles || (can_share && P <= U && (size_t)P * part <= ws_bytes); };
+    const size_t part = (size_t)rows * p.nt * 4; // a CTA's partial slot
+    const long long slots = (long long)sms * ctas_per_sm(p.nt, p.mb, p.smem);
+    const bool can_share = ws_bytes > 0 && p.tiles < n_tickets;
+    auto fits = [&](long long P) {
+        return P == p.tiles || (can_share && P <= U && (size_t)P * part <= ws_bytes);
+    };
     if (U >= (1LL << 31)) return p;
     if (forced > 0 || ctas > 0) {
         const long long P = ctas > 0 ? ctas : (long long)p.tiles * forced;
         if ((ctas > 0 || forced <= KT) && fits(P)) p.P = (int)P;
         return p;
     }
-    const double flop_us = 2.0 * rows * p.nt * BK / 5.0e6, byte_us = rows * 32.0 / 2.0e4;
-    const double unit_us = flop_us > byte_us ? flop_us : byte_us;
+    const double flop_us = 2.0 * rows * p.nt * BK / 5.2e6, floor_us = 0.55 * p.mb;
+    const double unit_us = flop_us > floor_us ? flop_us : floor_us;
     double best = 1e300;
-    const long long cand[8] = {p.tiles, 2LL * p.tiles, 3LL * p.tiles, 4LL * p.tiles, 6LL * p.tiles, 8LL * p.tiles, sms, 2LL * sms};
-    for (int i = 0; i < 8; i++) {
-        const long long P = cand[i];
-        if (!fits(P) || (P > p.tiles && U / P < 8)) continue; // at least 8 k-tiles a CTA when tiles are shared
-        const double per_sm = (double)((P + sms - 1) / sms) * (double)((U + P - 1) / P);
-        const double us = per_sm * unit_us + (P > p.tiles ? (double)(P + p.tiles) * rows * p.nt * 8 / 3.0e6 + 3 : 0);
+    const long long cand[7] = {p.tiles, 2LL * p.tiles, 3LL * p.tiles, 4LL * p.tiles, 6LL * p.tiles, 8LL * p.tiles, slots};
+    for (int i = 0; i < 7; i++) {
+        const long long P = cand[i], per_cta = (U + P - 1) / P;
+        if (!fits(P) || (P > p.tiles && per_cta < 8)) continue; // at least 8 k-tiles a CTA when tiles are shared
+        double us = (double)((P + sms - 1) / sms) * (double)per_cta * unit_us;
+        if (P > p.tiles) us += (double)((KT + per_cta - 1) / per_cta) * part / 1.5e5 + 1.5; // partials the k-end CTA reads
         if (us < best) best = us, p.P = (int)P;
     }
     return p;

@@ -38,6 +38,12 @@ __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_grou
 template <int N> __device__ __forceinline__ void wgmma_wait() {
     asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
 }
+// A global word as another CTA released it (spin-waits on a flag written after __threadfence).
+__device__ __forceinline__ unsigned ld_acquire(const unsigned *p) {
+    unsigned v;
+    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];\n" : "=r"(v) : "l"(p) : "memory");
+    return v;
+}
 // mbarriers (shared memory, 8 bytes each) that the tensor-memory accelerator (TMA) signals: init with the
 // arrivals a phase needs; the issuing thread announces a phase's bytes with mbar_expect_tx (its arrival), the
 // copies complete them; mbar_wait(parity) returns once the phase of that parity has completed.

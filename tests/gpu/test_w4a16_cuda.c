@@ -373,8 +373,8 @@ static double time_us(cudaEvent_t a, cudaEvent_t b, int reps) {
     })
 
 /* Columns: gemv; the WMMA kernel; the wgmma kernel (tile and CTAs as its launcher picks), with another tile
- * (256 rows at M <= 128; above, 256 tokens x 128 rows, or 192 where M picks 256), and with one CTA a tile (no
- * stream-K); dequantize + cuBLAS (the backend's lmb_cuda_awq_dq_gemm) on the whole
+ * (256 rows at M <= 128; above, 256 tokens x 128 rows, or 192 where M picks 256), with one CTA a tile (no
+ * stream-K) and with stream-K over one CTA an SM; dequantize + cuBLAS (the backend's lmb_cuda_awq_dq_gemm) on the whole
  * linear and in runs of rows that stay in L2 (24 MB, the backend's before v7); the dequantization alone; cuBLAS
  * on fp16 weights. */
 Test(w4a16_cuda, timing) {
@@ -392,8 +392,10 @@ Test(w4a16_cuda, timing) {
         cr_assert_fail("LMB_W4A16_TIMING_ONLY=%s: want N,K,M", o);
     const bool wg = lmb_cuda_w4a16_wgmma_available();
     if (wg) wgmma_workspace();
-    fprintf(stderr, "%-12s %5s %8s %8s %8s %8s %8s %8s %8s %8s %8s %10s %10s\n", "N x K", "M", "gemv", "wmma", "wgmma",
-            "wg alt", "wg tile", "dq+blas", "dq 24MB", "dq only", "fp16", "gemv GB/s", "wgmma TF/s");
+    int sms = 132;
+    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0);
+    fprintf(stderr, "%-12s %5s %8s %8s %8s %8s %8s %8s %8s %8s %8s %8s %10s %10s\n", "N x K", "M", "gemv", "wmma", "wgmma",
+            "wg alt", "wg tile", "wg sms", "dq+blas", "dq 24MB", "dq only", "fp16", "gemv GB/s", "wgmma TF/s");
     for (size_t s = 0; s < 4; s++) {
         int N = shapes[s][0], K = shapes[s][1], G = shapes[s][2];
         if (only[0] && (only[0] != N || only[1] != K)) continue;
@@ -417,7 +419,7 @@ Test(w4a16_cuda, timing) {
             double t_gemv = -1;
             if (M <= 8) t_gemv = TIME_US(reps, lmb_cuda_w4a16_gemv(d_y, d_x, p.d_qw, p.d_z, p.d_sc, M, N, K, G, 0));
             double t_mma = TIME_US(reps, lmb_cuda_w4a16_mma(d_y, d_x, p.d_qw, p.d_z, p.d_sc, M, N, K, G, 0));
-            double t_wg = -1, t_alt = -1, t_tile = -1;
+            double t_wg = -1, t_alt = -1, t_tile = -1, t_sk = -1;
             if (wg) {
                 t_wg = TIME_US(reps, lmb_cuda_w4a16_wgmma(d_y, d_x, p.d_qw, p.d_z, p.d_sc, M, N, K, G, 0, d_ws, ws_bytes,
                                                           d_tickets, N_TICKETS, 0));
@@ -429,6 +431,12 @@ Test(w4a16_cuda, timing) {
                 lmb_cuda_w4a16_wgmma_shape(0, 0);
                 t_tile = TIME_US(reps, lmb_cuda_w4a16_wgmma(d_y, d_x, p.d_qw, p.d_z, p.d_sc, M, N, K, G, 1, d_ws, ws_bytes,
                                                             d_tickets, N_TICKETS, 0));
+                lmb_cuda_w4a16_wgmma_ctas(sms); /* stream-K over one CTA an SM */
+                if (lmb_cuda_w4a16_wgmma(d_y, d_x, p.d_qw, p.d_z, p.d_sc, M, N, K, G, 0, d_ws, ws_bytes, d_tickets,
+                                         N_TICKETS, 0) == 0)
+                    t_sk = TIME_US(reps, lmb_cuda_w4a16_wgmma(d_y, d_x, p.d_qw, p.d_z, p.d_sc, M, N, K, G, 0, d_ws,
+                                                              ws_bytes, d_tickets, N_TICKETS, 0));
+                lmb_cuda_w4a16_wgmma_ctas(0);
             }
             double t_whole = TIME_US(reps, lmb_cuda_awq_dq_gemm(h, 0, d_scratch, N, &lin, d_x, d_y, M, &err));
             double t_l2 = TIME_US(reps, lmb_cuda_awq_dq_gemm(h, 0, d_scratch, l2, &lin, d_x, d_y, M, &err));
@@ -438,8 +446,8 @@ Test(w4a16_cuda, timing) {
             char shape[32];
             snprintf(shape, sizeof shape, "%dx%d", N, K);
             double bytes = (double)K * N / 2 + (double)K / G * N * 2.5;
-            fprintf(stderr, "%-12s %5d %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f %10.0f %10.0f\n", shape, M,
-                    t_gemv, t_mma, t_wg, t_alt, t_tile, t_whole, t_l2, t_dq_only, t_fp16, t_gemv > 0 ? bytes / t_gemv / 1e3 : 0.0,
+            fprintf(stderr, "%-12s %5d %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f %10.0f %10.0f\n", shape, M,
+                    t_gemv, t_mma, t_wg, t_alt, t_tile, t_sk, t_whole, t_l2, t_dq_only, t_fp16, t_gemv > 0 ? bytes / t_gemv / 1e3 : 0.0,
                     t_wg > 0 ? 2.0 * M * N * K / t_wg / 1e6 : 0.0);
         }
         cudaFree(d_x), cudaFree(d_y), cudaFree(d_w16), cudaFree(d_scratch);

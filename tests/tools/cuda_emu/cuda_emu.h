@@ -121,9 +121,11 @@ inline unsigned atomicAdd(unsigned *p, unsigned v) {
     return o;
 }
 template <typename T> inline T __ldcg(const T *p) { return *p; }
+template <typename T> inline void __stcg(T *p, T v) { *p = v; }
 namespace lmb {
 inline uint32_t smem_u32(const void *p) { return (uint32_t)(uintptr_t)p; }
 inline uint64_t smem_desc_sw128(const void *p) { return (uint64_t)(uintptr_t)p; }
+inline unsigned ld_acquire(const unsigned *p) { return std::atomic_ref<const unsigned>(*p).load(std::memory_order_acquire); }
 // The 128-byte swizzle on an address in a 1024-aligned tile: 16-byte chunk bits 4-6 XOR row bits 7-9.
 inline uintptr_t swizzle128(uintptr_t p) { return p ^ ((p >> 7) & 7) << 4; }
 // mbarriers: the word holds the pending transaction bytes (bits 0-31), the pending arrivals (32-46), the

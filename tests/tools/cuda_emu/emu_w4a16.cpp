@@ -124,6 +124,9 @@ int main() {
         // stream-K ranges across tiles: 3 tiles x 8 k-tiles over 5 CTAs (partials first and last, two in one
         // CTA), over 2 (a whole tile, then part of the next); 4 tiles (2 x 2) over 7 with 256-row tiles
         check_wgmma(c, 130, 0, 5), check_wgmma(c, 130, 0, 2);
+        // 192-token tiles with M ragged past the second (300): 6 tiles x 8 k-tiles over 5 CTAs, and over 13 (a
+        // tile's k-end CTA adds two or three partials)
+        check_wgmma(c, 300, 0, 5), check_wgmma(c, 300, 0, 13);
         lmb_cuda_w4a16_wgmma_shape(64, 2), check_wgmma(c, 70, 0, 7);
         lmb_cuda_w4a16_wgmma_shape(0, 0);
         free_case(c);
