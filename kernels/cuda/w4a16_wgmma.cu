@@ -44,11 +44,15 @@ template <int MB> constexpr int cta_rows() { return 128 * MB; }
 template <int MB> constexpr int w_line() { return cta_rows<MB>() * 128; } // bytes of a line for the CTA's rows
 template <int MB> constexpr int out_ld() { return 64 * MB + 8; } // epilogue staging, halves per token: no conflicts
 template <int NT> constexpr int x_tile() { return NT * BK * 2; }
+// The quantization parameters' rows: a group's scales (halves) and zero points (bytes) padded by one bank, so
+// that the prologue's stores (consecutive threads: consecutive groups of a row) do not conflict.
+template <int MB> constexpr int qs_ld() { return cta_rows<MB>() + 2; }
+template <int MB> constexpr int qz_ld() { return cta_rows<MB>() + 4; }
 // x's stages (from a 1024-aligned start), two lines of packed weights, then the quantization parameters of the
-// CTA's rows over its groups: fp16 scales [group][row], then zero points (a byte each) [group][row].  NT 128, MB 1
-// at K 4096: 109 KB, so two such CTAs fit an SM.
+// CTA's rows over its groups: fp16 scales [group][row], then zero points (a byte each) [group][row].  NT 64, MB 1
+// at K 4096: 89 KB, so two such CTAs fit an SM; NT 128: 121 KB, one.
 template <int NT, int MB> constexpr size_t smem_bytes(int groups) {
-    return 1024 + (size_t)STAGES * x_tile<NT>() + 2 * w_line<MB>() + (size_t)cta_rows<MB>() * 3 * groups;
+    return 1024 + (size_t)STAGES * x_tile<NT>() + 2 * w_line<MB>() + (size_t)(2 * qs_ld<MB>() + qz_ld<MB>()) * groups;
 }
 template <int NT, int MB> constexpr bool staging_fits() {
     return 2 * NT * out_ld<MB>() * 2 <= STAGES * x_tile<NT>() + 2 * w_line<MB>();
@@ -93,8 +97,9 @@ __global__ void __launch_bounds__(THREADS, NT >= 128 || MB == 2 ? 1 : 2)
     auto row = [&](int b) { return wg * 64 * MB + b * 64 + warp * 16 + g; };
 
     unsigned char *const wline = smem + (size_t)STAGES * x_tile<NT>();
-    half *const qs = reinterpret_cast<half *>(wline + 2 * WL);             // scales [group][row]
-    uint8_t *const qzb = reinterpret_cast<uint8_t *>(qs + (size_t)ROWS * ng); // zero points [group][row]
+    constexpr int QS = qs_ld<MB>(), QZ = qz_ld<MB>();
+    half *const qs = reinterpret_cast<half *>(wline + 2 * WL);           // scales [group][row]
+    uint8_t *const qzb = reinterpret_cast<uint8_t *>(qs + (size_t)QS * ng); // zero points [group][row]
     auto x_stage = [&](int st) { return smem + (size_t)st * x_tile<NT>(); };
 
     float acc[MB][NT / 2];
@@ -154,9 +159,9 @@ __global__ void __launch_bounds__(THREADS, NT >= 128 || MB == 2 ? 1 : 2)
             const int c0 = kt % LINE_TILES * 2; // the tile's two 16-byte chunks of each row; rows r, r + 8 are g mod 8
 #pragma unroll
             for (int b = 0; b < MB; b++) {
-                const int q = ((kt >> gs) - g_begin) * ROWS + row(b);
+                const int gq = (kt >> gs) - g_begin, q = gq * QS + row(b), z = gq * QZ + row(b);
                 const half2 s0 = __half2half2(qs[q]), s1 = __half2half2(qs[q + 8]);
-                const half2 zp0 = zero_pair(qzb[q]), zp1 = zero_pair(qzb[q + 8]);
+                const half2 zp0 = zero_pair(qzb[z]), zp1 = zero_pair(qzb[z + 8]);
                 const unsigned char *w0p = w_slot(kt) + row(b) * 128, *w1p = w0p + 8 * 128;
                 const uint4 a0 = *reinterpret_cast<const uint4 *>(w0p + ((c0 ^ g) << 4)),
                             b0 = *reinterpret_cast<const uint4 *>(w0p + (((c0 + 1) ^ g) << 4));
@@ -188,8 +193,8 @@ __global__ void __launch_bounds__(THREADS, NT >= 128 || MB == 2 ? 1 : 2)
 #pragma unroll 8 // loads in flight: this is on the segment's critical path
             for (int i = tid; i < ROWS * ngs; i += THREADS) {
                 const int r = i / ngs, gg = i % ngs, n = n0 + r, gi = g_begin + gg;
-                qs[gg * ROWS + r] = n < N ? __ldg(sc + (size_t)n * ng + gi) : __float2half(0.f);
-                qzb[gg * ROWS + r] = (uint8_t)(n < N ? zero_of(qz, (size_t)n, ZW, gi) : 0);
+                qs[gg * QS + r] = n < N ? __ldg(sc + (size_t)n * ng + gi) : __float2half(0.f);
+                qzb[gg * QZ + r] = (uint8_t)(n < N ? zero_of(qz, (size_t)n, ZW, gi) : 0);
             }
         }
         __syncthreads(); // the quantization parameters
