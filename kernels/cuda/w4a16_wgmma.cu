@@ -337,7 +337,7 @@ void pick_shape(int M, int &nt, int &mb) {
 }
 
 // CTAs an SM holds at once: the launch bounds' register budget and the shared memory (228 KB an SM; a CTA also
-// takes 1 KB of the system's and 2 KB of static).
+// takes 1 KB of the driver's and ~1 KB of static: 3 KB counted).
 int ctas_per_sm(int nt, int mb, size_t smem) {
     const int by_regs = nt >= 128 || mb == 2 ? 1 : 2, by_smem = (int)((size_t)228 * 1024 / (smem + 3 * 1024));
     return by_regs < by_smem ? by_regs : by_smem;
@@ -345,10 +345,12 @@ int ctas_per_sm(int nt, int mb, size_t smem) {
 
 // CTAs: forced > 0 gives every tile's K to `forced` CTAs (P = tiles x forced).  Otherwise the count with the
 // least estimated time among one CTA a tile, tiles x 2..8 and the SMs' CTA slots (one wave), within the
-// workspace (a partial slot a CTA) and the flags (a tile each, and the start counter) the caller has.  The estimate: CTAs go round the SMs and an SM works through its CTAs'
-// units at its own rate (a k-tile of 128 rows at ~5.2 TFLOP/s, and no faster than ~0.55 us: the dequantization
-// and the pipeline's latency); a shared tile adds its k-end CTA's wait for the other partials (read at ~150 GB/s
-// an SM) and ~1.5 us.  (H100, M 192, one CTA a tile: 12288 x 4096 in 42.0 us, 4096 x 4096 in 41.0.)
+// workspace (a partial slot a CTA) and the flags (a tile each, and the start counter) the caller has.  The
+// estimate: CTAs go round the SMs and an SM works through its CTAs' units at its own rate (a k-tile of 128 rows
+// at ~5.2 TFLOP/s, and no faster than ~0.55 us: the dequantization and the pipeline's latency); a shared tile
+// adds its k-end CTA's wait for the other partials (read at ~150 GB/s an SM) and ~1.5 us.  (H100, M 192, one
+// CTA a tile: 12288 x 4096 in 42.0 us, 4096 x 4096 in 41.0.  At M 128 on 12288 x 4096 one CTA a tile, 32.9 us,
+// now beats the 132 this picks, 34.3: the fixed cost is low there.)
 // P = 0: refused (a K too deep for the shared memory, or a forced count that K, the workspace or the flags
 // refuse).
 Plan plan(int M, int N, int K, int G, int sms, size_t ws_bytes, int n_tickets, int forced, int nt, int mb, int ctas) {
