@@ -91,8 +91,7 @@ __global__ void __launch_bounds__(THREADS, NT >= 128 || MB == 2 ? 1 : 2)
     unsigned char *smem = smem_raw + ((1024 - (smem_u32(smem_raw) & 1023)) & 1023); // swizzle atoms: 1024-aligned
     const int tid = threadIdx.x, wg = tid / 128, warp = tid % 128 / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
     const int KT = K / BK, ng = KT >> gs, ZW = (ng + 7) / 8; // a group is 1 << gs k-tiles
-    // (the CTA's range is recomputed where needed rather than held in registers through the k loop)
-    auto U = [&]() { return tiles * KT; };
+    auto U = [&]() { return tiles * KT; }; // units of work: tiles x k-tiles
     // this thread's rows in the CTA: block b's rows g and g + 8 of its warp's 16
     auto row = [&](int b) { return wg * 64 * MB + b * 64 + warp * 16 + g; };
 
@@ -232,7 +231,8 @@ __global__ void __launch_bounds__(THREADS, NT >= 128 || MB == 2 ? 1 : 2)
         hold_acc();
         __syncthreads();
 
-        const int t0 = tile * KT, c_first = kb == 0 ? c : cta_of(t0, U(), P), c_last = kb + T == KT ? c : cta_of(t0 + KT - 1, U(), P);
+        const int t0 = tile * KT, c_first = kb == 0 ? c : cta_of(t0, U(), P),
+                  c_last = kb + T == KT ? c : cta_of(t0 + KT - 1, U(), P);
         if (c != c_last) { // the tile's k-start or middle: the partial to this CTA's slot in fragment order (a
                            // thread's float4 f at f * THREADS + tid), then the tile's flag counts it
             float4 *part = reinterpret_cast<float4 *>(ws + (size_t)c * (NT * ROWS)) + tid;

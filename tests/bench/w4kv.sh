@@ -116,8 +116,8 @@ ncu)
     # hardware counters of the tensor-core kernel on gate/up (11008 x 4096) at M = 256: the timing test's
     # 1001st mma launch (12 M x 50 launches on the first shape, then 8 M x 50)
     # NCU_K, NCU_SKIP: another kernel and launch; NCU_ONLY=N,K,M times that row alone (LMB_W4A16_TIMING_ONLY),
-    # e.g. NCU_K=wgmma_kernel NCU_ONLY=4096,4096,192 NCU_SKIP=0 (the launcher's choice; 50: the other tile; 100:
-    # one CTA a tile)
+    # e.g. NCU_K=wgmma_kernel NCU_ONLY=4096,4096,192 NCU_SKIP=5 (the launcher's choice; 55: the other tile; 105:
+    # one CTA a tile; 155: stream-K over one CTA an SM)
     LMB_W4A16_TIMING_ONLY=${NCU_ONLY:-} LMB_W4A16_TIMING=1 ncu --clock-control none -k regex:${NCU_K:-mma_kernel} --launch-skip ${NCU_SKIP:-1000} --launch-count 1 \
         --section SpeedOfLight --section ComputeWorkloadAnalysis --section WarpStateStats \
         --section MemoryWorkloadAnalysis \

@@ -121,8 +121,9 @@ int main() {
         lmb_cuda_w4a16_wgmma_shape(256, 1), check_wgmma(c, 45, 1);
         lmb_cuda_w4a16_wgmma_shape(192, 1), check_wgmma(c, 130, 2);
         lmb_cuda_w4a16_wgmma_shape(0, 0), check_wgmma(c, 190, 0); // 192 tokens by M
-        // stream-K ranges across tiles: 3 tiles x 8 k-tiles over 5 CTAs (partials first and last, two in one
-        // CTA), over 2 (a whole tile, then part of the next); 4 tiles (2 x 2) over 7 with 256-row tiles
+        // stream-K ranges across tiles: 3 tiles x 8 k-tiles over 5 CTAs (a CTA with one tile's k-end and the
+        // next one's k-start), over 2 (a whole tile, then part of the next); 4 tiles (2 x 2) over 7 with 256-row
+        // tiles
         check_wgmma(c, 130, 0, 5), check_wgmma(c, 130, 0, 2);
         // 192-token tiles with M ragged past the second (300): 6 tiles x 8 k-tiles over 5 CTAs, and over 13 (a
         // tile's k-end CTA adds two or three partials)
