@@ -11,6 +11,7 @@
 
 #include "backend_awq_cuda.h"
 #include "backend_cuda_impl.h"
+#include "backend_cuda_step.h"
 #include "rope.h"
 
 #define STAGE_BYTES ((size_t)64 << 20)
@@ -131,6 +132,7 @@ static void cuda_destroy(lmb_backend *b) {
     lmb_cuda_prof_report(c);
     lmb_cuda_graphs_free(c);
     lmb_cuda_gemm_free(c);
+    lmb_cuda_step_free(c);
     lmb_cuda_awq_free(c); /* AWQ: first, so the layer slots that point at its linears are cleared */
     if (c->layers) {
         for (int l = 0; l < c->cfg.n_layers; l++) {
@@ -203,6 +205,7 @@ static int cuda_kv_alloc(lmb_backend *b, int n_blocks, int block_size, lmb_error
         if (lmb_cuda_dev_alloc((void **)&c->attn_tickets, tb, err)) return -1;
         CUDA_CHECK(cudaMemsetAsync(c->attn_tickets, 0, tb, c->stream));
     }
+    if (lmb_cuda_step_init(c, err)) return -1; /* the batch-1 decode step kernel, where it runs */
     lmb_cuda_meta_layout(c);
     CUDA_CHECK(cudaMallocHost((void **)&c->meta_h, c->ml.end));
     if (lmb_cuda_dev_alloc((void **)&c->meta_d, c->ml.end, err)) return -1;

@@ -10,6 +10,7 @@
 
 #include "backend_awq_cuda.h"
 #include "backend_cuda_impl.h"
+#include "backend_cuda_step.h"
 
 #define GRAPH_HISTORY 65536 /* history tokens a graph step may carry */
 
@@ -66,6 +67,9 @@ static int enqueue(cuda_backend *c, const plan *p, lmb_error *err) {
                           D(positions, int32_t), c->max_blocks};
     P(EMBED);
     CUDA_CHECK(lmb_cuda_embed(c->resid, c->embed, D(tokens, int32_t), T, H, c->dt, s));
+    if (lmb_cuda_step_applies(c, T, p->n_dec, p->n_tiles)) /* batch 1, AWQ: every layer in one kernel */
+        return lmb_cuda_step_enqueue(c, D(positions, int32_t), D(tok_seq, int32_t), D(tables, int32_t),
+                                     D(slots, int64_t), err);
     for (int l = 0; l < m->n_layers; l++) {
         const cuda_layer *L = &c->layers[l];
         void *kc = kv_ptr(c, l, 0), *vc = kv_ptr(c, l, 1);
@@ -121,7 +125,9 @@ static int head_rows(cuda_backend *c, const plan *p, int off, int n, lmb_error *
     lmb_stream s = (lmb_stream)c->stream;
     const int32_t *rows = p->rows_all ? NULL : D(rows, int32_t) + off;
     P(NORM);
-    CUDA_CHECK(lmb_cuda_add_rmsnorm(c->resid, c->y, c->final_norm, c->xh, rows, n, m->hidden, (float)m->rms_eps, c->dt,
+    /* the step kernel leaves the last layer's output added to resid */
+    const void *delta = lmb_cuda_step_applies(c, p->T, p->n_dec, p->n_tiles) ? NULL : c->y;
+    CUDA_CHECK(lmb_cuda_add_rmsnorm(c->resid, delta, c->final_norm, c->xh, rows, n, m->hidden, (float)m->rms_eps, c->dt,
                                     s));
     P(HEAD);
     if (gemm(c, c->xh, c->head, c->logits, n, m->vocab, m->hidden, true, err)) return -1;

@@ -79,6 +79,7 @@ typedef struct cuda_backend {
     size_t peak_bytes;
     struct cuda_prof *prof; /* LMB_PROFILE=1: per-operation timing (backend_cuda_prof.c) */
     struct lmb_cuda_awq *awq; /* AWQ: W4A16 linears and their scratch (backend_awq_cuda.c); NULL otherwise */
+    struct cuda_step *step;   /* the batch-1 decode step kernel (backend_cuda_step.c); NULL where it does not run */
 } cuda_backend;
 
 /* backend_cuda_prof.c: operation categories, marks before each, a step's close, the table at exit */

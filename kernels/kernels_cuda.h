@@ -160,6 +160,41 @@ int lmb_cuda_w4a16_wgmma(void *y, const void *x, const uint32_t *qweight, const 
                          int M, int N, int K, int group, int splits, float *ws, size_t ws_bytes, unsigned *tickets,
                          int n_tickets, lmb_stream s);
 
+/* The whole decode step of one sequence (batch 1) for an all-AWQ Llama-family model, as one persistent kernel
+ * (w4a16_step.cu; sm_90a builds, compute capability 9.0): for every layer the fused add + RMSnorm, the q|k|v
+ * gemv, RoPE + the KV write + attention over the 16-bit paged cache (splits of 64 keys, merged by the last), the o
+ * gemv + residual add, RMSnorm, the gate|up gemv + SiLU, the down gemv + residual add.  One CTA an SM; a producer
+ * warp streams the CTA's share of every linear's W4 rows into a ring of shared-memory stages (bulk copies,
+ * mbarriers) while the other warps compute, so the weight stream does not stop at the grid barriers between the
+ * phases.  Each linear's rows and the norms sum in the gemv's and add_rmsnorm's order (the same bits). */
+typedef struct lmb_w4_step_linear {
+    const uint32_t *qweight, *zeros; /* W4 rows (above); 16-byte aligned */
+    const void *scales;
+} lmb_w4_step_linear;
+typedef struct lmb_w4_step_layer {
+    lmb_w4_step_linear qkv, o, gu, down; /* q|k|v [(nh + 2 nkv) hd, H], o [H, nh hd], gate|up [2F, H], down [H, F] */
+    const void *attn_norm, *ffn_norm;    /* fp16 [H] */
+    void *k_cache, *v_cache;             /* fp16 tiles (the layer's K and V parts) */
+} lmb_w4_step_layer;
+typedef struct lmb_w4_step_args {
+    const lmb_w4_step_layer *layers; /* on the device, [n_layers] */
+    int n_layers, H, nh, nkv, hd, F, group;
+    float eps, scale;
+    float *resid;           /* fp32 [H]: the embedding in, the last layer's output (residual included) out */
+    void *qkv, *attn, *act; /* fp16 scratch: [(nh + 2 nkv) hd], [nh hd], [F] */
+    const int32_t *positions, *tok_seq, *block_tables; /* token 0's position and sequence; [seq][max_blocks] */
+    const int64_t *slots;   /* token 0's cache slot */
+    int max_blocks, block_size;
+    const float *inv_freq;  /* [hd / 2] */
+    float *partial;         /* [nh][max_splits][hd + 2] */
+    unsigned *tickets;      /* [nh], zero (left zero) */
+    unsigned *sync;         /* [2], zero before the first launch: the grid barrier */
+    int max_splits;         /* ceil(largest context / 64) */
+} lmb_w4_step_args;
+/* 0 if lmb_cuda_w4_step can run a (shapes, alignment, the device's shared memory), else a reason (static text). */
+const char *lmb_cuda_w4_step_unsupported(const lmb_w4_step_args *a);
+int lmb_cuda_w4_step(const lmb_w4_step_args *a, lmb_stream s);
+
 /* Dequantizes output rows [n_begin, n_begin + n_count) to w, fp16 [n_count, K] row-major, each value
  * (q - z) * s rounded once (the CPU dequantizer's value rounded to fp16).  For cuBLAS that is the column-major
  * [K, n_count] matrix with lda = K: y[:, n_begin..] = x W^T is cublasGemmEx(CUBLAS_OP_T, CUBLAS_OP_N, n_count,

@@ -44,6 +44,19 @@ __device__ __forceinline__ unsigned ld_acquire(const unsigned *p) {
     asm volatile("ld.acquire.gpu.global.u32 %0, [%1];\n" : "=r"(v) : "l"(p) : "memory");
     return v;
 }
+// A global word made visible with release semantics (the other side of ld_acquire).
+__device__ __forceinline__ void st_release(unsigned *p, unsigned v) {
+    asm volatile("st.release.gpu.global.u32 [%0], %1;\n" ::"l"(p), "r"(v) : "memory");
+}
+// Barrier `id` (1..15) over the first `n` threads of the CTA (a multiple of 32): warps that specialise (a
+// producer warp) leave barrier 0 to __syncthreads and use these among the rest.
+__device__ __forceinline__ void named_sync(int id, int n) { asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(n) : "memory"); }
+// An L2 policy for data read once (streamed weights): evicted first, so what is reused stays.
+__device__ __forceinline__ uint64_t l2_evict_first() {
+    uint64_t p;
+    asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(p));
+    return p;
+}
 // mbarriers (shared memory, 8 bytes each) that the tensor-memory accelerator (TMA) signals: init with the
 // arrivals a phase needs; the issuing thread announces a phase's bytes with mbar_expect_tx (its arrival), the
 // copies complete them; mbar_wait(parity) returns once the phase of that parity has completed.
@@ -60,6 +73,18 @@ __device__ __forceinline__ void mbar_wait(uint64_t *bar, unsigned parity) {
                  "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
                  "@!p bra WAIT;\n}\n" ::"r"(smem_u32(bar)),
                  "r"(parity)
+                 : "memory");
+}
+// A plain arrival on an mbarrier (consumers releasing a stage).
+__device__ __forceinline__ void mbar_arrive(uint64_t *bar) {
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_u32(bar)) : "memory");
+}
+// A bulk copy (no tensor map) of `bytes` (a multiple of 16; both addresses 16-byte aligned) from global to shared
+// memory, completing on bar, under the L2 policy `pol`.
+__device__ __forceinline__ void bulk_g2s(void *dst, const void *src, unsigned bytes, uint64_t *bar, uint64_t pol) {
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint [%0], [%1], %2, [%3], %4;\n" ::"r"(
+                     smem_u32(dst)),
+                 "l"(src), "r"(bytes), "r"(smem_u32(bar)), "l"(pol)
                  : "memory");
 }
 // A 2-D box of a tensor map (map: the address of a __grid_constant__ kernel parameter) to shared memory at dst

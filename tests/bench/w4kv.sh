@@ -3,7 +3,7 @@
 # timings and W4A16 speed (Llama-2-7B shape: bs1, bs128 with both large-M paths, offline), int8-KV offline, and
 # AWQ perplexity against the calibration size (CALIB_SAMPLES x 512 tokens, default 32; quantized on CPU cores
 # 4-15 in the background while the GPU runs, then evaluated).  Carry .devicekit and the pack (devpack.sh).
-# BENCH (default "bs1 bs128 offline"; also early, pdl, embed, pair, wgmma, kvspeed, mma256, large, profile1, ncu, ncu1, gpuquant), AWQ_GROUPS (default "128 64",
+# BENCH (default "bs1 bs128 offline"; also step, early, pdl, embed, pair, wgmma, kvspeed, mma256, large, profile1, ncu, ncu1, gpuquant), AWQ_GROUPS (default "128 64",
 # empty: none; QUANT_FLAGS: more `quantize awq` flags; EARLY_REPS: rounds of early's W4A16 runs), TESTS (names between test_ and _cuda; default all; none: no tests) and
 # TIMING=0 (no kernel timing table) pick the parts.
 set -u
@@ -44,6 +44,17 @@ for b in ${BENCH-bs1 bs128 offline}; do case $b in
 bs1)
     one "W4A16 bs1 128->256" $B --dtype awq --num-prompts 3 --input-len 128 --output-len 256 --max-seqs 1
     one "fp16 bs1 128->256" $B --num-prompts 3 --input-len 128 --output-len 256 --max-seqs 1
+    ;;
+step)
+    # bs1 with the decode step kernel (default), without it, with its knobs; fp16
+    A="--dtype awq --num-prompts 3 --input-len 128 --output-len 256 --max-seqs 1"
+    F="--num-prompts 3 --input-len 128 --output-len 256 --max-seqs 1"
+    one "W4A16 bs1 128->256 (step kernel)" $B $A
+    one "W4A16 bs1 128->256, LMB_W4_STEP=0" env LMB_W4_STEP=0 $B $A
+    one "W4A16 bs1, step, LMB_W4_STEP_RP8=1" env LMB_W4_STEP_RP8=1 $B $A
+    one "W4A16 bs1, step, LMB_W4_STEP_RING_KB=96" env LMB_W4_STEP_RING_KB=96 $B $A
+    one "fp16 bs1 128->256" $B $F
+    one "W4A16 bs1 128->256 (step kernel), again" $B $A
     ;;
 early)
     # bs1: this build; the build before (.devold/lmbatch, packed by `devpack.sh .devold` when present); fp16; then

@@ -18,6 +18,7 @@
 #include "../../engine/backend_awq_cuda.h"
 #include "../../engine/engine.h"
 #include "../../kernels/kernels.h"
+#include "../support/engine_util.h"
 #include "../support/fixtures.h"
 #include "gpu_util.h"
 
@@ -351,6 +352,87 @@ Test(w4a16_cuda, random_awq_llama_runs) {
     cr_assert_eq(st.host_weight_bytes, (size_t)m->cfg.vocab * m->cfg.hidden * 2, "host %zu bytes", st.host_weight_bytes);
     free(l);
     lmb_engine_close(e);
+    lmb_model_close(m);
+}
+
+/* ---- the batch-1 decode step kernel (w4a16_step.cu) ---------------------------------------------------------- */
+
+/* An engine on dir (or on the open model m) with LMB_W4_STEP set to mode; NULL (test skipped) where mode "1" is
+ * refused because this build or device cannot run the kernel. */
+static lmb_engine *open_step(const char *dir, const lmb_model *m, const char *mode) {
+    lmb_engine_config cfg;
+    lmb_engine_config_default(&cfg);
+    cfg.backend = "cuda";
+    cfg.quiet = true;
+    cfg.kv_cache_mb = 256;
+    setenv("LMB_W4_STEP", mode, 1);
+    lmb_engine *e = NULL;
+    lmb_error err;
+    int rc = m ? lmb_engine_open_model(&cfg, m, &e, &err) : lmb_engine_open(&cfg, dir, &e, &err);
+    unsetenv("LMB_W4_STEP");
+    if (rc && strstr(err.msg, "cannot run") && (strstr(err.msg, "sm_90a") || strstr(err.msg, "capability")))
+        cr_skip_test("the decode step kernel needs an sm_90a build on a compute capability 9.0 device: %s", err.msg);
+    cr_assert_eq(rc, 0, "LMB_W4_STEP=%s: %s", mode, err.msg);
+    return e;
+}
+
+/* Greedy tokens of single requests (prompts of len[i] tokens, gen[i] new ones: the step kernel runs every decode
+ * step, under a CUDA graph after the first) with the kernel and with the separate kernels.  Its linears and norms
+ * give the separate kernels' bits, its attention sums in another order: the tokens must agree until a near-tie
+ * (the separate kernels' logits of the two tokens within 1e-3 of their range), at most once. */
+static void step_matches_kernels(const char *what, const char *dir, const lmb_model *m, const int *len, const int *gen,
+                                 int n) {
+    lmb_engine *on = open_step(dir, m, "1"), *off = open_step(dir, m, "0");
+    const int V = lmb_engine_model_config(off)->vocab;
+    lmb_error err;
+    int ties = 0;
+    for (int i = 0; i < n; i++) {
+        int32_t ids[LMB_TEST_MAX_GEN + 256];
+        for (int t = 0; t < len[i]; t++) ids[t] = (int32_t)(1 + (t * 37 + 11 * i) % (V - 1));
+        lmb_request r = {.prompt = ids, .n_prompt = (size_t)len[i]};
+        lmb_test_sampling(&r.sampling, false, gen[i], i);
+        lmb_test_result a, b;
+        cr_assert_eq(lmb_test_run_all(on, &r, 1, &a, &err), 0, "%s", err.msg);
+        cr_assert_eq(lmb_test_run_all(off, &r, 1, &b, &err), 0, "%s", err.msg);
+        cr_assert_eq(a.n, gen[i], "%s request %d: %d tokens (%s)", what, i, a.n, a.message);
+        for (int t = 0; t < gen[i]; t++) {
+            if (a.tokens[t] == b.tokens[t]) continue;
+            const int nc = len[i] + t;
+            memcpy(ids + len[i], b.tokens, sizeof(int32_t) * (size_t)t);
+            float *lg = malloc(sizeof(float) * (size_t)V);
+            cr_assert_eq(lmb_engine_logits(off, ids, nc, nc - 1, lg, &err), 0, "%s", err.msg);
+            float lo = lg[0], hi = lg[0];
+            for (int v = 1; v < V; v++) lo = fminf(lo, lg[v]), hi = fmaxf(hi, lg[v]);
+            const float gap = fabsf(lg[a.tokens[t]] - lg[b.tokens[t]]);
+            free(lg);
+            cr_assert_lt(gap, 1e-3f * (hi - lo), "%s request %d step %d: step kernel %d, separate kernels %d (logit gap %g "
+                         "of range %g)", what, i, t, a.tokens[t], b.tokens[t], gap, hi - lo);
+            ties++;
+            break;
+        }
+    }
+    cr_assert_leq(ties, 1, "%s: %d near-tie divergences", what, ties);
+    lmb_engine_close(on);
+    lmb_engine_close(off);
+}
+
+/* Small AutoAWQ-layout fixtures (head_dim 32, 4 query heads over 2 KV heads; contexts of 1 to 3 attention splits)
+ * and a random-weight TinyLlama-1.1B shape (head_dim 64, 32 over 4 heads, ffn 5632: 44 groups a down row). */
+Test(w4a16_cuda, decode_step_kernel_matches_separate_kernels) {
+    gpu_require();
+    lmb_error err;
+    cr_assert_eq(lmb_test_tmpdir(tmp, sizeof tmp, &err), 0, "%s", err.msg);
+    lmb_test_model_spec s;
+    char dir[128];
+    small_model(dir, sizeof dir, "s0", LMB_ARCH_LLAMA, 32, false, &s);
+    const int len[] = {3, 70, 130}, gen[] = {60, 40, 40};
+    step_matches_kernels("small llama, group 32", dir, NULL, len, gen, 3);
+    lmb_test_rmtree(tmp, NULL);
+    lmb_model *m;
+    cr_assert_eq(lmb_model_random("tinyllama-1.1b", LMB_F16, &m, &err), 0, "%s", err.msg);
+    cr_assert_eq(lmb_model_random_awq(m, 128, &err), 0, "%s", err.msg);
+    const int len2[] = {40, 100}, gen2[] = {16, 16};
+    step_matches_kernels("random TinyLlama-1.1B AWQ", NULL, m, len2, gen2, 2);
     lmb_model_close(m);
 }
 

@@ -1,10 +1,11 @@
 // cuda_emu.h — just enough of CUDA to run a kernel file on the CPU: one std::thread per CUDA thread,
-// __syncthreads as a std::barrier per block, blocks one after another, __shared__ as function statics
-// (shared by the block's threads), warp shuffles through a block-wide exchange (every thread of the block must
-// call them together), __hfma2 rounded once like the device's, WMMA fragments as whole 16x16 tiles (each
-// thread of a warp computes the full tile; the stores write identical values).  Slow and only as faithful as
-// its assumptions; it checks index arithmetic, layouts and barriers where no GPU is at hand.  Used by
-// run_w4a16.sh.
+// __syncthreads as a std::barrier per block, blocks one after another (emu::run) or all at once (emu::run_coop,
+// for kernels with grid barriers: each block then has its own dynamic shared memory), __shared__ as function
+// statics (shared by the block's threads: kernels run by run_coop use dynamic shared memory only), warp shuffles
+// and __syncwarp through a per-warp exchange (all 32 lanes of a warp must call them together, as on the GPU),
+// __hfma2 rounded once like the device's, WMMA fragments as whole 16x16 tiles (each thread of a warp computes the
+// full tile; the stores write identical values).  Slow and only as faithful as its assumptions; it checks index
+// arithmetic, layouts and barriers where no GPU is at hand.  Used by run_w4a16.sh.
 #pragma once
 #include <cuda.h>
 #include <cuda_fp16.h>
@@ -13,9 +14,12 @@
 #include <atomic>
 #include <barrier>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <type_traits>
 #include <vector>
@@ -24,9 +28,34 @@ namespace emu {
 struct idx3 {
     unsigned x, y, z;
 };
+struct Warp {
+    std::barrier<> bar{32};
+    alignas(16) unsigned char buf[32][16];
+};
+// One block's state: its barrier, named barriers (created on first use with the count given), warps, shared memory.
+struct Block {
+    std::barrier<> bar;
+    std::mutex mu;
+    std::map<int, std::unique_ptr<std::barrier<>>> named;
+    std::vector<std::unique_ptr<Warp>> warps;
+    unsigned char *smem;
+    Block(int nt, unsigned char *sm) : bar(nt), smem(sm) {
+        for (int w = 0; w < (nt + 31) / 32; w++) warps.emplace_back(new Warp);
+    }
+};
 inline thread_local idx3 tIdx, bIdx;
+inline thread_local Block *blk = nullptr;
 inline idx3 bDim, gDim;
-inline std::barrier<> *bar = nullptr;
+inline unsigned char *static_smem() {
+    alignas(1024) static unsigned char buf[227 * 1024];
+    return buf;
+}
+
+inline void start_thread(Block *b, int t, dim3 block, unsigned bx, unsigned by, unsigned bz) {
+    blk = b;
+    tIdx = {(unsigned)(t % block.x), (unsigned)(t / block.x % block.y), (unsigned)(t / (block.x * block.y))};
+    bIdx = {bx, by, bz};
+}
 
 template <typename K, typename... A> void run(K kernel, dim3 grid, dim3 block, A... args) {
     bDim = {block.x, block.y, block.z};
@@ -35,21 +64,43 @@ template <typename K, typename... A> void run(K kernel, dim3 grid, dim3 block, A
     for (unsigned bz = 0; bz < grid.z; bz++)
         for (unsigned by = 0; by < grid.y; by++)
             for (unsigned bx = 0; bx < grid.x; bx++) {
-                std::barrier<> b(nt);
-                bar = &b;
+                Block b(nt, static_smem());
                 std::vector<std::thread> ts;
                 for (int t = 0; t < nt; t++)
                     ts.emplace_back([&, t] {
-                        tIdx = {(unsigned)(t % block.x), (unsigned)(t / block.x % block.y),
-                                (unsigned)(t / (block.x * block.y))};
-                        bIdx = {bx, by, bz};
+                        start_thread(&b, t, block, bx, by, bz);
                         kernel(args...);
-                        bar->arrive_and_drop();
+                        b.bar.arrive_and_drop();
                     });
                 for (auto &th : ts) th.join();
             }
 }
 
+// All blocks of a 1-D grid at once (a cooperative launch), each with smem_bytes of its own shared memory.
+template <typename K, typename... A> void run_coop(K kernel, dim3 grid, dim3 block, size_t smem_bytes, A... args) {
+    bDim = {block.x, block.y, block.z};
+    gDim = {grid.x, 1, 1};
+    int nt = (int)(block.x * block.y * block.z);
+    std::vector<std::unique_ptr<Block>> bs;
+    std::vector<unsigned char *> mem;
+    for (unsigned bx = 0; bx < grid.x; bx++) {
+        mem.push_back(static_cast<unsigned char *>(std::aligned_alloc(1024, (smem_bytes + 1023) / 1024 * 1024)));
+        bs.emplace_back(new Block(nt, mem.back()));
+    }
+    std::vector<std::thread> ts;
+    for (unsigned bx = 0; bx < grid.x; bx++)
+        for (int t = 0; t < nt; t++)
+            ts.emplace_back([&, t, bx] {
+                start_thread(bs[bx].get(), t, block, bx, 0, 0);
+                kernel(args...);
+                bs[bx]->bar.arrive_and_drop();
+            });
+    for (auto &th : ts) th.join();
+    for (auto *m : mem) std::free(m);
+}
+
+inline int flat_tid() { return (int)(tIdx.x + bDim.x * (tIdx.y + bDim.y * tIdx.z)); }
+inline Warp &my_warp() { return *blk->warps[flat_tid() / 32]; }
 struct launcher {
     dim3 grid, block;
     template <typename K> auto operator()(K kernel) {
@@ -78,20 +129,20 @@ struct launcher {
 #define blockIdx emu::bIdx
 #define blockDim emu::bDim
 #define gridDim emu::gDim
-inline void __syncthreads() { emu::bar->arrive_and_wait(); }
+inline void __syncthreads() { emu::blk->bar.arrive_and_wait(); }
+inline void __syncwarp(unsigned = 0xffffffffu) { emu::my_warp().bar.arrive_and_wait(); }
 template <typename T> inline T __ldg(const T *p) { return *p; }
-// The value of lane (lane ^ mask) of the same warp.  Emulated for kernels where every thread of the block calls
-// it together, the same number of times (as warp_sum over a whole CTA is called): each thread posts its value
-// in an exchange buffer indexed by thread id (blocks run one after another, so one buffer per type serves),
-// the block meets at a barrier, each thread reads its partner's, and the block meets again before the buffer
-// is reused.  Called by only part of a block it would deadlock.
+// The value of lane (lane ^ mask) of the same warp: each lane posts its value in its warp's exchange buffer, the
+// warp meets, each lane reads its partner's, and the warp meets again before the buffer is reused.
 template <typename T> inline T __shfl_xor_sync(unsigned, T v, int mask, int width = 32) {
-    static T buf[1024];
-    const int tid = (int)(emu::tIdx.x + emu::bDim.x * (emu::tIdx.y + emu::bDim.y * emu::tIdx.z));
-    buf[tid] = v;
-    __syncthreads();
-    T r = buf[(tid & ~(width - 1)) | ((tid & (width - 1)) ^ (mask & (width - 1)))];
-    __syncthreads();
+    static_assert(sizeof(T) <= 16, "shuffled values fit the exchange");
+    emu::Warp &w = emu::my_warp();
+    const int lane = emu::flat_tid() % 32;
+    std::memcpy(w.buf[lane], &v, sizeof v);
+    w.bar.arrive_and_wait();
+    T r;
+    std::memcpy(&r, w.buf[(lane & ~(width - 1)) | ((lane & (width - 1)) ^ (mask & (width - 1)))], sizeof r);
+    w.bar.arrive_and_wait();
     return r;
 }
 // cuda_fp16.h defines __hfma2 for device code only.  One rounding, as fma.rn.f16x2: the product of two halves
@@ -102,6 +153,7 @@ inline __half2 __hfma2(const __half2 a, const __half2 b, const __half2 c) {
         __double2half((double)__high2float(a) * (double)__high2float(b) + (double)__high2float(c)));
 }
 inline float __expf(float x) { return std::exp(x); }
+inline float rsqrtf(float x) { return 1.f / std::sqrt(x); }
 inline int min(int a, int b) { return a < b ? a : b; }
 inline int max(int a, int b) { return a > b ? a : b; }
 
@@ -113,19 +165,33 @@ inline int max(int a, int b) { return a > b ? a : b; }
 // (K-major, 128-byte rows swizzled on the address bits as the GPU does: chunk bits 4-6 XOR bits 7-9), and the
 // block meets again.  Dynamic shared memory is a 1024-aligned static buffer.
 #define LMB_EMU 1
-#define LMB_DYNAMIC_SMEM(name) static __attribute__((aligned(1024))) unsigned char name[227 * 1024]
-inline void __threadfence() {}
-inline unsigned atomicAdd(unsigned *p, unsigned v) {
-    unsigned o = *p;
-    *p = o + v;
-    return o;
-}
+#define LMB_DYNAMIC_SMEM(name) unsigned char *const name = emu::blk->smem
+inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
+inline unsigned atomicAdd(unsigned *p, unsigned v) { return std::atomic_ref<unsigned>(*p).fetch_add(v); }
+inline unsigned atomicExch(unsigned *p, unsigned v) { return std::atomic_ref<unsigned>(*p).exchange(v); }
+inline void __nanosleep(unsigned) { std::this_thread::yield(); }
 template <typename T> inline T __ldcg(const T *p) { return *p; }
 template <typename T> inline void __stcg(T *p, T v) { *p = v; }
 namespace lmb {
 inline uint32_t smem_u32(const void *p) { return (uint32_t)(uintptr_t)p; }
 inline uint64_t smem_desc_sw128(const void *p) { return (uint64_t)(uintptr_t)p; }
-inline unsigned ld_acquire(const unsigned *p) { return std::atomic_ref<const unsigned>(*p).load(std::memory_order_acquire); }
+inline unsigned ld_acquire(const unsigned *p) {
+    std::this_thread::yield(); // spin loops on it make progress with more threads than cores
+    return std::atomic_ref<const unsigned>(*p).load(std::memory_order_acquire);
+}
+inline void st_release(unsigned *p, unsigned v) { std::atomic_ref<unsigned>(*p).store(v, std::memory_order_release); }
+inline uint64_t l2_evict_first() { return 0; }
+// Named barrier `id` over `n` threads of the block (created by the first thread to reach it).
+inline void named_sync(int id, int n) {
+    std::barrier<> *b;
+    {
+        std::lock_guard<std::mutex> g(emu::blk->mu);
+        auto &p = emu::blk->named[id];
+        if (!p) p.reset(new std::barrier<>(n));
+        b = p.get();
+    }
+    b->arrive_and_wait();
+}
 // The 128-byte swizzle on an address in a 1024-aligned tile: 16-byte chunk bits 4-6 XOR row bits 7-9.
 inline uintptr_t swizzle128(uintptr_t p) { return p ^ ((p >> 7) & 7) << 4; }
 // mbarriers: the word holds the pending transaction bytes (bits 0-31), the pending arrivals (32-46), the
@@ -135,12 +201,20 @@ inline void mbar_init(uint64_t *bar, unsigned count) { *bar = (uint64_t)count <<
 inline void mbar_fence_init() {}
 inline void mbar_update(uint64_t *bar, int arrivals, long long tx) {
     std::atomic_ref<uint64_t> w(*bar);
-    uint64_t v = w.load(std::memory_order_acquire);
-    long long pend_tx = (int32_t)(uint32_t)v + tx;
-    unsigned pend_arr = (unsigned)(v >> 32 & 0x7FFF) - arrivals, count = (unsigned)(v >> 47 & 0x7FFF), phase = (unsigned)(v >> 63);
-    if (pend_arr == 0 && pend_tx == 0) pend_arr = count, phase ^= 1;
-    w.store((uint64_t)(uint32_t)pend_tx | (uint64_t)pend_arr << 32 | (uint64_t)count << 47 | (uint64_t)phase << 63,
-            std::memory_order_release);
+    uint64_t v = w.load(std::memory_order_acquire), nv;
+    do {
+        long long pend_tx = (int32_t)(uint32_t)v + tx;
+        unsigned pend_arr = (unsigned)(v >> 32 & 0x7FFF) - arrivals, count = (unsigned)(v >> 47 & 0x7FFF),
+                 phase = (unsigned)(v >> 63);
+        if (pend_arr == 0 && pend_tx == 0) pend_arr = count, phase ^= 1;
+        nv = (uint64_t)(uint32_t)pend_tx | (uint64_t)pend_arr << 32 | (uint64_t)count << 47 | (uint64_t)phase << 63;
+    } while (!w.compare_exchange_weak(v, nv, std::memory_order_acq_rel, std::memory_order_acquire));
+}
+inline void mbar_arrive(uint64_t *bar) { mbar_update(bar, 1, 0); }
+// A bulk copy runs at once and completes its bytes on bar.
+inline void bulk_g2s(void *dst, const void *src, unsigned bytes, uint64_t *bar, uint64_t) {
+    std::memcpy(dst, src, bytes);
+    mbar_update(bar, 0, -(long long)bytes);
 }
 inline void mbar_expect_tx(uint64_t *bar, unsigned bytes) { mbar_update(bar, 1, bytes); }
 inline void mbar_wait(uint64_t *bar, unsigned parity) {
