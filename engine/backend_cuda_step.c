@@ -5,6 +5,7 @@
 #include "backend_cuda_step.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,6 +14,7 @@
 struct cuda_step {
     lmb_w4_step_layer *layers; /* on the device */
     void *ws;                  /* partials, tickets, the grid barrier's two words */
+    unsigned long long *trace; /* LMB_W4_STEP_TRACE=1: phase times of the last step, printed at exit */
     lmb_w4_step_args args;     /* all but the per-step metadata pointers */
 };
 
@@ -89,6 +91,10 @@ int lmb_cuda_step_init(cuda_backend *c, lmb_error *err) {
     a.partial = st->ws;
     a.tickets = (unsigned *)((unsigned char *)st->ws + part);
     a.sync = a.tickets + m->n_heads;
+    if (getenv("LMB_W4_STEP_TRACE") &&
+        lmb_cuda_dev_alloc((void **)&st->trace, sizeof(unsigned long long) * (1 + 5 * (size_t)m->n_layers), err))
+        return -1;
+    a.trace = st->trace;
     st->args = a;
     return 0;
 }
@@ -105,8 +111,27 @@ int lmb_cuda_step_enqueue(cuda_backend *c, const int32_t *positions, const int32
     return 0;
 }
 
+/* LMB_W4_STEP_TRACE=1: the last step's phases, averaged over the layers (CTA 0's clock after each grid barrier). */
+static void print_trace(const cuda_backend *c) {
+    const int L = c->cfg.n_layers;
+    unsigned long long *t = malloc(sizeof *t * (1 + 5 * (size_t)L));
+    if (!t || cudaMemcpy(t, c->step->trace, sizeof *t * (1 + 5 * (size_t)L), cudaMemcpyDeviceToHost) != cudaSuccess) {
+        free(t);
+        return;
+    }
+    static const char *names[5] = {"norm + q|k|v", "RoPE + attention", "o", "norm + gate|up", "down"};
+    double sum[5] = {0};
+    for (int l = 0; l < L; l++)
+        for (int k = 0; k < 5; k++) sum[k] += (double)(t[1 + 5 * l + k] - (k ? t[5 * l + k] : t[5 * l]));
+    fprintf(stderr, "w4 step trace: %.1f us a step;", (t[5 * L] - t[0]) / 1e3);
+    for (int k = 0; k < 5; k++) fprintf(stderr, " %s %.2f us%s", names[k], sum[k] / L / 1e3, k < 4 ? "," : " a layer\n");
+    free(t);
+}
+
 void lmb_cuda_step_free(cuda_backend *c) {
     if (!c->step) return;
+    if (c->step->trace) print_trace(c);
+    cudaFree(c->step->trace);
     cudaFree(c->step->layers);
     cudaFree(c->step->ws);
     free(c->step);

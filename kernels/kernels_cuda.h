@@ -190,6 +190,7 @@ typedef struct lmb_w4_step_args {
     unsigned *tickets;      /* [nh], zero (left zero) */
     unsigned *sync;         /* [2], zero before the first launch: the grid barrier */
     int max_splits;         /* ceil(largest context / 64) */
+    unsigned long long *trace; /* NULL, or [1 + 5 n_layers]: CTA 0's %globaltimer at the start and after each phase */
 } lmb_w4_step_args;
 /* 0 if lmb_cuda_w4_step can run a (shapes, alignment, the device's shared memory), else a reason (static text). */
 const char *lmb_cuda_w4_step_unsupported(const lmb_w4_step_args *a);

@@ -430,11 +430,15 @@ __device__ void consumers(const lmb_w4_step_args &a, const Plan &pl, const Smem 
     int s = 0;
     if (threadIdx.x == 0) sense = ld_acquire(&a.sync[1]);
     half *xs = reinterpret_cast<half *>(sm.x);
+    const bool tracing = a.trace && blockIdx.x == 0 && threadIdx.x == 0;
+    if (tracing) a.trace[0] = globaltimer();
     for (int l = 0; l < a.n_layers; l++) {
         const lmb_w4_step_layer &L = a.layers[l];
+        unsigned long long *tr = a.trace + 1 + 5 * l; // (valid when tracing)
         rmsnorm_x(a, static_cast<const half *>(L.attn_norm), xs, sm.red);
         gemv_phase<QKV, NR_QKV>(a, pl, sm, head, s);
         grid_sync(a.sync, sense);
+        if (tracing) tr[0] = globaltimer();
         switch (a.hd) {
         case 32: attention<4>(a, L, sm); break;
         case 64: attention<8>(a, L, sm); break;
@@ -442,15 +446,19 @@ __device__ void consumers(const lmb_w4_step_args &a, const Plan &pl, const Smem 
         default: attention<32>(a, L, sm); break;
         }
         grid_sync(a.sync, sense);
+        if (tracing) tr[1] = globaltimer();
         load_x_global(static_cast<const half *>(a.attn), a.nh * a.hd, xs);
         gemv_phase<OPROJ, NR_O>(a, pl, sm, head, s);
         grid_sync(a.sync, sense);
+        if (tracing) tr[2] = globaltimer();
         rmsnorm_x(a, static_cast<const half *>(L.ffn_norm), xs, sm.red);
         gemv_phase<GU, 2>(a, pl, sm, head, s);
         grid_sync(a.sync, sense);
+        if (tracing) tr[3] = globaltimer();
         load_x_global(static_cast<const half *>(a.act), a.F, xs);
         gemv_phase<DOWN, NR_DOWN>(a, pl, sm, head, s);
         if (l + 1 < a.n_layers) grid_sync(a.sync, sense); // the kernel's end orders the last layer's writes
+        if (tracing) tr[4] = globaltimer();
     }
 }
 

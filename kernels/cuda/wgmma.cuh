@@ -75,6 +75,12 @@ __device__ __forceinline__ void mbar_wait(uint64_t *bar, unsigned parity) {
                  "r"(parity)
                  : "memory");
 }
+// The GPU's nanosecond clock.
+__device__ __forceinline__ unsigned long long globaltimer() {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;\n" : "=l"(t));
+    return t;
+}
 // A plain arrival on an mbarrier (consumers releasing a stage).
 __device__ __forceinline__ void mbar_arrive(uint64_t *bar) {
     asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_u32(bar)) : "memory");

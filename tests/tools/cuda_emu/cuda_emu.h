@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <barrier>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -181,6 +182,10 @@ inline unsigned ld_acquire(const unsigned *p) {
 }
 inline void st_release(unsigned *p, unsigned v) { std::atomic_ref<unsigned>(*p).store(v, std::memory_order_release); }
 inline uint64_t l2_evict_first() { return 0; }
+inline unsigned long long globaltimer() {
+    return (unsigned long long)std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::steady_clock::now().time_since_epoch()).count();
+}
 // Named barrier `id` over `n` threads of the block (created by the first thread to reach it).
 inline void named_sync(int id, int n) {
     std::barrier<> *b;
