@@ -172,12 +172,17 @@ __device__ void rmsnorm_x(const lmb_w4_step_args &a, const half *gamma, half *xs
     const int tid = threadIdx.x, lane = tid & 31, H = a.H, n4 = H / 4, V = (n4 + 1023) / 1024;
     const int T0 = ((n4 + V - 1) / V + 31) / 32 * 32;
     const float4 *r4 = reinterpret_cast<const float4 *>(a.resid);
-    for (int t = tid; t < T0; t += CT) {
+    float4 keep[4]; // V = 1 (H <= 4096): float4 j = tid + 256 i, kept in registers for the scaling
+#pragma unroll
+    for (int i = 0; i < 4; i++) { // T0 <= 1024: t = tid + 256 i covers them
+        const int t = tid + i * CT;
+        if (t >= T0) break; // warp-uniform (T0 and CT are multiples of 32)
         float ss = 0.f;
         for (int k = 0; k < V; k++) {
             const int j = t + k * T0;
             if (j < n4) {
                 const float4 v = __ldcg(r4 + j);
+                if (V == 1) keep[i] = v;
                 ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
             }
         }
@@ -187,8 +192,7 @@ __device__ void rmsnorm_x(const lmb_w4_step_args &a, const half *gamma, half *xs
     csync();
     const float tot = warp_sum(lane < T0 / 32 ? red[lane] : 0.f);
     const float inv = rsqrtf(tot / H + a.eps);
-    for (int j = tid; j < n4; j += CT) {
-        const float4 v = __ldcg(r4 + j);
+    auto out = [&](float4 v, int j) {
         const uint2 gu = *reinterpret_cast<const uint2 *>(gamma + 4 * j);
         const half2 g01 = as_half2(gu.x), g23 = as_half2(gu.y);
         const half2 o01 = __halves2half2(__float2half_rn(v.x * inv * __low2float(g01)),
@@ -196,14 +200,31 @@ __device__ void rmsnorm_x(const lmb_w4_step_args &a, const half *gamma, half *xs
         const half2 o23 = __halves2half2(__float2half_rn(v.z * inv * __low2float(g23)),
                                          __float2half_rn(v.w * inv * __high2float(g23)));
         *reinterpret_cast<uint2 *>(xs + (4 * j / 32) * XST + 4 * j % 32) = make_uint2(half2_bits(o01), half2_bits(o23));
+    };
+    if (V == 1) {
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+            if (tid + i * CT < n4) out(keep[i], tid + i * CT);
+    } else {
+        for (int j = tid; j < n4; j += CT) out(__ldcg(r4 + j), j);
     }
     csync();
 }
 
 // x = src (fp16 [K], written by other CTAs) into the skewed layout.
 __device__ void load_x_global(const half *src, int K, half *xs) {
-    for (int c = threadIdx.x; c < K / 8; c += CT)
-        *reinterpret_cast<uint4 *>(xs + (c / 4) * XST + (c % 4) * 8) = __ldcg(reinterpret_cast<const uint4 *>(src) + c);
+    const uint4 *s4 = reinterpret_cast<const uint4 *>(src);
+    for (int c0 = threadIdx.x; c0 < K / 8; c0 += 4 * CT) { // 4 loads in flight a thread
+        uint4 v[4];
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+            if (c0 + i * CT < K / 8) v[i] = __ldcg(s4 + c0 + i * CT);
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const int c = c0 + i * CT;
+            if (c < K / 8) *reinterpret_cast<uint4 *>(xs + (c / 4) * XST + (c % 4) * 8) = v[i];
+        }
+    }
     csync();
 }
 
