@@ -5,7 +5,8 @@
  * size and 16-byte aligned, no biases, fp16 activations and a 16-bit cache, not --batch-invariant, shapes the
  * kernel takes, an sm_90a build on a compute capability 9.0 device.  Then the forward runs a step of one token that
  * decodes (T = 1, no prefill tile) as embedding, this kernel, final norm, head and sampling, and the separate
- * kernels otherwise.  LMB_W4_STEP=0 turns it off; =1 makes a refusal an error (tests).  Not under LMB_PROFILE
+ * kernels otherwise.  LMB_W4_STEP=auto turns it on where it applies, =1 makes a refusal an error (tests), =0 off;
+ * the default is off until it has run on a GPU (backend_cuda_step.c: STEP_DEFAULT).  Not under LMB_PROFILE
  * (per-operation timing needs the operations apart).
  */
 #ifndef LMB_BACKEND_CUDA_STEP_H

@@ -46,15 +46,16 @@ bs1)
     one "fp16 bs1 128->256" $B --num-prompts 3 --input-len 128 --output-len 256 --max-seqs 1
     ;;
 step)
-    # bs1 with the decode step kernel (default), without it, with its knobs; fp16
+    # bs1 with the decode step kernel (LMB_W4_STEP=auto), without it, with its knobs and its phase trace; fp16
     A="--dtype awq --num-prompts 3 --input-len 128 --output-len 256 --max-seqs 1"
     F="--num-prompts 3 --input-len 128 --output-len 256 --max-seqs 1"
-    one "W4A16 bs1 128->256 (step kernel)" $B $A
-    one "W4A16 bs1 128->256, LMB_W4_STEP=0" env LMB_W4_STEP=0 $B $A
-    one "W4A16 bs1, step, LMB_W4_STEP_RP8=1" env LMB_W4_STEP_RP8=1 $B $A
-    one "W4A16 bs1, step, LMB_W4_STEP_RING_KB=96" env LMB_W4_STEP_RING_KB=96 $B $A
+    S="env LMB_W4_STEP=auto"
+    one "W4A16 bs1 128->256, step kernel (trace)" $S LMB_W4_STEP_TRACE=1 $B $A
+    one "W4A16 bs1 128->256, separate kernels" $B $A
+    one "W4A16 bs1, step, LMB_W4_STEP_RP8=1" $S LMB_W4_STEP_RP8=1 $B $A
+    one "W4A16 bs1, step, LMB_W4_STEP_RING_KB=96" $S LMB_W4_STEP_RING_KB=96 $B $A
     one "fp16 bs1 128->256" $B $F
-    one "W4A16 bs1 128->256 (step kernel), again" $B $A
+    one "W4A16 bs1 128->256, step kernel" $S $B $A
     ;;
 early)
     # bs1: this build; the build before (.devold/lmbatch, packed by `devpack.sh .devold` when present); fp16; then
