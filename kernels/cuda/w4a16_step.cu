@@ -2,7 +2,9 @@
 // (kernels_cuda.h: lmb_cuda_w4_step).  Why: at batch 1 the weights are the step's bytes (3.4 GB for a 7B model,
 // 1.1 ms at 3 TB/s), but as ~9 kernels a layer each linear's stream starts cold and stops at the kernel's end,
 // and the small kernels between them (norms, RoPE, attention, SiLU) leave the memory idle: the graph of separate
-// kernels ran a 7B step in 2.48 ms (docs/PERF.md, v15).
+// kernels ran a 7B step in 2.48 ms (docs/PERF.md v14; this kernel is v15).  Status: written and checked in the
+// emulator (tests/tools/cuda_emu/emu_step.cpp) in a session that got no GPU; off by default until it has run on
+// one (engine/backend_cuda_step.c: LMB_W4_STEP=auto turns it on).
 //
 // One CTA an SM, 8 consumer warps and a producer warp:
 //   - The producer (one thread) walks the CTA's share of every linear of every layer in the step's order
