@@ -160,8 +160,12 @@ __device__ __forceinline__ void grid_sync(unsigned *sync, unsigned &sense) {
             atomicExch(&sync[0], 0u);
             __threadfence();
             st_release(&sync[1], sense);
-        } else {
-            while (ld_acquire(&sync[1]) != sense) __nanosleep(32);
+        } else { // a CTA that never arrives is a bug: after 10 s the kernel traps (an error, not a hang)
+            const unsigned long long t0 = globaltimer();
+            while (ld_acquire(&sync[1]) != sense) {
+                __nanosleep(32);
+                if (globaltimer() - t0 > 10000000000ull) __trap();
+            }
         }
     }
     csync();

@@ -171,6 +171,7 @@ inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst
 inline unsigned atomicAdd(unsigned *p, unsigned v) { return std::atomic_ref<unsigned>(*p).fetch_add(v); }
 inline unsigned atomicExch(unsigned *p, unsigned v) { return std::atomic_ref<unsigned>(*p).exchange(v); }
 inline void __nanosleep(unsigned) { std::this_thread::yield(); }
+[[noreturn]] inline void __trap() { std::abort(); }
 template <typename T> inline T __ldcg(const T *p) { return *p; }
 template <typename T> inline void __stcg(T *p, T v) { *p = v; }
 namespace lmb {
