@@ -126,7 +126,8 @@ static void print_trace(const cuda_backend *c) {
     for (int l = 0; l < L; l++)
         for (int k = 0; k < 5; k++) sum[k] += (double)(t[1 + 5 * l + k] - (k ? t[5 * l + k] : t[5 * l]));
     fprintf(stderr, "w4 step trace: %.1f us a step;", (t[5 * L] - t[0]) / 1e3);
-    for (int k = 0; k < 5; k++) fprintf(stderr, " %s %.2f us%s", names[k], sum[k] / L / 1e3, k < 4 ? "," : " a layer\n");
+    for (int k = 0; k < 5; k++)
+        fprintf(stderr, " %s %.2f us%s", names[k], sum[k] / L / 1e3, k < 4 ? "," : " a layer\n");
     free(t);
 }
 

@@ -115,11 +115,12 @@ __device__ void producer(const lmb_w4_step_args &a, const Plan &pl, const Smem &
                 for (int part = 0; part < parts; part++) { // gate|up: the up rows F + r.. at stage rows 8..
                     const size_t R0 = (size_t)r + (size_t)part * g.NP;
                     const int d0 = 8 * part;
-                    bulk_g2s(st + (size_t)d0 * (g.K / 2), lin[p]->qweight + R0 * g.KW, (unsigned)v * (g.K / 2), bar, pol);
+                    bulk_g2s(st + (size_t)d0 * (g.K / 2), lin[p]->qweight + R0 * g.KW, (unsigned)v * (g.K / 2), bar,
+                             pol);
                     bulk_g2s(st + (size_t)g.RP * (g.K / 2) + (size_t)d0 * 2 * g.NG,
                              static_cast<const half *>(lin[p]->scales) + R0 * g.NG, (unsigned)v * 2 * g.NG, bar, pol);
-                    bulk_g2s(st + (size_t)g.RP * (g.K / 2 + 2 * g.NG) + (size_t)d0 * 4 * g.ZW, lin[p]->zeros + R0 * g.ZW,
-                             (unsigned)v * 4 * g.ZW, bar, pol);
+                    bulk_g2s(st + (size_t)g.RP * (g.K / 2 + 2 * g.NG) + (size_t)d0 * 4 * g.ZW,
+                             lin[p]->zeros + R0 * g.ZW, (unsigned)v * 4 * g.ZW, bar, pol);
                 }
                 head += g.stage_bytes;
             }
@@ -438,10 +439,12 @@ template <int LPK> __device__ void attention(const lmb_w4_step_args &a, const lm
                 const float *p0 = a.partial + (size_t)h * a.max_splits * (HD + 2);
                 float M = -INFINITY, Lsum = 0.f;
                 for (int s = 0; s < ns; s++) M = fmaxf(M, __ldcg(p0 + s * (HD + 2)));
-                for (int s = 0; s < ns; s++) Lsum += __ldcg(p0 + s * (HD + 2) + 1) * __expf(__ldcg(p0 + s * (HD + 2)) - M);
+                for (int s = 0; s < ns; s++)
+                    Lsum += __ldcg(p0 + s * (HD + 2) + 1) * __expf(__ldcg(p0 + s * (HD + 2)) - M);
                 for (int d = tid; d < HD; d += CT) {
                     float o = 0.f;
-                    for (int s = 0; s < ns; s++) o += __ldcg(p0 + s * (HD + 2) + 2 + d) * __expf(__ldcg(p0 + s * (HD + 2)) - M);
+                    for (int s = 0; s < ns; s++)
+                        o += __ldcg(p0 + s * (HD + 2) + 2 + d) * __expf(__ldcg(p0 + s * (HD + 2)) - M);
                     out[d] = __float2half_rn(o / Lsum);
                 }
                 if (tid == 0) a.tickets[h] = 0;

@@ -406,8 +406,9 @@ static void step_matches_kernels(const char *what, const char *dir, const lmb_mo
             for (int v = 1; v < V; v++) lo = fminf(lo, lg[v]), hi = fmaxf(hi, lg[v]);
             const float gap = fabsf(lg[a.tokens[t]] - lg[b.tokens[t]]);
             free(lg);
-            cr_assert_lt(gap, 1e-3f * (hi - lo), "%s request %d step %d: step kernel %d, separate kernels %d (logit gap %g "
-                         "of range %g)", what, i, t, a.tokens[t], b.tokens[t], gap, hi - lo);
+            cr_assert_lt(gap, 1e-3f * (hi - lo),
+                         "%s request %d step %d: step kernel %d, separate kernels %d (logit gap %g of range %g)",
+                         what, i, t, a.tokens[t], b.tokens[t], gap, hi - lo);
             ties++;
             break;
         }

@@ -5,7 +5,8 @@
 //   - two layers: the residual out, and the new token's K and V in the cache, against a plain float reference
 //     (dequantized weights, fp16 roundings where the kernels round, attention in double).
 // Shapes: GQA, attention in 1 and 3 splits, the gemv's K split (N <= 8192) and not (N past 8192), stages of 16 rows
-// and of 8, ragged last stages, and CTA counts that leave some CTAs without rows.  Built and run by run_w4a16.sh.
+// and of 8, ragged last stages, CTA counts that leave some CTAs without rows, and a hidden size past 4096 (the
+// norm's second float4 a thread).  Built and run by run_w4a16.sh.
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -48,7 +49,8 @@ static Lin make_lin(int N, int K, int G) {
             for (int e = 0; e < 8 && 8 * w + e < ng; e++) z |= (rnd() % 16) << (4 * e);
             l.qz[(size_t)n * ZW + w] = z;
         }
-    for (size_t i = 0; i < (size_t)N * ng; i++) l.sc[i] = f2h((0.002f + 0.006f * (frand() + 1) / 2) * 64.f / (float)std::sqrt((double)K));
+    const float amp = 64.f / std::sqrt((float)K); // outputs of about unit size whatever K
+    for (size_t i = 0; i < (size_t)N * ng; i++) l.sc[i] = f2h((0.002f + 0.006f * (frand() + 1) / 2) * amp);
     l.W = (float *)amalloc(4 * (size_t)N * K);
     lmb_cpu_w4_rows_dequant(l.W, l.qw, l.qz, l.sc, K, N, G);
     return l;
@@ -122,7 +124,7 @@ static void run_case(const char *name, int L, int H, int nh, int nkv, int hd, in
     std::vector<lmb_w4_step_layer> layers(L);
     const size_t cache_elems = (size_t)m.nblocks * nkv * m.bs * hd;
     std::vector<int32_t> table(m.nblocks);
-    for (int i = 0; i < m.nblocks; i++) table[i] = (i * 5 + 3) % m.nblocks; // a permutation (nblocks not a multiple of 5)
+    for (int i = 0; i < m.nblocks; i++) table[i] = (i * 5 + 3) % m.nblocks; // a permutation: nblocks 4, 6, 8, 13
     for (int l = 0; l < L; l++) {
         m.qkv.push_back(make_lin(QN, H, G)), m.o.push_back(make_lin(H, nh * hd, G));
         m.gu.push_back(make_lin(2 * F, H, G)), m.down.push_back(make_lin(H, F, G));
@@ -140,14 +142,16 @@ static void run_case(const char *name, int L, int H, int nh, int nkv, int hd, in
     float *resid = (float *)amalloc(4 * H);
     std::vector<float> resid0(H);
     for (int i = 0; i < H; i++) resid0[i] = resid[i] = frand();
-    uint16_t *qkv = (uint16_t *)amalloc(2 * QN), *attn = (uint16_t *)amalloc(2 * nh * hd), *act = (uint16_t *)amalloc(2 * F);
+    uint16_t *qkv = (uint16_t *)amalloc(2 * QN), *attn = (uint16_t *)amalloc(2 * nh * hd),
+             *act = (uint16_t *)amalloc(2 * F);
     float *partial = (float *)amalloc(4 * (size_t)nh * max_splits * (hd + 2));
     unsigned *tickets = (unsigned *)calloc(nh, 4), sync[2] = {0, 0};
     int32_t positions[1] = {pos}, tok_seq[1] = {0};
     int64_t slots[1] = {(int64_t)table[pos / m.bs] * m.bs + pos % m.bs};
     // the reference's caches: copies before the kernel writes the new token
     std::vector<std::vector<uint16_t>> kref(L), vref(L);
-    for (int l = 0; l < L; l++) kref[l].assign(m.kc[l], m.kc[l] + cache_elems), vref[l].assign(m.vc[l], m.vc[l] + cache_elems);
+    for (int l = 0; l < L; l++)
+        kref[l].assign(m.kc[l], m.kc[l] + cache_elems), vref[l].assign(m.vc[l], m.vc[l] + cache_elems);
 
     lmb_w4_step_args a = {layers.data(), L, H, nh, nkv, hd, F, G, eps, scale, resid, qkv, attn, act, positions, tok_seq,
                           table.data(), slots, m.nblocks, m.bs, inv.data(), partial, tickets, sync, max_splits};
@@ -161,7 +165,8 @@ static void run_case(const char *name, int L, int H, int nh, int nkv, int hd, in
     if (lmb_cuda_w4_step(&a, nullptr)) failures++, printf("%s: launch failed FAIL\n", name);
 
     // reference
-    std::vector<float> r(resid0), x(std::max(H, std::max(F, nh * hd))), q(QN), y(std::max(QN, 2 * F)), at(nh * hd);
+    std::vector<float> r(resid0), x(std::max(H, std::max(F, nh * hd))), q(QN), y(std::max(std::max(QN, 2 * F), H)),
+        at(nh * hd);
     std::vector<uint16_t> xh(H);
     char what[160];
     for (int l = 0; l < L; l++) {
@@ -198,7 +203,8 @@ static void run_case(const char *name, int L, int H, int nh, int nkv, int hd, in
             for (int e = 0; e < hd; e++) {
                 double o = 0;
                 for (int j = 0; j <= pos; j++)
-                    o += s[j] * h2f(vref[l][((size_t)table[j / m.bs] * nkv + kvh) * m.bs * hd + (size_t)(j % m.bs) * hd + e]);
+                    o += s[j] * h2f(vref[l][((size_t)table[j / m.bs] * nkv + kvh) * m.bs * hd +
+                                            (size_t)(j % m.bs) * hd + e]);
                 at[(size_t)h * hd + e] = r16((float)(o / sum));
             }
         }
@@ -243,6 +249,8 @@ int main() {
     // q|k|v and gate|up past 8192 rows (no K split), o and down with K 4608 and 5120 (8-row stages), hd 128, 1 split
     run_case("B1 H128 72/36 heads hd64 F5120 g32, 1 layer", 1, 128, 72, 36, 64, 5120, 32, 40, 5);
     run_case("B2 H128 8/8 heads hd128 F5120 g32, 2 layers", 2, 128, 8, 8, 128, 5120, 32, 70, 4);
+    // hidden 4160: the norm's threads take two float4s each (add_rmsnorm_vec_kernel's V = 2 above H = 4096)
+    run_case("C1 H4160 2/2 heads hd64 F128 g32, 1 layer", 1, 4160, 2, 2, 64, 128, 32, 9, 3);
     printf(failures ? "%d FAILED\n" : "all passed\n", failures);
     return failures != 0;
 }
