@@ -39,4 +39,27 @@ __device__ __forceinline__ half2 dequant_pair(uint32_t w, int p, half2 zp, half2
 
 __device__ __forceinline__ half2 zero_pair(uint32_t z) { return as_half2((0x6400u | z) * 0x00010001u); }
 
+// The gemv's arithmetic for one unit of VEC words (8 VEC inputs, one group) of a row, shared by the gemv
+// (w4a16.cu, M <= 2) and the decode step kernel (w4a16_step.cu) so that both give the same bits:
+//   gemv_c(z): -(1024 + z) / 16 in both halves; (1024 + q) / 16 + that = (q - z) / 16 exactly;
+//   gemv_unit: acc[m] = sum over the unit's pairs of x[m] * (q - z) / 16, one fp16 pair per x row (weights
+//              dequantized once for the M rows);
+//   the caller then adds fmaf(16 * scale, lo + hi, total) in fp32.
+__device__ __forceinline__ half2 gemv_c(uint32_t z) { return __float2half2_rn(-64.f - 0.0625f * (float)z); }
+template <int VEC, int M>
+__device__ __forceinline__ void gemv_unit(half2 (&acc)[M], const uint32_t (&w)[VEC], half2 c,
+                                          const half2 (&x)[M][4 * VEC]) {
+    const half2 sixteenth = __float2half2_rn(0.0625f);
+#pragma unroll
+    for (int m = 0; m < M; m++) acc[m] = __float2half2_rn(0.f);
+#pragma unroll
+    for (int v = 0; v < VEC; v++)
+#pragma unroll
+        for (int p = 0; p < 4; p++) {
+            const half2 d = __hfma2(pair_1024(w[v], p), sixteenth, c); // (q - z) / 16, exact
+#pragma unroll
+            for (int m = 0; m < M; m++) acc[m] = __hfma2(x[m][4 * v + p], d, acc[m]);
+        }
+}
+
 } // namespace lmb

@@ -131,7 +131,7 @@ __device__ __forceinline__ void gemv_units(float (&tot)[GEMV_R][M], const half *
         for (int r = 0; r < GEMV_R; r++) {
             const size_t n = (size_t)(n0 + r);
             s16[a][r] = 16.f * __half2float(__ldg(sc + n * ng + g));
-            c[a][r] = __float2half2_rn(-64.f - 0.0625f * (float)zero_of(qz, n, ZW, g));
+            c[a][r] = gemv_c(zero_of(qz, n, ZW, g));
         }
     }
     const half2 sixteenth = __float2half2_rn(0.0625f), hzero = __float2half2_rn(0.f);
@@ -145,16 +145,7 @@ __device__ __forceinline__ void gemv_units(float (&tot)[GEMV_R][M], const half *
 #pragma unroll
             for (int r = 0; r < GEMV_R; r++) {
                 half2 acc[M];
-#pragma unroll
-                for (int m = 0; m < M; m++) acc[m] = hzero;
-#pragma unroll
-                for (int v = 0; v < VEC; v++)
-#pragma unroll
-                    for (int p = 0; p < 4; p++) {
-                        half2 d = __hfma2(pair_1024(w[a][r][v], p), sixteenth, c[a][r]); // (q - z) / 16, exact
-#pragma unroll
-                        for (int m = 0; m < M; m++) acc[m] = __hfma2(xr[m][4 * v + p], d, acc[m]);
-                    }
+                gemv_unit<VEC, M>(acc, w[a][r], c[a][r], xr);
 #pragma unroll
                 for (int m = 0; m < M; m++)
                     tot[r][m] = fmaf(s16[a][r], __low2float(acc[m]) + __high2float(acc[m]), tot[r][m]);

@@ -235,9 +235,9 @@ __device__ void load_x_global(const half *src, int K, half *xs) {
     csync();
 }
 
-// Rows w + 8j (j < NR) of a stage over all K: lane l takes units l, l + 32, ... in order, the gemv's math (M = 1):
-// per unit an fp16 pair sums the 32 products of (q - z)/16 and x, then s * 16 * (lo + hi) joins the fp32 total of
-// the unit's half (ks = 2: units with (u / 64) odd go to t1, as the gemv's second warp); then warp butterflies.
+// Rows w + 8j (j < NR) of a stage over all K: lane l takes units l, l + 32, ... in order, the gemv's math
+// (w4.cuh, gemv_unit): per unit an fp16 pair sums the 32 products of (q - z)/16 and x, then s * 16 * (lo + hi)
+// joins the fp32 total of the unit's half (ks = 2: units with (u / 64) odd go to t1, as the gemv's second warp); then warp butterflies.
 template <int NR>
 __device__ __forceinline__ void dot_rows(float (&t0)[NR], float (&t1)[NR], const bool (&valid)[NR],
                                          const unsigned char *st, const Geo &g, const half *xs) {
@@ -245,16 +245,15 @@ __device__ __forceinline__ void dot_rows(float (&t0)[NR], float (&t1)[NR], const
     const uint32_t *wq = reinterpret_cast<const uint32_t *>(st);
     const half *ssc = reinterpret_cast<const half *>(st + (size_t)g.RP * (g.K / 2));
     const uint32_t *sqz = reinterpret_cast<const uint32_t *>(st + (size_t)g.RP * (g.K / 2 + 2 * g.NG));
-    const half2 sixteenth = __float2half2_rn(0.0625f), hzero = __float2half2_rn(0.f);
 #pragma unroll
     for (int j = 0; j < NR; j++) t0[j] = 0.f, t1[j] = 0.f;
     for (int u = lane; u < U; u += 32) {
-        half2 xr[16];
+        half2 xr[1][16];
 #pragma unroll
         for (int q = 0; q < 4; q++) {
             const uint4 t = *reinterpret_cast<const uint4 *>(xs + u * XST + 8 * q);
-            xr[4 * q] = as_half2(t.x), xr[4 * q + 1] = as_half2(t.y), xr[4 * q + 2] = as_half2(t.z),
-                   xr[4 * q + 3] = as_half2(t.w);
+            xr[0][4 * q] = as_half2(t.x), xr[0][4 * q + 1] = as_half2(t.y), xr[0][4 * q + 2] = as_half2(t.z),
+                      xr[0][4 * q + 3] = as_half2(t.w);
         }
         const int gi = u * 32 / g.group;
         const bool hi = g.ks == 2 && ((u >> 6) & 1);
@@ -265,17 +264,10 @@ __device__ __forceinline__ void dot_rows(float (&t0)[NR], float (&t1)[NR], const
             const uint4 wv = *reinterpret_cast<const uint4 *>(wq + (size_t)i * g.KW + 4 * u);
             const float s16 = 16.f * __half2float(ssc[i * g.NG + gi]);
             const uint32_t z = (sqz[i * g.ZW + gi / 8] >> (4 * (gi % 8))) & 15u;
-            const half2 c = __float2half2_rn(-64.f - 0.0625f * (float)z);
             const uint32_t wd[4] = {wv.x, wv.y, wv.z, wv.w};
-            half2 acc = hzero;
-#pragma unroll
-            for (int v = 0; v < 4; v++)
-#pragma unroll
-                for (int p = 0; p < 4; p++) {
-                    const half2 d = __hfma2(pair_1024(wd[v], p), sixteenth, c); // (q - z) / 16, exact
-                    acc = __hfma2(xr[4 * v + p], d, acc);
-                }
-            const float f = __low2float(acc) + __high2float(acc);
+            half2 acc[1];
+            gemv_unit<4, 1>(acc, wd, gemv_c(z), xr);
+            const float f = __low2float(acc[0]) + __high2float(acc[0]);
             if (hi) t1[j] = fmaf(s16, f, t1[j]);
             else t0[j] = fmaf(s16, f, t0[j]);
         }
