@@ -195,6 +195,8 @@ typedef struct lmb_w4_step_args {
 /* 0 if lmb_cuda_w4_step can run a (shapes, alignment, the device's shared memory), else a reason (static text). */
 const char *lmb_cuda_w4_step_unsupported(const lmb_w4_step_args *a);
 int lmb_cuda_w4_step(const lmb_w4_step_args *a, lmb_stream s);
+/* Forces the CTA count of later launches (the emulator, tests: fewer CTAs than SMs); 0 restores one an SM. */
+void lmb_cuda_w4_step_ctas(int ctas);
 
 /* Dequantizes output rows [n_begin, n_begin + n_count) to w, fp16 [n_count, K] row-major, each value
  * (q - z) * s rounded once (the CPU dequantizer's value rounded to fp16).  For cuBLAS that is the column-major

@@ -435,15 +435,6 @@ static bool getenv_generic(void) {
     return v;
 }
 
-// An integer knob from the environment (0 when unset), read once per call site: *cache starts at INT_MIN.
-static int env_knob(int *cache, const char *name) {
-    if (*cache == INT_MIN) {
-        const char *e = getenv(name);
-        *cache = e ? atoi(e) : 0;
-    }
-    return *cache;
-}
-
 // LMB_ATTN_GQA=1 (or 2, 4): at most that many query heads per CTA (default 4), to compare versions.
 static int getenv_gqa(void) {
     static int v = INT_MIN;

@@ -5,7 +5,9 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
+#include <limits.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "../kernels_cuda.h"
 
@@ -62,6 +64,16 @@ __device__ __forceinline__ void pdl_trigger() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
+}
+
+// An integer knob from the environment (0 when unset), read once per call site: *cache starts at INT_MIN.  Host
+// code (the launchers' tuning switches).
+inline int env_knob(int *cache, const char *name) {
+    if (*cache == INT_MIN) {
+        const char *e = getenv(name);
+        *cache = e ? atoi(e) : 0;
+    }
+    return *cache;
 }
 
 // Whether launch_pdl asks for programmatic dependent launch: a device of compute capability >= 9, unless

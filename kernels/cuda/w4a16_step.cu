@@ -503,19 +503,13 @@ __global__ void __launch_bounds__(THREADS, 1) step_kernel(const __grid_constant_
 
 // Tuning knobs, to compare on the GPU machine: LMB_W4_STEP_RP8=1 (stages of 8 rows for every linear but gate|up),
 // LMB_W4_STEP_RING_KB=n (a smaller ring).  Read once.
-int env_int(const char *name) {
-    const char *e = getenv(name);
-    return e ? atoi(e) : 0;
-}
 int knob_rp8() {
-    static int v = -1;
-    if (v < 0) v = env_int("LMB_W4_STEP_RP8") == 1;
-    return v;
+    static int v = INT_MIN;
+    return env_knob(&v, "LMB_W4_STEP_RP8") == 1;
 }
 int knob_ring_kb() {
-    static int v = -1;
-    if (v < 0) v = env_int("LMB_W4_STEP_RING_KB");
-    return v;
+    static int v = INT_MIN;
+    return env_knob(&v, "LMB_W4_STEP_RING_KB");
 }
 
 // The shapes' plan, or why they cannot run (shared memory of smem_max bytes a CTA).

@@ -17,7 +17,6 @@ extern "C" {
 #include "../../../engine/tensor.h"
 #include "../../../kernels/kernels.h"
 #include "../../../kernels/kernels_cuda.h"
-void lmb_cuda_w4_step_ctas(int ctas);
 }
 
 static unsigned long long st = 0x9E3779B97F4A7C15ULL;
