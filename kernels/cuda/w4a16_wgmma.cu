@@ -77,8 +77,11 @@ __device__ inline int cta_of(int u, int U, int P) {
     return c;
 }
 
+// CTAs an SM the register budget is cut for (the launch bounds): 2 for the small tiles, else 1 (no spills).
+__host__ __device__ constexpr int min_ctas(int nt, int mb) { return nt >= 128 || mb == 2 ? 1 : 2; }
+
 template <int NT, int MB>
-__global__ void __launch_bounds__(THREADS, NT >= 128 || MB == 2 ? 1 : 2)
+__global__ void __launch_bounds__(THREADS, min_ctas(NT, MB))
     wgmma_kernel(const __grid_constant__ CUtensorMap xmap, const __grid_constant__ CUtensorMap wmap,
                  half *__restrict__ y, const uint32_t *__restrict__ qz, const half *__restrict__ sc,
                  float *__restrict__ ws, unsigned *__restrict__ tickets, int M, int N, int K, int gs, int ntt,
@@ -339,7 +342,7 @@ void pick_shape(int M, int &nt, int &mb) {
 // CTAs an SM holds at once: the launch bounds' register budget and the shared memory (228 KB an SM; a CTA also
 // takes 1 KB of the driver's and ~1 KB of static: 3 KB counted).
 int ctas_per_sm(int nt, int mb, size_t smem) {
-    const int by_regs = nt >= 128 || mb == 2 ? 1 : 2, by_smem = (int)((size_t)228 * 1024 / (smem + 3 * 1024));
+    const int by_regs = min_ctas(nt, mb), by_smem = (int)((size_t)228 * 1024 / (smem + 3 * 1024));
     return by_regs < by_smem ? by_regs : by_smem;
 }
 
